@@ -1,7 +1,23 @@
-"""tinyvideo: small video language models that reason."""
+"""tinyvideo: small video language models that reason.
 
-from tinyvideo.config import TinyVideoConfig
-from tinyvideo.modeling import TinyVideoForConditionalGeneration
-from tinyvideo.processing import TinyVideoProcessor
+The model classes are imported on first use, so that light modules (video decoding, the synthetic
+suite, rewards) do not pay for importing transformers.
+"""
 
-__all__ = ["TinyVideoConfig", "TinyVideoForConditionalGeneration", "TinyVideoProcessor"]
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "TinyVideoConfig": "tinyvideo.config",
+    "TinyVideoForConditionalGeneration": "tinyvideo.modeling",
+    "TinyVideoProcessor": "tinyvideo.processing",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tinyvideo' has no attribute {name!r}")
