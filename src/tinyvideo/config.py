@@ -1,0 +1,84 @@
+"""Model configuration: a Qwen2 language model, a SigLIP vision tower and a connector between them."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedConfig, Qwen2Config, SiglipVisionConfig
+
+CONNECTOR_TYPES = ("group", "naive", "image", "mlp")
+
+# Connector names used by published TinyLLaVA-Video checkpoints (compat-spec 1.6), matched exactly.
+CONNECTOR_ALIASES = {
+    "groupresampler": "group",
+    "naiveresampler": "naive",
+    "resamplerwithpe": "naive",
+    "resampler": "image",
+}
+
+
+def canonical_connector(name: str) -> tuple[str, int | None]:
+    """Map a connector name (ours or a published one) to (connector_type, mlp_depth or None)."""
+    key = name.lower()
+    if key in CONNECTOR_TYPES:
+        return key, None
+    if key in CONNECTOR_ALIASES:
+        return CONNECTOR_ALIASES[key], None
+    if key.startswith("mlp") and key.endswith("x_gelu") and key[3:-6].isdigit():
+        return "mlp", int(key[3:-6])
+    known = ", ".join(CONNECTOR_TYPES + tuple(CONNECTOR_ALIASES) + ("mlp<N>x_gelu",))
+    raise ValueError(f"unknown connector_type {name!r}; expected one of: {known}")
+
+
+class TinyVideoConfig(PreTrainedConfig):
+    """Configuration of `TinyVideoForConditionalGeneration`.
+
+    `num_queries` is the number of visual tokens a video becomes for the video-level connectors
+    (`group`, `naive`); the `image` connector gives each frame `num_queries // group` tokens, and
+    `mlp` keeps every patch token. `video_token_id` is the token the processor repeats once per
+    visual token; it sits in the spare embedding rows above the tokenizer's vocabulary.
+    """
+
+    model_type = "tinyvideo"
+    sub_configs_defaults = {"text_config": Qwen2Config, "vision_config": SiglipVisionConfig}
+
+    text_config: dict | PreTrainedConfig | None = None
+    vision_config: dict | PreTrainedConfig | None = None
+    connector_type: str = "group"
+    num_queries: int = 512
+    group: int = 16
+    num_resampler_layers: int = 3
+    mlp_depth: int = 2
+    vision_feature_layer: int = -2
+    vision_feature_select_strategy: str = "patch"
+    video_token_id: int | None = None
+    max_length: int = 3072
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.connector_type, depth = canonical_connector(self.connector_type)
+        self.mlp_depth = depth or self.mlp_depth
+        self.tie_word_embeddings = self.text_config.tie_word_embeddings
+        if self.vision_feature_select_strategy not in ("patch", "cls_patch"):
+            raise ValueError("vision_feature_select_strategy must be 'patch' or 'cls_patch'")
+        if self.connector_type in ("group", "image") and self.num_queries % self.group:
+            raise ValueError(f"num_queries ({self.num_queries}) must be divisible by group ({self.group})")
+        if self.video_token_id is None:
+            self.video_token_id = self.text_config.vocab_size - 1
+
+    @property
+    def hidden_size(self) -> int:
+        return self.text_config.hidden_size
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """Vision-tower tokens per frame after feature selection (728 for SigLIP-so400m-384 'patch')."""
+        patches = (self.vision_config.image_size // self.vision_config.patch_size) ** 2
+        return patches - 1 if self.vision_feature_select_strategy == "patch" else patches
+
+    def num_visual_tokens(self, num_frames: int) -> int:
+        """How many embeddings the connector makes of a video of `num_frames` frames."""
+        if self.connector_type in ("group", "naive"):
+            return self.num_queries
+        if self.connector_type == "image":
+            return self.num_queries // self.group * num_frames
+        return self.tokens_per_frame * num_frames

@@ -1,0 +1,150 @@
+"""Connectors: turn vision-tower frame features [B, T, P, Dv] into language-model embeddings [B, Q, D].
+
+- `group`: the video-level group resampler of TinyLLaVA-Video. All frames' tokens form one sequence,
+  split into `group` contiguous chunks; one Perceiver with shared latents resamples each chunk; a
+  sinusoidal position encoding is added to the concatenated result.
+- `naive`: the naive video-level resampler: position encoding on the media, then one Perceiver over
+  the whole sequence.
+- `image`: an image-level resampler: each frame is resampled on its own, no position encoding.
+- `mlp`: a per-token MLP projection (every patch token becomes one embedding).
+
+Parameter names follow the published checkpoints (compat-spec 1.5-1.6) so that weights map one to one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinyvideo.config import TinyVideoConfig
+
+
+def sinusoidal_position_encoding(length: int, dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Sine/cosine position encoding [length, dim].
+
+    Computed in float32 and rounded through float16 before the cast to `dtype`, because the published
+    code stores it in a float16 buffer (compat-spec 1.5); the rounding is kept for bit-compatibility.
+    """
+    position = torch.arange(length, dtype=torch.float32, device=device).unsqueeze(1)
+    div_term = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim, dtype=torch.float32, device=device)
+    pe[:, 0::2] = torch.sin(position * div_term)
+    pe[:, 1::2] = torch.cos(position * div_term)
+    return pe.to(torch.float16).to(dtype)
+
+
+class PerceiverAttention(nn.Module):
+    """Latents attend to [media; latents] (media first, as published)."""
+
+    def __init__(self, dim: int, dim_head: int = 64, heads: int = 8):
+        super().__init__()
+        self.heads = heads
+        inner = dim_head * heads
+        self.norm_media = nn.LayerNorm(dim)
+        self.norm_latents = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_kv = nn.Linear(dim, inner * 2, bias=False)
+        self.to_out = nn.Linear(inner, dim, bias=False)
+
+    def forward(self, media: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        media, latents = self.norm_media(media), self.norm_latents(latents)
+        q = self.to_q(latents)
+        k, v = self.to_kv(torch.cat([media, latents], dim=1)).chunk(2, dim=-1)
+        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out(out.transpose(1, 2).flatten(2))
+
+
+def feed_forward(dim: int, mult: int = 4) -> nn.Sequential:
+    return nn.Sequential(
+        nn.LayerNorm(dim),
+        nn.Linear(dim, dim * mult, bias=False),
+        nn.GELU(),
+        nn.Linear(dim * mult, dim, bias=False),
+    )
+
+
+class PerceiverResampler(nn.Module):
+    """Projects vision features to the LM width and resamples a token sequence to a fixed set of latents."""
+
+    def __init__(self, vision_dim: int, dim: int, num_latents: int, depth: int):
+        super().__init__()
+        self.latents = nn.Parameter(torch.randn(num_latents, dim))
+        self.linear = nn.Linear(vision_dim, dim)
+        self.layers = nn.ModuleList(nn.ModuleList([PerceiverAttention(dim), feed_forward(dim)]) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+
+    def resample(self, media: torch.Tensor) -> torch.Tensor:
+        """[B, n, D] projected media -> [B, num_latents, D]."""
+        latents = self.latents.unsqueeze(0).expand(media.shape[0], -1, -1)
+        for attention, ff in self.layers:
+            latents = attention(media, latents) + latents
+            latents = ff(latents) + latents
+        return self.norm(latents)
+
+
+class GroupResampler(PerceiverResampler):
+    def __init__(self, config: TinyVideoConfig):
+        super().__init__(
+            config.vision_config.hidden_size, config.hidden_size, config.num_queries // config.group, config.num_resampler_layers
+        )
+        self.groups = config.group
+
+    def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
+        media = self.linear(frame_features.flatten(1, 2))
+        batch, length, dim = media.shape
+        if length < self.groups:
+            raise ValueError(f"a video gives {length} visual tokens, fewer than the {self.groups} groups")
+        # The first `length % groups` chunks are one token longer (torch.split sizes of the published code).
+        base, longer = divmod(length, self.groups)
+        cut = longer * (base + 1)
+        chunks = [media[:, :cut].reshape(batch * longer, base + 1, dim), media[:, cut:].reshape(-1, base, dim)]
+        outputs = [self.resample(c).unflatten(0, (batch, -1)) for c in chunks if c.shape[0]]
+        latents = torch.cat(outputs, dim=1).flatten(1, 2)
+        return latents + sinusoidal_position_encoding(latents.shape[1], dim, latents.dtype, latents.device)
+
+
+class NaiveResampler(PerceiverResampler):
+    def __init__(self, config: TinyVideoConfig):
+        super().__init__(config.vision_config.hidden_size, config.hidden_size, config.num_queries, config.num_resampler_layers)
+
+    def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
+        media = self.linear(frame_features.flatten(1, 2))
+        media = media + sinusoidal_position_encoding(media.shape[1], media.shape[2], media.dtype, media.device)
+        return self.resample(media)
+
+
+class ImageResampler(PerceiverResampler):
+    def __init__(self, config: TinyVideoConfig):
+        super().__init__(
+            config.vision_config.hidden_size, config.hidden_size, config.num_queries // config.group, config.num_resampler_layers
+        )
+
+    def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
+        batch = frame_features.shape[0]
+        latents = self.resample(self.linear(frame_features.flatten(0, 1)))
+        return latents.unflatten(0, (batch, -1)).flatten(1, 2)
+
+
+class MlpConnector(nn.Sequential):
+    """Linear, then (depth - 1) x [GELU, Linear], applied to every patch token."""
+
+    def __init__(self, config: TinyVideoConfig):
+        dim = config.hidden_size
+        layers: list[nn.Module] = [nn.Linear(config.vision_config.hidden_size, dim)]
+        for _ in range(config.mlp_depth - 1):
+            layers += [nn.GELU(), nn.Linear(dim, dim)]
+        super().__init__(*layers)
+
+    def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
+        return super().forward(frame_features.flatten(1, 2))
+
+
+CONNECTORS = {"group": GroupResampler, "naive": NaiveResampler, "image": ImageResampler, "mlp": MlpConnector}
+
+
+def build_connector(config: TinyVideoConfig) -> nn.Module:
+    return CONNECTORS[config.connector_type](config)

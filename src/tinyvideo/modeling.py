@@ -1,0 +1,188 @@
+"""The model: SigLIP vision tower -> connector -> Qwen2 causal LM.
+
+The processor has already expanded each video placeholder into `num_visual_tokens` copies of
+`config.video_token_id`, so sequence lengths are known before the model runs; the model only
+replaces those positions' embeddings with the connector output (`masked_scatter`).
+
+The visual path is split in two so that work can be shared:
+- `encode_frames`: the vision tower, usually frozen. Its output (frame features) can be computed once
+  per video and reused by every rollout, the reference model and every question about that video.
+- `connect`: the trainable connector.
+`forward` and `generate` accept pixel values, precomputed frame features, or ready `inputs_embeds`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel, Qwen2ForCausalLM, SiglipVisionModel
+from transformers import initialization as init
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from tinyvideo.config import TinyVideoConfig
+from tinyvideo.connectors import PerceiverResampler, build_connector
+
+Videos = torch.Tensor | Sequence[torch.Tensor]
+
+
+def split_videos(videos: Videos, num_frames: torch.Tensor | Sequence[int] | None) -> list[torch.Tensor]:
+    """A padded [V, Tmax, ...] tensor (with per-video frame counts) or a list -> one tensor per video."""
+    if isinstance(videos, torch.Tensor):
+        if num_frames is None:
+            return list(videos.unbind(0))
+        return [video[: int(n)] for video, n in zip(videos, num_frames, strict=True)]
+    return list(videos)
+
+
+class TinyVideoPreTrainedModel(PreTrainedModel):
+    config_class = TinyVideoConfig
+    config: TinyVideoConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["Qwen2DecoderLayer", "SiglipEncoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, PerceiverResampler):
+            init.normal_(module.latents, mean=0.0, std=1.0)
+
+
+class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixin):
+    def __init__(self, config: TinyVideoConfig):
+        super().__init__(config)
+        self.vision_tower = SiglipVisionModel(config.vision_config)
+        self.connector = build_connector(config)
+        self.language_model = Qwen2ForCausalLM(config.text_config)
+        self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Load a tinyvideo folder, or a published TinyLLaVA-Video(-R1) folder (converted on the fly, offline).
+
+        Weights come in float32 unless `dtype` (or `torch_dtype`) says otherwise.
+        """
+        from tinyvideo import checkpoints
+
+        kwargs["dtype"] = kwargs.pop("torch_dtype", None) or kwargs.get("dtype") or checkpoints.DEFAULT_DTYPE
+        if checkpoints.is_published_checkpoint(pretrained_model_name_or_path):
+            config, key_mapping = checkpoints.published_loading_plan(pretrained_model_name_or_path)
+            kwargs.update(config=config, key_mapping=key_mapping)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    # ---- visual path -------------------------------------------------------------------------------
+
+    def encode_frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Frames [N, 3, S, S] -> features [N, P, Dv]: the hidden state of `vision_feature_layer`.
+
+        Only the layers up to that one run (the published code runs them all and discards the rest).
+        With the 'patch' strategy token 0 is dropped although SigLIP has no CLS token: the published
+        models were trained that way (compat-spec 1.4).
+        """
+        layers = self.vision_tower.encoder.layers
+        depth = self.config.vision_feature_layer % (len(layers) + 1)
+        hidden = self.vision_tower.embeddings(pixel_values.to(device=self.device, dtype=self.vision_tower.dtype))
+        for layer in layers[:depth]:
+            hidden = layer(hidden, None)
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        return hidden[:, 1:] if self.config.vision_feature_select_strategy == "patch" else hidden
+
+    def encode_videos(self, pixel_values_videos: Videos, video_num_frames=None) -> list[torch.Tensor]:
+        """Run the vision tower once over all frames of all videos; one [T_i, P, Dv] tensor per video."""
+        videos = split_videos(pixel_values_videos, video_num_frames)
+        counts = [len(v) for v in videos]
+        if any(n == 0 for n in counts):
+            raise ValueError(f"every video needs at least one frame; got frame counts {counts}")
+        return list(self.encode_frames(torch.cat(videos)).split(counts))
+
+    def connect(self, frame_features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Frame features per video -> visual embeddings per video [Q_i, D]. Videos of equal length share one call."""
+        outputs: list[torch.Tensor | None] = [None] * len(frame_features)
+        by_length: dict[int, list[int]] = {}
+        for index, features in enumerate(frame_features):
+            by_length.setdefault(features.shape[0], []).append(index)
+        dtype = self.connector_dtype
+        for indices in by_length.values():
+            stacked = torch.stack([frame_features[i] for i in indices]).to(device=self.device, dtype=dtype)
+            for i, embeds in zip(indices, self.connector(stacked)):
+                outputs[i] = embeds
+        return outputs
+
+    @property
+    def connector_dtype(self) -> torch.dtype:
+        return next(self.connector.parameters()).dtype
+
+    def video_embeddings(self, pixel_values_videos=None, video_num_frames=None, frame_features=None) -> torch.Tensor:
+        """All videos' visual embeddings, concatenated in placeholder order: [sum Q_i, D]."""
+        if frame_features is None:
+            frame_features = self.encode_videos(pixel_values_videos, video_num_frames)
+        else:
+            frame_features = split_videos(frame_features, video_num_frames)
+        return torch.cat(self.connect(frame_features))
+
+    def embed_inputs(self, input_ids, pixel_values_videos=None, video_num_frames=None, frame_features=None):
+        """Token embeddings with the video placeholders replaced by the visual embeddings."""
+        embeds = self.get_input_embeddings()(input_ids)
+        placeholders = input_ids == self.config.video_token_id
+        has_visual = pixel_values_videos is not None or frame_features is not None
+        if not has_visual:
+            if placeholders.any():
+                raise ValueError("input_ids contain video tokens but no pixel_values_videos or frame_features were given")
+            return embeds
+        visual = self.video_embeddings(pixel_values_videos, video_num_frames, frame_features)
+        if int(placeholders.sum()) != visual.shape[0]:
+            raise ValueError(
+                f"the text has {int(placeholders.sum())} video tokens but the videos give {visual.shape[0]} embeddings: "
+                "give one video per <image> placeholder, expanded by the processor for this model's connector"
+            )
+        return embeds.masked_scatter(placeholders.unsqueeze(-1), visual.to(embeds.dtype))
+
+    # ---- language model ----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values=None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        pixel_values_videos: Videos | None = None,
+        video_num_frames: torch.Tensor | None = None,
+        frame_features: Videos | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_inputs(input_ids, pixel_values_videos, video_num_frames, frame_features)
+        return self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            labels=labels,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+
+    def prepare_inputs_for_generation(self, *args, frame_features=None, video_num_frames=None, **kwargs):
+        """Visual inputs only matter on the first step; afterwards the KV cache carries them."""
+        inputs = super().prepare_inputs_for_generation(*args, **kwargs)
+        if kwargs.get("is_first_iteration") or not kwargs.get("use_cache", True):
+            inputs["frame_features"] = frame_features
+            inputs["video_num_frames"] = video_num_frames
+        return inputs

@@ -1,0 +1,344 @@
+"""Processor: chat templates, placeholder expansion, training labels and frame preprocessing.
+
+Prompts use the published placeholder text `<image>` for a video. The processor tokenizes the text
+between placeholders exactly as the published code does (each chunk on its own, compat-spec 3.1) and
+puts `num_visual_tokens` copies of the model's video token where each placeholder was, so every
+sequence length is known before the model runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoTokenizer, BatchFeature
+
+from tinyvideo.config import TinyVideoConfig
+
+logger = logging.getLogger(__name__)
+
+PLACEHOLDER = "<image>"
+IGNORE_INDEX = -100
+PROCESSOR_FILE = "processor_config.json"
+
+# The `qwen2_base` template, string for string (compat-spec 3.2), trailing spaces included.
+SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions. "
+)
+END_OF_TURN = "<|endoftext|>"
+
+# Mode instructions appended to a multiple-choice question (compat-spec 3.6 and 5).
+OPTION_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+REASON_INSTRUCTION = (
+    "Output the thinking process in <think> </think> and final answer (option) in <answer> </answer> tags."
+)
+MODE_INSTRUCTIONS = {"option": OPTION_INSTRUCTION, "reason": REASON_INSTRUCTION}
+
+
+def question_with_instruction(question: str, mode: str | None, separator: str = "\n") -> str:
+    """Append the Option or Reason instruction; evaluation joins with a newline, GRPO training with a space."""
+    if mode is None:
+        return question
+    if mode not in MODE_INSTRUCTIONS:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {sorted(MODE_INSTRUCTIONS)}")
+    return question + separator + MODE_INSTRUCTIONS[mode]
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    supervised: bool
+
+
+def conversation_segments(messages: Sequence[dict], template: str = "qwen2_base") -> list[Segment]:
+    """Published templates as text segments, each marked supervised (trained on) or not.
+
+    `messages` are LLaVA-style `{"from": "human"|"gpt", "value": ...}` turns; a final human turn without
+    an answer (or an answer of None) gives the generation prompt that ends with "ASSISTANT:".
+    """
+    turns = list(messages)
+    if turns and turns[0].get("from") != "human":
+        turns = turns[1:]
+    questions = [t.get("value") for t in turns[0::2]]
+    answers = [t.get("value") for t in turns[1::2]] + [None] * (len(turns[0::2]) - len(turns[1::2]))
+    if any(t.get("from") != "human" for t in turns[0::2]) or any(t.get("from") != "gpt" for t in turns[1::2]):
+        raise ValueError("conversation turns must alternate human, gpt, human, ...")
+    if not questions or not isinstance(questions[0], str):
+        raise ValueError("conversation has no human turn")
+    if template == "pretrain":
+        # The human text is discarded; the caption follows the video and ends with a newline, no eos.
+        caption = answers[0]
+        if caption is None:
+            return [Segment(PLACEHOLDER, False)]
+        return [Segment(PLACEHOLDER, False), Segment(caption + "\n", True)]
+    if template != "qwen2_base":
+        raise ValueError(f"unknown template {template!r}; expected 'qwen2_base' or 'pretrain'")
+    segments = [Segment(SYSTEM, False)]
+    for index, (question, answer) in enumerate(zip(questions, answers)):
+        if index == 0 and PLACEHOLDER in question:
+            question = (PLACEHOLDER + "\n" + question.replace(PLACEHOLDER, "").strip()).strip()
+        segments.append(Segment(f"USER: {question} ASSISTANT:", False))
+        if answer is None:
+            break
+        segments.append(Segment(f" {answer}{END_OF_TURN}", True))
+    return segments
+
+
+def chat_prompt(question: str, mode: str | None = None) -> str:
+    """The `qwen2_base` generation prompt for one question about one video."""
+    if PLACEHOLDER not in question:
+        question = PLACEHOLDER + "\n" + question
+    question = question_with_instruction(question, mode)
+    return "".join(s.text for s in conversation_segments([{"from": "human", "value": question}]))
+
+
+def preprocess_frames(frames, image_size: int) -> torch.Tensor:
+    """uint8 RGB frames [T,H,W,3] (array, tensor or list of PIL images) -> float32 [T,3,S,S] in [-1, 1].
+
+    A bicubic squash to S x S (no crop, no padding), /255, then (x - 0.5) / 0.5: SigLIP's preprocessing,
+    bit-identical to the published pipeline (compat-spec 2.1).
+    """
+    if isinstance(frames, Image.Image):
+        frames = [frames]
+    if isinstance(frames, (list, tuple)):
+        frames = np.stack([np.asarray(f.convert("RGB")) if isinstance(f, Image.Image) else np.asarray(f) for f in frames])
+    frames = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be [T,H,W,3] RGB; got shape {tuple(frames.shape)}")
+    if frames.shape[0] == 0:
+        raise ValueError("a video of zero frames cannot be processed")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (0..255); got {frames.dtype}")
+    resized = np.stack([np.asarray(Image.fromarray(f).resize((image_size, image_size), Image.BICUBIC)) for f in frames])
+    pixels = (resized.astype(np.float32) / 255.0 - 0.5) / 0.5
+    return torch.from_numpy(pixels.transpose(0, 3, 1, 2).copy())
+
+
+class TinyVideoProcessor:
+    """Turns prompts and videos into model inputs; builds prompts and training labels.
+
+    The number of visual tokens of a video is `tokens_per_video + tokens_per_frame * num_frames`
+    (one of the two is zero, depending on the connector).
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        image_size: int = 384,
+        video_token_id: int = 151935,
+        tokens_per_video: int = 512,
+        tokens_per_frame: int = 0,
+        max_length: int = 3072,
+    ):
+        if video_token_id < len(tokenizer):
+            raise ValueError(
+                f"video_token_id {video_token_id} is a real token of the tokenizer (size {len(tokenizer)}); "
+                "it must be a spare embedding row above the vocabulary"
+            )
+        self.tokenizer = tokenizer
+        self.image_size = image_size
+        self.video_token_id = video_token_id
+        self.tokens_per_video = tokens_per_video
+        self.tokens_per_frame = tokens_per_frame
+        self.max_length = max_length
+
+    # ---- construction and persistence ---------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, tokenizer, config: TinyVideoConfig) -> TinyVideoProcessor:
+        per_frame = config.num_visual_tokens(1) - config.num_visual_tokens(0)
+        return cls(
+            tokenizer,
+            image_size=config.vision_config.image_size,
+            video_token_id=config.video_token_id,
+            tokens_per_video=config.num_visual_tokens(0),
+            tokens_per_frame=per_frame,
+            max_length=config.max_length,
+        )
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, **kwargs) -> TinyVideoProcessor:
+        """Load from a tinyvideo folder, or derive from a published TinyLLaVA folder's config.json."""
+        from tinyvideo import checkpoints
+
+        folder = Path(folder)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise checkpoints.CheckpointError(f"{folder}: cannot load the tokenizer files ({err})") from err
+        settings_file = folder / PROCESSOR_FILE
+        if settings_file.is_file():
+            settings = json.loads(settings_file.read_text())
+            settings.pop("processor_class", None)
+            return cls(tokenizer, **{**settings, **kwargs})
+        raw = checkpoints.read_config_json(folder)
+        if raw.get("model_type") == "tinyllava":
+            config = checkpoints.config_from_published(raw)
+        else:
+            config = TinyVideoConfig.from_pretrained(folder)
+        processor = cls.from_config(tokenizer, config)
+        for key, value in kwargs.items():
+            setattr(processor, key, value)
+        return processor
+
+    def to_dict(self) -> dict:
+        return {
+            "processor_class": type(self).__name__,
+            "image_size": self.image_size,
+            "video_token_id": self.video_token_id,
+            "tokens_per_video": self.tokens_per_video,
+            "tokens_per_frame": self.tokens_per_frame,
+            "max_length": self.max_length,
+        }
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(folder)
+        (folder / PROCESSOR_FILE).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    # ---- tokens -------------------------------------------------------------------------------------
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+
+    def num_visual_tokens(self, num_frames: int) -> int:
+        return self.tokens_per_video + self.tokens_per_frame * num_frames
+
+    def tokenize(self, text: str, frame_counts: Sequence[int]) -> list[int]:
+        """Token ids of `text`, each `<image>` replaced by that video's run of video tokens."""
+        chunks = text.split(PLACEHOLDER)
+        if len(chunks) - 1 != len(frame_counts):
+            raise ValueError(
+                f"the text has {len(chunks) - 1} {PLACEHOLDER} placeholder(s) but {len(frame_counts)} video(s) "
+                "were given for it"
+            )
+        ids: list[int] = []
+        for index, chunk in enumerate(chunks):
+            if index:
+                ids += [self.video_token_id] * self.num_visual_tokens(frame_counts[index - 1])
+            if chunk:
+                ids += self.tokenizer(chunk, add_special_tokens=False).input_ids
+        return ids
+
+    def encode_conversation(
+        self, messages: Sequence[dict], num_frames: int | None, template: str = "qwen2_base"
+    ) -> dict[str, list[int]]:
+        """input_ids and labels for training: only answers (and their closing eos) are supervised."""
+        segments = conversation_segments(messages, template)
+        placeholders = sum(s.text.count(PLACEHOLDER) for s in segments)
+        if placeholders > 1:
+            raise ValueError(f"a training conversation may hold one {PLACEHOLDER} placeholder; found {placeholders}")
+        if placeholders and num_frames is None:
+            raise ValueError(f"the conversation has a {PLACEHOLDER} placeholder but no video")
+        if not placeholders and num_frames is not None:
+            raise ValueError(f"a video was given but the conversation has no {PLACEHOLDER} placeholder")
+        input_ids: list[int] = []
+        labels: list[int] = []
+        for segment in segments:
+            ids = self.tokenize(segment.text, [num_frames] * segment.text.count(PLACEHOLDER))
+            input_ids += ids
+            labels += [i if segment.supervised and i != self.video_token_id else IGNORE_INDEX for i in ids]
+        return self.truncate({"input_ids": input_ids, "labels": labels})
+
+    def truncate(self, example: dict[str, list[int]]) -> dict[str, list[int]]:
+        """Cut to `max_length` before the model (never inside the visual tokens), with a warning."""
+        ids = example["input_ids"]
+        if len(ids) <= self.max_length:
+            return example
+        video_positions = [i for i, t in enumerate(ids) if t == self.video_token_id]
+        if video_positions and video_positions[-1] >= self.max_length:
+            raise ValueError(
+                f"sequence of {len(ids)} tokens is longer than max_length {self.max_length} and the cut would fall "
+                "inside the video tokens: shorten the text or raise max_length"
+            )
+        logger.warning("sequence of %d tokens truncated to max_length %d", len(ids), self.max_length)
+        return {key: value[: self.max_length] for key, value in example.items()}
+
+    def pad(self, examples: Sequence[dict[str, list[int]]], padding_side: str = "right") -> dict[str, torch.Tensor]:
+        """Pad input_ids (and labels, if present) into a batch with an attention mask."""
+        if padding_side not in ("left", "right"):
+            raise ValueError("padding_side must be 'left' or 'right'")
+        width = max(len(e["input_ids"]) for e in examples)
+        fills = {"input_ids": self.pad_token_id, "labels": IGNORE_INDEX}
+        batch = {key: [] for key in examples[0]}
+        batch["attention_mask"] = []
+        for example in examples:
+            gap = width - len(example["input_ids"])
+            for key, values in example.items():
+                padding = [fills.get(key, 0)] * gap
+                batch[key].append(padding + values if padding_side == "left" else values + padding)
+            mask = [0] * gap, [1] * len(example["input_ids"])
+            batch["attention_mask"].append(mask[0] + mask[1] if padding_side == "left" else mask[1] + mask[0])
+        return {key: torch.tensor(values, dtype=torch.long) for key, values in batch.items()}
+
+    # ---- videos -------------------------------------------------------------------------------------
+
+    def preprocess_videos(self, videos: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+        """Videos (uint8 frames, or already preprocessed float tensors [T,3,S,S]) -> padded [V,Tmax,3,S,S], counts."""
+        pixels = [
+            v if isinstance(v, torch.Tensor) and v.is_floating_point() else preprocess_frames(v, self.image_size)
+            for v in videos
+        ]
+        for video in pixels:
+            if video.ndim != 4 or video.shape[0] == 0 or tuple(video.shape[1:]) != (3, self.image_size, self.image_size):
+                raise ValueError(
+                    f"a preprocessed video must be [T>0, 3, {self.image_size}, {self.image_size}]; got {tuple(video.shape)}"
+                )
+        counts = torch.tensor([len(v) for v in pixels], dtype=torch.long)
+        padded = torch.zeros(len(pixels), int(counts.max()), 3, self.image_size, self.image_size)
+        for index, video in enumerate(pixels):
+            padded[index, : len(video)] = video
+        return padded, counts
+
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        videos: Sequence | torch.Tensor | None = None,
+        padding_side: str = "right",
+        return_tensors: str | None = "pt",
+    ) -> BatchFeature:
+        """Prompts (one `<image>` per video, videos given in placeholder order) -> model inputs.
+
+        `videos` is a list of uint8 frame arrays [T,H,W,3] (or PIL image lists), or float pixel values
+        [V,T,3,S,S]; use `padding_side="left"` for batched generation.
+        """
+        texts = [text] if isinstance(text, str) else list(text)
+        if videos is None:
+            videos = []
+        elif isinstance(videos, torch.Tensor) and videos.ndim == 5:
+            videos = list(videos.unbind(0))
+        elif isinstance(videos, (np.ndarray, torch.Tensor)):
+            videos = [videos]
+        videos = list(videos)
+        wanted = sum(t.count(PLACEHOLDER) for t in texts)
+        if wanted != len(videos):
+            raise ValueError(f"the prompts have {wanted} {PLACEHOLDER} placeholder(s) but {len(videos)} video(s) were given")
+        data: dict[str, torch.Tensor] = {}
+        if videos:
+            data["pixel_values_videos"], data["video_num_frames"] = self.preprocess_videos(videos)
+        counts = data["video_num_frames"].tolist() if videos else []
+        examples = []
+        for sample in texts:
+            used = sample.count(PLACEHOLDER)
+            examples.append(self.truncate({"input_ids": self.tokenize(sample, counts[:used])}))
+            counts = counts[used:]
+        data = {**self.pad(examples, padding_side), **data}
+        return BatchFeature(data, tensor_type=return_tensors)
+
+    def batch_decode(self, ids, **kwargs) -> list[str]:
+        return self.tokenizer.batch_decode(ids, **{"skip_special_tokens": True, **kwargs})
+
+    def decode(self, ids, **kwargs) -> str:
+        return self.tokenizer.decode(ids, **{"skip_special_tokens": True, **kwargs})
