@@ -59,7 +59,7 @@ def config_from_published(published: dict) -> TinyVideoConfig:
         num_resampler_layers=published.get("num_resampler_layers") or 3,
         vision_feature_layer=published.get("vision_feature_layer", -2),
         vision_feature_select_strategy=published.get("vision_feature_select_strategy", "patch"),
-        max_length=published.get("tokenizer_model_max_length", 3072),
+        model_max_length=published.get("tokenizer_model_max_length", 3072),
     )
 
 
@@ -102,7 +102,7 @@ def published_config(config: TinyVideoConfig) -> dict:
         "ignore_index": -100,
         "image_token_index": -200,
         "pad_token": "<|endoftext|>",
-        "tokenizer_model_max_length": config.max_length,
+        "tokenizer_model_max_length": config.model_max_length,
         "tokenizer_padding_side": "right",
         "tokenizer_use_fast": False,
         "use_cache": True,

@@ -50,7 +50,7 @@ class TinyVideoConfig(PreTrainedConfig):
     vision_feature_layer: int = -2
     vision_feature_select_strategy: str = "patch"
     video_token_id: int | None = None
-    max_length: int = 3072
+    model_max_length: int = 3072
     tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):

@@ -138,7 +138,7 @@ class TinyVideoProcessor:
         video_token_id: int = 151935,
         tokens_per_video: int = 512,
         tokens_per_frame: int = 0,
-        max_length: int = 3072,
+        model_max_length: int = 3072,
     ):
         if video_token_id < len(tokenizer):
             raise ValueError(
@@ -150,7 +150,7 @@ class TinyVideoProcessor:
         self.video_token_id = video_token_id
         self.tokens_per_video = tokens_per_video
         self.tokens_per_frame = tokens_per_frame
-        self.max_length = max_length
+        self.model_max_length = model_max_length
 
     # ---- construction and persistence ---------------------------------------------------------------
 
@@ -163,7 +163,7 @@ class TinyVideoProcessor:
             video_token_id=config.video_token_id,
             tokens_per_video=config.num_visual_tokens(0),
             tokens_per_frame=per_frame,
-            max_length=config.max_length,
+            model_max_length=config.model_max_length,
         )
 
     @classmethod
@@ -198,7 +198,7 @@ class TinyVideoProcessor:
             "video_token_id": self.video_token_id,
             "tokens_per_video": self.tokens_per_video,
             "tokens_per_frame": self.tokens_per_frame,
-            "max_length": self.max_length,
+            "model_max_length": self.model_max_length,
         }
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
@@ -253,18 +253,18 @@ class TinyVideoProcessor:
         return self.truncate({"input_ids": input_ids, "labels": labels})
 
     def truncate(self, example: dict[str, list[int]]) -> dict[str, list[int]]:
-        """Cut to `max_length` before the model (never inside the visual tokens), with a warning."""
+        """Cut to `model_max_length` before the model (never inside the visual tokens), with a warning."""
         ids = example["input_ids"]
-        if len(ids) <= self.max_length:
+        if len(ids) <= self.model_max_length:
             return example
         video_positions = [i for i, t in enumerate(ids) if t == self.video_token_id]
-        if video_positions and video_positions[-1] >= self.max_length:
+        if video_positions and video_positions[-1] >= self.model_max_length:
             raise ValueError(
-                f"sequence of {len(ids)} tokens is longer than max_length {self.max_length} and the cut would fall "
-                "inside the video tokens: shorten the text or raise max_length"
+                f"sequence of {len(ids)} tokens is longer than model_max_length {self.model_max_length} and the cut "
+                "would fall inside the video tokens: shorten the text or raise model_max_length"
             )
-        logger.warning("sequence of %d tokens truncated to max_length %d", len(ids), self.max_length)
-        return {key: value[: self.max_length] for key, value in example.items()}
+        logger.warning("sequence of %d tokens truncated to model_max_length %d", len(ids), self.model_max_length)
+        return {key: value[: self.model_max_length] for key, value in example.items()}
 
     def pad(self, examples: Sequence[dict[str, list[int]]], padding_side: str = "right") -> dict[str, torch.Tensor]:
         """Pad input_ids (and labels, if present) into a batch with an attention mask."""

@@ -1,0 +1,168 @@
+"""New models: tiny ones built from scratch (tests, the synthetic suite), or assembled from a language model
+folder and a vision tower folder in Hugging Face format with a fresh connector. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import pre_tokenizers, trainers
+from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
+from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
+
+from tinyvideo.config import TinyVideoConfig
+from tinyvideo.modeling import TinyVideoForConditionalGeneration
+from tinyvideo.processing import END_OF_TURN, MODE_INSTRUCTIONS, SYSTEM, TinyVideoProcessor
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_TEXTS = [SYSTEM, "USER: ", " ASSISTANT: ", *MODE_INSTRUCTIONS.values(), "<think> </think> <answer> </answer>"]
+
+
+def train_tokenizer(texts: Iterable[str] = (), vocab_size: int = 512) -> Qwen2Tokenizer:
+    """A byte-level BPE tokenizer of the Qwen2 kind (`<|endoftext|>` as eos and pad, no BOS) fit to `texts`.
+
+    Byte-level, so it encodes any text; the merges only make the texts it was fit on shorter.
+    """
+    tokenizer = Qwen2Tokenizer()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[END_OF_TURN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend = tokenizer._tokenizer
+    backend.train_from_iterator([*TEMPLATE_TEXTS, *texts], trainer=trainer)
+    model = json.loads(backend.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    return Qwen2Tokenizer(vocab=model["vocab"], merges=merges)
+
+
+def tiny_config(
+    vocab_rows: int,
+    eos_token_id: int,
+    connector_type: str = "group",
+    image_size: int = 32,
+    patch_size: int = 8,
+    num_queries: int = 16,
+    group: int = 4,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    vision_hidden_size: int = 48,
+    vision_layers: int = 3,
+    model_max_length: int = 2048,
+) -> TinyVideoConfig:
+    """A model of a few hundred thousand parameters with the published architecture."""
+    text = Qwen2Config(
+        vocab_size=vocab_rows,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max(model_max_length, 4096),
+        tie_word_embeddings=True,
+        bos_token_id=eos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=eos_token_id,
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=vision_hidden_size,
+        intermediate_size=vision_hidden_size * 2,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch_size,
+    )
+    return TinyVideoConfig(
+        text_config=text,
+        vision_config=vision,
+        connector_type=connector_type,
+        num_queries=num_queries,
+        group=group,
+        num_resampler_layers=2,
+        model_max_length=model_max_length,
+    )
+
+
+def spare_rows(tokenizer) -> int:
+    """Embedding rows for a tokenizer: its size plus at least one spare row (the video token), rounded to 64."""
+    return (len(tokenizer) // 64 + 1) * 64
+
+
+def build_tiny(
+    texts: Iterable[str] = (), vocab_size: int = 512, seed: int = 0, **config_overrides
+) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
+    """A freshly initialised tiny model and its processor."""
+    import torch
+
+    tokenizer = train_tokenizer(texts, vocab_size)
+    config = tiny_config(spare_rows(tokenizer), tokenizer.eos_token_id, **config_overrides)
+    torch.manual_seed(seed)
+    model = TinyVideoForConditionalGeneration(config)
+    return model, TinyVideoProcessor.from_config(tokenizer, config)
+
+
+def assemble(
+    language_model_dir: str | Path,
+    vision_tower_dir: str | Path,
+    connector_type: str = "group",
+    num_queries: int = 512,
+    group: int = 16,
+    num_resampler_layers: int = 3,
+    model_max_length: int = 3072,
+    dtype=None,
+) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
+    """A language model and a SigLIP vision tower (local HF folders) joined by a new connector.
+
+    A two-tower SigLIP folder (`SiglipModel`) works too: only its vision half is kept.
+    """
+    tokenizer = AutoTokenizer.from_pretrained(language_model_dir, local_files_only=True)
+    language_model = Qwen2ForCausalLM.from_pretrained(language_model_dir, local_files_only=True, dtype=dtype)
+    vision_tower = SiglipVisionModel.from_pretrained(vision_tower_dir, local_files_only=True, dtype=dtype)
+    config = TinyVideoConfig(
+        text_config=language_model.config,
+        vision_config=vision_tower.config,
+        connector_type=connector_type,
+        num_queries=num_queries,
+        group=group,
+        num_resampler_layers=num_resampler_layers,
+        model_max_length=model_max_length,
+        video_token_id=language_model.config.vocab_size - 1,
+    )
+    model = TinyVideoForConditionalGeneration(config)
+    model.language_model = language_model
+    model.vision_tower = vision_tower
+    if dtype is not None:
+        model.connector.to(dtype)
+    return model, TinyVideoProcessor.from_config(tokenizer, config)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", required=True, help="folder to write the new model to")
+    parser.add_argument("--connector", default="group", choices=["group", "naive", "image", "mlp"])
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--num-queries", type=int, default=16)
+    parser.add_argument("--group", type=int, default=4)
+    parser.add_argument("--texts", help="optional text file (one example a line) to fit the tokenizer's merges on")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args) -> int:
+    texts = Path(args.texts).read_text().splitlines() if args.texts else ()
+    model, processor = build_tiny(
+        texts,
+        seed=args.seed,
+        connector_type=args.connector,
+        image_size=args.image_size,
+        num_queries=args.num_queries,
+        group=args.group,
+    )
+    model.save_pretrained(args.out)
+    processor.save_pretrained(args.out)
+    count = sum(p.numel() for p in model.parameters())
+    print(f"wrote a new {args.connector} model with {count:,} parameters to {args.out}")
+    return 0

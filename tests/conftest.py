@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLISHED = REPO.parent / "shared" / "fixtures" / "published-format"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def published_dir() -> Path:
+    folder = PUBLISHED / "group16"
+    if not folder.is_dir():
+        pytest.skip(f"published-format fixture not found at {folder}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny tinyvideo checkpoint (group connector, 32 px frames) saved once for the session."""
+    from tinyvideo.scratch import build_tiny
+
+    model, processor = build_tiny(["what colour is the circle at the end of the video"], seed=0)
+    folder = tmp_path_factory.mktemp("tiny")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
