@@ -12,27 +12,29 @@ import logging
 import sys
 
 COMMANDS = {
+    "init": ("tinyvideo.scratch", "create a new tiny model from scratch"),
     "infer": ("tinyvideo.inference", "answer a question about a video"),
     "export": ("tinyvideo.checkpoints", "write a checkpoint back in the published TinyLLaVA format"),
     "synth": ("tinyvideo.data.synth", "generate the synthetic video-reasoning suite"),
+    "train sft": ("tinyvideo.train.sft", "supervised training: pretraining, fine-tuning, cold start"),
+    "train grpo": ("tinyvideo.train.grpo", "GRPO reinforcement learning"),
+    "eval": ("tinyvideo.eval.harness", "evaluate on a benchmark"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="tinyvideo", description="small video language models that reason")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (_, summary) in COMMANDS.items():
-        commands.add_parser(name, help=summary, add_help=False)
-    if not argv or argv[0] not in COMMANDS:
-        parser.parse_args(argv)  # prints usage or the error
-        return 2
-    name, rest = argv[0], argv[1:]
+    name = " ".join(argv[:2]) if " ".join(argv[:2]) in COMMANDS else (argv[0] if argv else "")
+    if name not in COMMANDS:
+        parser = argparse.ArgumentParser(prog="tinyvideo", description="small video language models that reason")
+        parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help=", ".join(COMMANDS))
+        parser.print_help() if not argv or argv[0] in ("-h", "--help") else parser.parse_args(argv[:1])
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
     module_name, summary = COMMANDS[name]
     module = importlib.import_module(module_name)
-    sub = argparse.ArgumentParser(prog=f"tinyvideo {name}", description=summary)
-    module.add_arguments(sub)
-    args = sub.parse_args(rest)
+    parser = argparse.ArgumentParser(prog=f"tinyvideo {name}", description=summary)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[len(name.split()) :])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return module.run(args) or 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig, Qwen2Config, SiglipVisionConfig
+from transformers import AutoConfig, PreTrainedConfig, Qwen2Config, SiglipVisionConfig
 
 CONNECTOR_TYPES = ("group", "naive", "image", "mlp")
 
@@ -82,3 +82,6 @@ class TinyVideoConfig(PreTrainedConfig):
         if self.connector_type == "image":
             return self.num_queries // self.group * num_frames
         return self.tokens_per_frame * num_frames
+
+
+AutoConfig.register(TinyVideoConfig.model_type, TinyVideoConfig)

@@ -17,7 +17,13 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel, Qwen2ForCausalLM, SiglipVisionModel
+from transformers import (
+    AutoModelForImageTextToText,
+    GenerationMixin,
+    PreTrainedModel,
+    Qwen2ForCausalLM,
+    SiglipVisionModel,
+)
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -186,3 +192,6 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
             inputs["frame_features"] = frame_features
             inputs["video_num_frames"] = video_num_frames
         return inputs
+
+
+AutoModelForImageTextToText.register(TinyVideoConfig, TinyVideoForConditionalGeneration)

@@ -172,8 +172,13 @@ class TinyVideoProcessor:
         from tinyvideo import checkpoints
 
         folder = Path(folder)
+        raw = checkpoints.read_config_json(folder)
+        if raw.get("model_type") == "tinyllava":
+            config = checkpoints.config_from_published(raw)
+        else:
+            config = TinyVideoConfig.from_pretrained(folder)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, config=config)
         except (OSError, ValueError) as err:
             raise checkpoints.CheckpointError(f"{folder}: cannot load the tokenizer files ({err})") from err
         settings_file = folder / PROCESSOR_FILE
@@ -181,11 +186,6 @@ class TinyVideoProcessor:
             settings = json.loads(settings_file.read_text())
             settings.pop("processor_class", None)
             return cls(tokenizer, **{**settings, **kwargs})
-        raw = checkpoints.read_config_json(folder)
-        if raw.get("model_type") == "tinyllava":
-            config = checkpoints.config_from_published(raw)
-        else:
-            config = TinyVideoConfig.from_pretrained(folder)
         processor = cls.from_config(tokenizer, config)
         for key, value in kwargs.items():
             setattr(processor, key, value)

@@ -1,0 +1,81 @@
+"""Answer a question about a video: `tinyvideo infer` and its Python counterpart `answer_question`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from tinyvideo.processing import chat_prompt
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[.)]\s+\S", re.MULTILINE)
+
+
+@dataclass
+class Answer:
+    text: str
+    letter: str | None = None
+    reasoning: str | None = None
+
+
+def option_letters(question: str) -> list[str]:
+    """Letters of the options listed in a question ("A. ..." or "(A) ..." lines), in order."""
+    return _OPTION_LINE.findall(question)
+
+
+def answer_question(
+    model, processor, frames, question: str, mode: str | None = None, max_new_tokens: int = 512, **generate_kwargs
+) -> Answer:
+    """Greedy unless sampling arguments are given; in option/reason mode also extract the chosen option."""
+    from tinyvideo.eval.answers import extract_answer
+
+    batch = processor(text=[chat_prompt(question, mode)], videos=[frames]).to(model.device)
+    generate_kwargs.setdefault("do_sample", False)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, **generate_kwargs)
+    text = processor.decode(out[0, batch["input_ids"].shape[1] :]).strip()
+    letters = option_letters(question)
+    if mode is None or not letters:
+        return Answer(text)
+    extracted = extract_answer(text, letters)
+    return Answer(text, extracted.letter, extracted.reasoning)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, help="checkpoint folder (tinyvideo or published TinyLLaVA format)")
+    parser.add_argument("--video", required=True, help="video file, folder of frames, or image")
+    parser.add_argument("--question", required=True, help="the question; list options on their own lines as 'A. ...'")
+    parser.add_argument("--mode", choices=["option", "reason"], help="append the Option or Reason instruction")
+    frames = parser.add_mutually_exclusive_group()
+    frames.add_argument("--frames", type=int, help="number of uniformly sampled frames (default 16)")
+    frames.add_argument("--fps", type=float, help="sample this many frames per second instead")
+    parser.add_argument("--max-frames", type=int, help="cap on the frame count with --fps")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
+    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    parser.add_argument("--seed", type=int, default=0, help="seed for sampling")
+
+
+def run(args) -> int:
+    from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+    from tinyvideo.video import read_frames
+
+    model = TinyVideoForConditionalGeneration.from_pretrained(args.model, dtype=DTYPES[args.dtype]).to(args.device)
+    model.eval()
+    processor = TinyVideoProcessor.from_pretrained(args.model)
+    num_frames = None if args.fps else (args.frames or 16)
+    frames, _ = read_frames(args.video, num_frames=num_frames, fps=args.fps, max_frames=args.max_frames)
+    sampling = {}
+    if args.temperature > 0:
+        torch.manual_seed(args.seed)
+        sampling = {"do_sample": True, "temperature": args.temperature}
+    result = answer_question(model, processor, frames, args.question, args.mode, args.max_new_tokens, **sampling)
+    if args.mode == "reason" and result.reasoning is not None:
+        print(f"reasoning: {result.reasoning}")
+    print(f"answer: {result.text}")
+    if args.mode is not None:
+        print(f"option: {result.letter or 'none (no option could be read)'}")
+    return 0
