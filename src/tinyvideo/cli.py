@@ -28,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         parser = argparse.ArgumentParser(prog="tinyvideo", description="small video language models that reason")
         parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help=", ".join(COMMANDS))
-        parser.print_help() if not argv or argv[0] in ("-h", "--help") else parser.parse_args(argv[:1])
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+        if argv and argv[0] not in ("-h", "--help"):
+            parser.error(f"unknown command {argv[0]!r}")
+        parser.print_help()
+        return 0 if argv else 2
     module_name, summary = COMMANDS[name]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"tinyvideo {name}", description=summary)

@@ -21,36 +21,13 @@ from PIL import Image
 from transformers import AutoTokenizer, BatchFeature
 
 from tinyvideo.config import TinyVideoConfig
+from tinyvideo.prompts import END_OF_TURN, SYSTEM, question_with_instruction
 
 logger = logging.getLogger(__name__)
 
 PLACEHOLDER = "<image>"
 IGNORE_INDEX = -100
 PROCESSOR_FILE = "processor_config.json"
-
-# The `qwen2_base` template, string for string (compat-spec 3.2), trailing spaces included.
-SYSTEM = (
-    "A chat between a curious user and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the user's questions. "
-)
-END_OF_TURN = "<|endoftext|>"
-
-# Mode instructions appended to a multiple-choice question (compat-spec 3.6 and 5).
-OPTION_INSTRUCTION = "Answer with the option's letter from the given choices directly."
-REASON_INSTRUCTION = (
-    "Output the thinking process in <think> </think> and final answer (option) in <answer> </answer> tags."
-)
-MODE_INSTRUCTIONS = {"option": OPTION_INSTRUCTION, "reason": REASON_INSTRUCTION}
-
-
-def question_with_instruction(question: str, mode: str | None, separator: str = "\n") -> str:
-    """Append the Option or Reason instruction; evaluation joins with a newline, GRPO training with a space."""
-    if mode is None:
-        return question
-    if mode not in MODE_INSTRUCTIONS:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {sorted(MODE_INSTRUCTIONS)}")
-    return question + separator + MODE_INSTRUCTIONS[mode]
-
 
 @dataclass(frozen=True)
 class Segment:

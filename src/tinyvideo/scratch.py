@@ -15,7 +15,8 @@ from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
 from tinyvideo.config import TinyVideoConfig
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
-from tinyvideo.processing import END_OF_TURN, MODE_INSTRUCTIONS, SYSTEM, TinyVideoProcessor
+from tinyvideo.processing import TinyVideoProcessor
+from tinyvideo.prompts import END_OF_TURN, MODE_INSTRUCTIONS, SYSTEM
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,36 @@ def tiny_config(
         group=group,
         num_resampler_layers=2,
         model_max_length=model_max_length,
+    )
+
+
+def full_size_config(connector_type: str = "group") -> TinyVideoConfig:
+    """The published TinyLLaVA-Video-Qwen2.5-3B-Group-16-512 architecture (about 3.6B parameters)."""
+    text = Qwen2Config(
+        vocab_size=151936,
+        hidden_size=2048,
+        intermediate_size=11008,
+        num_hidden_layers=36,
+        num_attention_heads=16,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rope_theta=1000000.0,
+        tie_word_embeddings=True,
+        bos_token_id=151643,
+        eos_token_id=151643,
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=1152,
+        intermediate_size=4304,
+        num_hidden_layers=27,
+        num_attention_heads=16,
+        image_size=384,
+        patch_size=14,
+        hidden_act="gelu_pytorch_tanh",
+        layer_norm_eps=1e-6,
+    )
+    return TinyVideoConfig(
+        text_config=text, vision_config=vision, connector_type=connector_type, num_queries=512, group=16
     )
 
 

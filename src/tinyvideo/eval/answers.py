@@ -1,0 +1,213 @@
+"""Reading the chosen option out of a model's answer to a multiple-choice question.
+
+One deterministic extractor serves both evaluation modes (compat-spec §5): Reason mode answers in
+`<answer>` tags after a `<think>` block, Option mode answers with a letter, sometimes inside a
+sentence. The published parsers fall back to a random letter when they cannot read an answer
+(compat-spec §6 item 12), crash on an empty response (item 21), and read "Based on the video..." as
+B and "A man is..." as A. Here an answer that cannot be read has no letter: the harness counts it
+wrong and reports it as invalid, so two runs over the same outputs always give the same score.
+
+The option lines of a prompt are formatted here too, next to the parser that reads the answers they
+ask for; the instructions themselves live in `tinyvideo.prompts`.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tinyvideo.prompts import OPTION_INSTRUCTION, REASON_INSTRUCTION  # noqa: F401  (re-exported for callers)
+
+LETTERS = string.ascii_uppercase
+
+OptionsLike = Sequence[str] | Mapping[str, str] | int
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What a response answered, and how it was read.
+
+    `source` is where the answer was looked for: "answer_tag" (inside `<answer>`) or "response" (the
+    text outside any `<think>` block). `method` is the rule that gave the letter ("leading_letter",
+    "answer_phrase", "parenthesised", "standalone_letter", "option_text"), or why there is none
+    ("empty", "empty_answer", "unclosed_think", "no_match").
+    """
+
+    letter: str | None
+    method: str
+    source: str
+    reasoning: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.letter is not None
+
+
+def option_texts(options: OptionsLike) -> dict[str, str]:
+    """Letter -> option text, from the forms the benchmarks use.
+
+    `options` is a count of options (letters only), a list of option texts (Video-MME's already carry
+    an "A. " prefix, which is removed), or a letter -> text mapping (MMVU's `choices`). A list of
+    the letters themselves reads like a count: a one-letter text is never searched for.
+    """
+    if isinstance(options, str):
+        raise TypeError(f"options must be a list, a mapping or a count, not the string {options!r}")
+    if isinstance(options, numbers.Integral):
+        if not 1 <= options <= len(LETTERS):
+            raise ValueError(f"the number of options must be between 1 and 26, got {options}")
+        return dict.fromkeys(LETTERS[: int(options)], "")
+    if isinstance(options, Mapping):
+        choices = {}
+        for key, text in options.items():
+            letter = str(key).strip().upper()
+            if len(letter) != 1 or letter not in LETTERS:
+                raise ValueError(f"option key {key!r} is not a letter A-Z")
+            choices[letter] = "" if text is None else str(text)
+        return choices
+    texts = [str(text) for text in options]
+    if not 1 <= len(texts) <= len(LETTERS):
+        raise ValueError(f"expected 1 to 26 options, got {len(texts)}")
+    return {letter: _without_prefix(text, letter) for letter, text in zip(LETTERS, texts)}
+
+
+def _without_prefix(text: str, letter: str) -> str:
+    prefix = re.match(rf"\s*(?:\({letter}\)|{letter}[.):])(?:\s+|$)", text)
+    return text[prefix.end() :] if prefix else text
+
+
+def format_options(options: OptionsLike, style: str = "dot") -> str:
+    """The option lines of a prompt, one per option.
+
+    "dot" gives "A. text" (Video-MME, MMVU and the R1 MVBench prompt), "paren" gives "(A) text"
+    (MLVU and the TinyLLaVA-Video MVBench prompt), compat-spec §5.1-5.4.
+    """
+    templates = {"dot": "{letter}. {text}", "paren": "({letter}) {text}"}
+    if style not in templates:
+        raise ValueError(f"unknown option style {style!r}; expected one of {sorted(templates)}")
+    return "\n".join(
+        templates[style].format(letter=letter, text=text) for letter, text in option_texts(options).items()
+    )
+
+
+# A capital letter standing alone: not inside a word or a number, not part of an abbreviation
+# ("U.S.", "e.g."), not a contraction ("I'm").
+_LETTER = re.compile(r"(?<![A-Za-z0-9])(?<![A-Za-z]\.)[A-Z](?![A-Za-z0-9])(?!\.[A-Za-z])(?!['’][a-z])")
+_NEXT_WORD = re.compile(r"\s+([a-z]+)")
+# Words that follow an option letter but never the article "A" or the pronoun "I".
+_AFTER_OPTION_LETTER = frozenset({"is", "was", "or", "and", "because", "since", "seems", "looks"})
+
+
+def letter_mentions(text: str) -> list[tuple[int, str]]:
+    """Positions and letters of the capital letters in `text` that read as option letters.
+
+    "A" and "I" followed by a lowercase word are the article and the pronoun ("A man is riding",
+    "I think"), unless the word is one that follows an option letter ("A is correct", "A or B").
+    """
+    mentions = []
+    for match in _LETTER.finditer(text):
+        letter = match.group()
+        if letter in "AI":
+            word = _NEXT_WORD.match(text, match.end())
+            if word and word.group(1) not in _AFTER_OPTION_LETTER:
+                continue
+        mentions.append((match.start(), letter))
+    return mentions
+
+
+def extract_answer(text: str, options: OptionsLike) -> Extracted:
+    """The option a response chose, its reasoning, and the rule that read it.
+
+    The first `<answer>` block wins (a missing `</answer>` is tolerated); without one, the text
+    outside the `<think>` block is read. A `<think>` that never closes and no `<answer>` after it
+    means the response was cut off while reasoning: it has no answer.
+    """
+    choices = option_texts(options)
+    reasoning, rest, cut_off = _split_think(text)
+    start = rest.find("<answer>")
+    if start >= 0:
+        content = rest[start + len("<answer>") :]
+        end = content.find("</answer>")
+        content = content[:end] if end >= 0 else content
+        if not content.strip():
+            return Extracted(None, "empty_answer", "answer_tag", reasoning)
+        letter, method = _read(content, choices)
+        return Extracted(letter, method, "answer_tag", reasoning)
+    if cut_off:
+        return Extracted(None, "unclosed_think", "response", reasoning)
+    letter, method = _read(rest, choices)
+    return Extracted(letter, method, "response", reasoning)
+
+
+def _split_think(text: str) -> tuple[str | None, str, bool]:
+    """(reasoning, text outside the think block, whether the response stops inside the block)."""
+    opening, closing = text.find("<think>"), text.find("</think>")
+    if opening < 0 and closing < 0:
+        return None, text, False
+    if opening < 0 or 0 <= closing < opening:
+        # "</think>" alone: the "<think>" was in the prompt, or the model left it out.
+        return text[:closing].strip(), text[closing + len("</think>") :], False
+    body_start = opening + len("<think>")
+    closing = text.find("</think>", body_start)
+    if closing >= 0:
+        return text[body_start:closing].strip(), text[:opening] + text[closing + len("</think>") :], False
+    answer = text.find("<answer>", body_start)
+    if answer < 0:
+        return text[body_start:].strip(), text[:opening], True
+    return text[body_start:answer].strip(), text[:opening] + text[answer:], False
+
+
+_END_CHARS = string.whitespace + ",.!?;:'"
+_ANSWER_PHRASE = re.compile(r"\b(?:answer(?:\s+is)?|(?:option|choice)\s+is)\b\s*:?[\s(*]*", re.IGNORECASE)
+_PARENTHESISED = re.compile(r"\(([A-Za-z])\)")
+_MIN_WORDS_FOR_TEXT_SEARCH = 6
+
+
+def _read(response: str, choices: dict[str, str]) -> tuple[str | None, str]:
+    """The MMMU-style option rules of compat-spec §5, made careful and with no random fallback.
+
+    In order: a leading letter, "answer is X" (or "option is X"), "(X)", a standalone letter, then
+    the option text (the whole response equal to it, or contained in a response of six words or
+    more). Within a rule, the mention that comes last wins.
+    """
+    response = response.strip(_END_CHARS)
+    if not response:
+        return None, "empty"
+
+    first = response[0].upper() + response[1:]  # a lone lowercase "b" or "c)" is an answer too
+    if first[0] in choices and letter_mentions(first)[:1] == [(0, first[0])]:
+        return first[0], "leading_letter"
+
+    mentions = {pos: letter for pos, letter in letter_mentions(response) if letter in choices}
+    phrased = [mentions[m.end()] for m in _ANSWER_PHRASE.finditer(response) if m.end() in mentions]
+    if phrased:
+        return phrased[-1], "answer_phrase"
+    parenthesised = [m.group(1).upper() for m in _PARENTHESISED.finditer(response) if m.group(1).upper() in choices]
+    if parenthesised:
+        return parenthesised[-1], "parenthesised"
+    if mentions:
+        return mentions[max(mentions)], "standalone_letter"
+    letter = _by_option_text(response, choices)
+    return (letter, "option_text") if letter else (None, "no_match")
+
+
+def _by_option_text(response: str, choices: dict[str, str]) -> str | None:
+    texts = {letter: _normalise(text) for letter, text in choices.items()}
+    # A one-letter text ("a") would match the article everywhere.
+    texts = {letter: text for letter, text in texts.items() if text and not (len(text) == 1 and text.isalpha())}
+    said = _normalise(response)
+    if len(said.split()) < _MIN_WORDS_FOR_TEXT_SEARCH:
+        return next((letter for letter, text in texts.items() if text == said), None)
+    best, best_key = None, (-1, -1)
+    for letter, text in texts.items():
+        found = [m.start() for m in re.finditer(rf"(?<!\w){re.escape(text)}(?!\w)", said)]
+        # The last mention wins; at the same place the longer text ("red circle" over "red").
+        if found and (found[-1], len(text)) > best_key:
+            best, best_key = letter, (found[-1], len(text))
+    return best
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().split()).strip(_END_CHARS)

@@ -1,0 +1,216 @@
+"""Model behaviour users rely on: sizes, connector maths, batching, cached features, clear errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+from tinyvideo.config import TinyVideoConfig
+from tinyvideo.processing import chat_prompt
+from tinyvideo.scratch import build_tiny, full_size_config, tiny_config
+
+
+def video(num_frames: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (num_frames, 40, 50, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dir):
+    return TinyVideoForConditionalGeneration.from_pretrained(tiny_dir).eval(), TinyVideoProcessor.from_pretrained(tiny_dir)
+
+
+def test_full_size_parameter_counts_on_meta_device():
+    with torch.device("meta"):
+        model = TinyVideoForConditionalGeneration(full_size_config())
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    assert count(model.language_model) == 3_085_938_688  # Qwen2.5-3B, tied embeddings counted once
+    assert count(model.vision_tower) == 428_225_600  # SigLIP-so400m-patch14-384 incl. the unused head
+    assert count(model.connector) == 115_714_048  # group resampler: 3 layers, 32 shared latents
+    assert 3.6e9 < count(model) < 3.65e9
+    assert model.config.tokens_per_frame == 728
+    assert model.connector.latents.shape == (32, 2048)
+    assert model.connector.linear.weight.shape == (2048, 1152)
+
+
+# ---- connector maths, checked against a direct transcription of the published description -------------
+
+
+def reference_perceiver(resampler, media):
+    """Latents attend to concat(media, latents), explicit softmax with max subtraction (compat-spec 1.5)."""
+    latents = resampler.latents.unsqueeze(0).expand(media.shape[0], -1, -1)
+    for attention, ff in resampler.layers:
+        m, lat = attention.norm_media(media), attention.norm_latents(latents)
+        q = attention.to_q(lat)
+        k, v = attention.to_kv(torch.cat([m, lat], 1)).chunk(2, -1)
+        split = lambda t: t.reshape(t.shape[0], t.shape[1], 8, -1).transpose(1, 2)  # noqa: E731
+        q, k, v = split(q) * 64**-0.5, split(k), split(v)
+        sim = q @ k.transpose(-1, -2)
+        attn = (sim - sim.amax(-1, keepdim=True).detach()).softmax(-1)
+        out = (attn @ v).transpose(1, 2).flatten(2)
+        latents = attention.to_out(out) + latents
+        latents = ff(latents) + latents
+    return resampler.norm(latents)
+
+
+def reference_pe(length, dim):
+    pe = torch.zeros(length, dim, dtype=torch.float16)
+    position = torch.arange(length).float().unsqueeze(1)
+    div = torch.exp(torch.arange(0, dim, 2).float() * (-math.log(10000.0) / dim))
+    pe[:, 0::2] = torch.sin(position * div)
+    pe[:, 1::2] = torch.cos(position * div)
+    return pe.float()
+
+
+def small_config(connector, group=4, num_queries=16):
+    return tiny_config(128, 0, connector_type=connector, group=group, num_queries=num_queries)
+
+
+@pytest.mark.parametrize("frames", [4, 5, 7])
+def test_group_resampler_uneven_split_matches_reference(frames):
+    torch.manual_seed(0)
+    model = TinyVideoForConditionalGeneration(small_config("group", group=4)).eval()
+    features = torch.randn(frames, 15, 48)
+    x = model.connector.linear(features.reshape(1, -1, 48))
+    base, rem = divmod(x.shape[1], 4)
+    sizes = [base + 1] * rem + [base] * (4 - rem)
+    chunks = [reference_perceiver(model.connector, c) for c in torch.split(x, sizes, dim=1)]
+    expected = torch.cat(chunks, 1) + reference_pe(16, 64)
+    with torch.no_grad():
+        assert (model.connect([features])[0] - expected[0]).abs().max() < 1e-5
+
+
+def test_naive_resampler_matches_reference():
+    torch.manual_seed(0)
+    model = TinyVideoForConditionalGeneration(small_config("naive")).eval()
+    features = torch.randn(3, 15, 48)
+    x = model.connector.linear(features.reshape(1, -1, 48))
+    expected = reference_perceiver(model.connector, x + reference_pe(x.shape[1], 64))
+    with torch.no_grad():
+        assert (model.connect([features])[0] - expected[0]).abs().max() < 1e-5
+
+
+def test_image_resampler_is_per_frame():
+    torch.manual_seed(0)
+    model = TinyVideoForConditionalGeneration(small_config("image")).eval()
+    features = torch.randn(3, 15, 48)
+    with torch.no_grad():
+        together = model.connect([features])[0]
+        alone = torch.cat([model.connect([features[i : i + 1]])[0] for i in range(3)])
+    assert together.shape == (3 * 4, 64)
+    assert torch.allclose(together, alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("connector, frames, tokens", [("group", 3, 16), ("naive", 3, 16), ("image", 3, 12), ("mlp", 3, 45)])
+def test_visual_token_count_matches_processor(connector, frames, tokens):
+    model, processor = build_tiny(connector_type=connector)
+    batch = processor(text=[chat_prompt("q")], videos=[video(frames)])
+    assert int((batch["input_ids"] == model.config.video_token_id).sum()) == tokens
+    with torch.no_grad():
+        assert model(**batch).logits.shape[1] == batch["input_ids"].shape[1]
+
+
+# ---- batching and cached features ------------------------------------------------------------------
+
+
+def test_batch_with_different_frame_counts_equals_one_by_one(tiny):
+    model, processor = tiny
+    prompts = [chat_prompt("what is first?"), chat_prompt("and what is the colour at the end of it all?")]
+    videos = [video(4, 1), video(2, 2)]
+    batch = processor(text=prompts, videos=videos, padding_side="left")
+    with torch.no_grad():
+        together = model.generate(**batch, max_new_tokens=6, do_sample=False)[:, batch["input_ids"].shape[1] :]
+        for row, (prompt, frames) in enumerate(zip(prompts, videos)):
+            single = processor(text=[prompt], videos=[frames])
+            alone = model.generate(**single, max_new_tokens=6, do_sample=False)[:, single["input_ids"].shape[1] :]
+            assert together[row].tolist() == alone[0].tolist()
+
+
+def test_precomputed_frame_features_give_the_same_outputs(tiny):
+    model, processor = tiny
+    batch = processor(text=[chat_prompt("describe")], videos=[video(4)])
+    with torch.no_grad():
+        features = model.encode_videos(batch["pixel_values_videos"], batch["video_num_frames"])
+        from_pixels = model(**batch).logits
+        cached = {k: v for k, v in batch.items() if k not in ("pixel_values_videos", "video_num_frames")}
+        from_features = model(**cached, frame_features=features).logits
+        generated = model.generate(**cached, frame_features=features, max_new_tokens=5, do_sample=False)
+    assert torch.equal(from_pixels, from_features)
+    assert generated.shape[1] == batch["input_ids"].shape[1] + 5
+
+
+def test_text_only_sample_next_to_a_video_sample(tiny):
+    model, processor = tiny
+    batch = processor(text=["USER: hello ASSISTANT:", chat_prompt("describe")], videos=[video(4)])
+    with torch.no_grad():
+        assert model(**batch).logits.shape[0] == 2
+
+
+def test_save_and_load_round_trip(tiny, tmp_path):
+    model, processor = tiny
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    again = TinyVideoForConditionalGeneration.from_pretrained(tmp_path).eval()
+    batch = TinyVideoProcessor.from_pretrained(tmp_path)(text=[chat_prompt("q")], videos=[video(3)])
+    with torch.no_grad():
+        assert torch.equal(again(**batch).logits, model(**batch).logits)
+    assert isinstance(again.config, TinyVideoConfig)
+
+
+def test_bfloat16_loading(tiny_dir):
+    model = TinyVideoForConditionalGeneration.from_pretrained(tiny_dir, dtype=torch.bfloat16)
+    processor = TinyVideoProcessor.from_pretrained(tiny_dir)
+    batch = processor(text=[chat_prompt("q")], videos=[video(2)])
+    with torch.no_grad():
+        assert model(**batch).logits.dtype == torch.bfloat16
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+
+
+def test_prompt_without_placeholder_but_with_video(tiny):
+    _, processor = tiny
+    with pytest.raises(ValueError, match="0 <image> placeholder"):
+        processor(text=["USER: no video here ASSISTANT:"], videos=[video(2)])
+
+
+def test_two_placeholders_one_video(tiny):
+    _, processor = tiny
+    with pytest.raises(ValueError, match="2 <image> placeholder"):
+        processor(text=["<image> and <image>"], videos=[video(2)])
+
+
+def test_more_videos_than_placeholders(tiny):
+    _, processor = tiny
+    with pytest.raises(ValueError, match="1 <image> placeholder.*2 video"):
+        processor(text=[chat_prompt("q")], videos=[video(2), video(3)])
+
+
+def test_zero_frame_video(tiny):
+    _, processor = tiny
+    with pytest.raises(ValueError, match="zero frames"):
+        processor(text=[chat_prompt("q")], videos=[np.zeros((0, 8, 8, 3), np.uint8)])
+
+
+def test_video_tokens_without_visual_input(tiny):
+    model, processor = tiny
+    batch = processor(text=[chat_prompt("q")], videos=[video(2)])
+    with pytest.raises(ValueError, match="no pixel_values_videos or frame_features"):
+        model(input_ids=batch["input_ids"])
+
+
+def test_too_long_prompt_is_cut_before_the_model_with_a_warning(tiny, caplog):
+    _, processor = tiny
+    processor.model_max_length = 60
+    try:
+        encoded = processor.encode_conversation(
+            [{"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": "a very long answer " * 20}], 2
+        )
+        assert len(encoded["input_ids"]) == 60 and "truncated" in caplog.text
+        with pytest.raises(ValueError, match="inside the video tokens"):
+            processor(text=["x " * 80 + "<image>"], videos=[video(2)])
+    finally:
+        processor.model_max_length = 2048
