@@ -1,0 +1,154 @@
+"""The suite's own files and its training data, each in the layout its consumer already reads.
+
+- `annotations/<split>.jsonl`: the project-native question records (`id, video, task, question,
+  options, answer` letter, `answer_text`), one per clip; `scenes/<split>.jsonl` holds each clip's
+  tracks and event log, the ground truth behind every answer.
+- `train/captions.json`, `train/qa.json`, `train/coldstart.json`: LLaVA-style conversation lists
+  (pretraining captions, Option-form QA, cold-start reasoning), video paths relative to the video root.
+- `train/grpo.jsonl`: the published GRPO fields `problem`, `solution`, `video_filename` (starting with
+  `./`, since the published loader does `root + video_filename[1:]`), plus `id`, `task`, `answer`.
+See `reference/compat-spec.md` sections 3.6 and 3.7.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tinyvideo.data.synth_questions import LETTERS, Clip, Question
+from tinyvideo.data.synth_text import CAPTION_PROMPTS, caption, reasoning
+from tinyvideo.prompts import question_with_instruction
+
+
+def atomic_write(path: Path, write) -> Path:
+    """Write through a temporary file in the same folder, then rename: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_json(path: Path, data) -> Path:
+    def dump(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, ensure_ascii=False)
+
+    return atomic_write(path, dump)
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    def dump(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    return atomic_write(path, dump)
+
+
+def option_lines(options: list[str]) -> str:
+    return "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(options))
+
+
+def problem(question: Question) -> str:
+    """The question with its lettered options, as the GRPO `problem` column and the cold start use it."""
+    return f"{question.question}\nOptions:\n{option_lines(question.options)}"
+
+
+def native_record(clip: Clip) -> dict:
+    q = clip.question
+    return {
+        "id": clip.id,
+        "video": clip.video,
+        "task": q.task,
+        "question": q.question,
+        "options": q.options,
+        "answer": q.answer,
+        "answer_text": q.answer_text,
+    }
+
+
+def scene_record(clip: Clip) -> dict:
+    return {"id": clip.id, "video": clip.video, "task": clip.question.task, **clip.scene.to_dict()}
+
+
+def _conversation(clip: Clip, human: str, gpt: str) -> dict:
+    return {
+        "id": clip.id,
+        "video": clip.video,
+        "conversations": [{"from": "human", "value": "<image>\n" + human}, {"from": "gpt", "value": gpt}],
+    }
+
+
+def caption_record(clip: Clip, rng: np.random.Generator) -> dict:
+    return _conversation(clip, CAPTION_PROMPTS[int(rng.integers(len(CAPTION_PROMPTS)))], caption(clip.scene))
+
+
+def qa_record(clip: Clip) -> dict:
+    q = clip.question
+    return _conversation(clip, question_with_instruction(f"{q.question}\n{option_lines(q.options)}", "option"), q.answer)
+
+
+def coldstart_record(clip: Clip, rng: np.random.Generator, self_correct: bool) -> dict:
+    # The R1 cold-start prompt joins the problem and the instruction with a space (compat-spec 3.6).
+    prompt = question_with_instruction(problem(clip.question), "reason", separator=" ")
+    return _conversation(clip, prompt, reasoning(clip.scene, clip.question, rng, self_correct))
+
+
+def grpo_record(clip: Clip) -> dict:
+    q = clip.question
+    return {
+        "id": clip.id,
+        "problem": problem(q),
+        "solution": f"<answer>{q.answer}</answer>",
+        "video_filename": "./" + clip.video,
+        "task": q.task,
+        "answer": q.answer,
+    }
+
+
+def coldstart_pick(clips: list[Clip], n: int) -> list[Clip]:
+    """The first `n` clips taken round-robin over tasks, so every task is in the cold-start set."""
+    by_task: dict[str, list[Clip]] = {}
+    for clip in clips:
+        by_task.setdefault(clip.question.task, []).append(clip)
+    picked, depth = [], 0
+    while len(picked) < n and any(depth < len(v) for v in by_task.values()):
+        picked += [v[depth] for v in by_task.values() if depth < len(v)][: n - len(picked)]
+        depth += 1
+    return picked
+
+
+def write_split(root: Path, split: str, clips: list[Clip]) -> dict:
+    """The native question records and the scene records of one split."""
+    return {
+        "annotations": str(
+            write_jsonl(root / "annotations" / f"{split}.jsonl", map(native_record, clips)).relative_to(root)
+        ),
+        "scenes": str(write_jsonl(root / "scenes" / f"{split}.jsonl", map(scene_record, clips)).relative_to(root)),
+    }
+
+
+def write_training(root: Path, clips: list[Clip], n_coldstart: int, seed: int) -> dict:
+    """Every training format, from the train split; one in five cold-start examples takes a second look."""
+    rng = np.random.default_rng([seed, 3])
+    cold = coldstart_pick(clips, n_coldstart)
+    paths = {
+        "captions": write_json(root / "train" / "captions.json", [caption_record(c, rng) for c in clips]),
+        "qa": write_json(root / "train" / "qa.json", [qa_record(c) for c in clips]),
+        "coldstart": write_json(
+            root / "train" / "coldstart.json", [coldstart_record(c, rng, i % 5 == 4) for i, c in enumerate(cold)]
+        ),
+        "grpo": write_jsonl(root / "train" / "grpo.jsonl", map(grpo_record, clips)),
+    }
+    return {k: str(p.relative_to(root)) for k, p in paths.items()}

@@ -1,0 +1,78 @@
+"""Language written from a scene's event log: pretraining captions and cold-start reasoning.
+
+Both are derived, never hand-written, so a caption or a chain of thought can only say what the frames
+show. The reasoning follows the order a viewer would: what is there at the start, what changes, and
+the one observation that settles the question.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyvideo.data.synth_questions import Question, listing
+from tinyvideo.data.synth_scenes import FRAMES, Scene, where
+
+CAPTION_PROMPTS = (
+    "Describe the video.",
+    "What happens in this video?",
+    "Describe what the objects do in the video.",
+    "Give a short description of the video.",
+)
+
+
+def opening(scene: Scene, lead: str = "At the start the video shows") -> str:
+    """What the first frame shows."""
+    shown = [f"a {t.colour[0]} {t.shape} at the {where(t.x[0], t.y[0])}" for t in scene.tracks if t.visible(0)]
+    if not shown:
+        return "The video starts with an empty background."
+    return f"{lead} {listing(shown)}."
+
+
+def happenings(scene: Scene) -> list[str]:
+    """One sentence per logged event, in the order they happen."""
+    sentences = []
+    for event in scene.events:
+        track, frame = scene.tracks[event["object"]], event["frame"]
+        kind = event["kind"]
+        if kind == "appear":
+            sentences.append(f"A {track.name(frame)} appears at the {where(track.x[frame], track.y[frame])}.")
+        elif kind == "disappear":
+            sentences.append(f"The {track.name(frame - 1)} disappears.")
+        elif kind == "turn":
+            sentences.append(f"The {event['from']} {track.shape} turns {event['to']}.")
+        elif kind == "move":
+            sentences.append(f"The {track.name(frame)} moves {event['direction']}.")
+        elif kind == "bounce":
+            sentences.append(f"The {track.name(frame)} bounces off the {event['edge']} edge.")
+        elif kind == "hit":
+            target = scene.tracks[event["target"]]
+            sentences.append(f"The {track.name(frame)} hits the {target.name(frame)} and bounces back.")
+    return sentences
+
+
+def ending(scene: Scene) -> str:
+    """What the last frame shows."""
+    last = FRAMES - 1
+    shown = [f"the {t.name(last)}" for t in scene.tracks if t.visible(last)]
+    if not shown:
+        return "At the end the background is empty."
+    return f"At the end {listing(shown)} {'is' if len(shown) == 1 else 'are'} visible."
+
+
+def caption(scene: Scene) -> str:
+    return " ".join([opening(scene), *happenings(scene), ending(scene)])
+
+
+def reasoning(scene: Scene, question: Question, rng: np.random.Generator, self_correct: bool) -> str:
+    """`<think>...</think> <answer>X</answer>` for a cold-start example; optionally with a second look."""
+    steps = [opening(scene, lead="In the first frame I see"), *happenings(scene)]
+    if self_correct:
+        wrong = [i for i in range(len(question.options)) if i != question.answer_index]
+        guess = question.options[int(rng.choice(wrong))]
+        steps.append(
+            f'At first glance the answer looks like "{guess}". '
+            "Wait, that does not match what I saw. Let me check again."
+        )
+    steps.append(question.evidence)
+    steps.append(f"So the answer is {question.answer} ({question.answer_text}).")
+    return f"<think>{' '.join(steps)}</think> <answer>{question.answer}</answer>"
