@@ -214,3 +214,15 @@ def test_too_long_prompt_is_cut_before_the_model_with_a_warning(tiny, caplog):
             processor(text=["x " * 80 + "<image>"], videos=[video(2)])
     finally:
         processor.model_max_length = 2048
+
+
+def test_generation_never_emits_the_video_token(tiny):
+    model, processor = tiny
+    batch = processor(text=[chat_prompt("q")], videos=[video(2)])
+    with torch.no_grad():
+        model.get_output_embeddings().weight[model.config.video_token_id] += 100.0  # make it the favourite
+        try:
+            out = model.generate(**batch, max_new_tokens=4, do_sample=False)
+        finally:
+            model.get_output_embeddings().weight[model.config.video_token_id] -= 100.0
+    assert model.config.video_token_id not in out[0, batch["input_ids"].shape[1] :].tolist()

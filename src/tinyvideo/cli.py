@@ -18,7 +18,7 @@ COMMANDS = {
     "synth": ("tinyvideo.data.synth", "generate the synthetic video-reasoning suite"),
     "train sft": ("tinyvideo.train.sft", "supervised training: pretraining, fine-tuning, cold start"),
     "train grpo": ("tinyvideo.train.grpo", "GRPO reinforcement learning"),
-    "eval": ("tinyvideo.eval.harness", "evaluate on a benchmark"),
+    "eval": ("tinyvideo.eval.harness", "evaluate on a benchmark, or merge shards: eval merge --output DIR"),
 }
 
 

@@ -185,6 +185,12 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
             **kwargs,
         )
 
+    def generate(self, *args, **kwargs):
+        """`GenerationMixin.generate`, never sampling the video token (a spare row the LM head still scores)."""
+        suppressed = kwargs.get("suppress_tokens") or self.generation_config.suppress_tokens or []
+        kwargs["suppress_tokens"] = sorted({*suppressed, self.config.video_token_id})
+        return super().generate(*args, **kwargs)
+
     def prepare_inputs_for_generation(self, *args, frame_features=None, video_num_frames=None, **kwargs):
         """Visual inputs only matter on the first step; afterwards the KV cache carries them."""
         inputs = super().prepare_inputs_for_generation(*args, **kwargs)

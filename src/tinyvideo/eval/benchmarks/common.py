@@ -1,0 +1,164 @@
+"""What a benchmark adapter hands the harness, and the small pieces every adapter needs.
+
+An adapter reads a benchmark's own files in their native layout and turns each row into a
+:class:`Question`: the prompt text exactly as the published evaluation wrote it for the chosen mode,
+the options, the gold letter, the fields the leaderboard groups scores by, and the benchmark's frame
+rule. Everything else (decoding, batching, answering, scoring) is the harness's job, so adapters stay
+a page long and share nothing but this module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyvideo.eval.answers import LETTERS
+from tinyvideo.prompts import question_with_instruction
+from tinyvideo.video import segment_centre_indices, uniform_indices
+
+# Frame rules of the published evaluations (compat-spec 2.2):
+#   "uniform": linspace over the whole video, repeats kept (pytorchvideo path A; MMVU, NExT-QA, synth);
+#   "unique": the same linspace with repeats dropped, so a short video gives fewer frames (PyAV path B;
+#             Video-MME, MLVU);
+#   "segment_centre": centres of equal segments inside `bound` (MVBench, path C).
+FRAME_RULES = ("uniform", "unique", "segment_centre")
+
+
+class AnnotationError(ValueError):
+    """A benchmark file or row that does not have the shape its benchmark publishes."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames a question's video gives: the benchmark's rule and, for MVBench, a time window (seconds)."""
+
+    rule: str = "uniform"
+    bound: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        if self.rule not in FRAME_RULES:
+            raise ValueError(f"unknown frame rule {self.rule!r}; expected one of {FRAME_RULES}")
+
+    def chooser(self, folder: bool, frames: int | None, fps: float | None = None, max_frames: int | None = None):
+        """The index rule `(total_frames, fps) -> indices` that `read_frames` applies to the video.
+
+        The frame count is `frames`, or one per 1/`fps` seconds of the whole video (at least one, at
+        most `max_frames`), as the published scripts count it. In MVBench's rule a JPEG-frame folder
+        numbers its files from 1 (compat-spec 2.2 C); the indices returned are 0-based either way.
+        """
+
+        def choose(total: int, rate: float) -> np.ndarray:
+            count = frames if frames is not None else max(1, int(total / rate * fps))
+            if frames is None and max_frames is not None:
+                count = min(count, max_frames)
+            if self.rule == "segment_centre":
+                if folder:
+                    return segment_centre_indices(self.bound, rate, total, first_idx=1, num=count) - 1
+                return segment_centre_indices(self.bound, rate, total - 1, first_idx=0, num=count)
+            indices = uniform_indices(total, count)
+            return np.unique(indices) if self.rule == "unique" else indices
+
+        return choose
+
+
+@dataclass(frozen=True)
+class Question:
+    """One multiple-choice question, ready to prompt.
+
+    `prompt` is the user text (question, options, mode instruction) without the chat template;
+    `options` maps each letter to its text; `categories` holds the grouping fields of the
+    benchmark's leaderboard (for example duration, domain and task type for Video-MME).
+    """
+
+    id: str
+    video: str
+    prompt: str
+    options: dict[str, str]
+    answer: str
+    categories: dict[str, str] = field(default_factory=dict)
+    sampling: Sampling = Sampling()
+
+    def __post_init__(self):
+        if self.answer not in self.options:
+            raise AnnotationError(f"question {self.id}: answer {self.answer!r} is not one of {sorted(self.options)}")
+
+
+def lettered(texts: Sequence[str]) -> dict[str, str]:
+    """Options A, B, C, ... for a list of option texts."""
+    if len(texts) > len(LETTERS):
+        raise AnnotationError(f"{len(texts)} options are more than there are letters")
+    return {LETTERS[i]: str(text) for i, text in enumerate(texts)}
+
+
+def options_prompt(question: str, option_lines: str, mode: str) -> str:
+    """The question, its option lines and the mode instruction, the layout of Video-MME's published prompts.
+
+    Option mode (TinyLLaVA-Video) puts the options right under the question; Reason mode
+    (TinyLLaVA-Video-R1, and its training data) puts an "Options:" line between them.
+    """
+    header = "\nOptions:\n" if mode == "reason" else "\n"
+    return question_with_instruction(question + header + option_lines, mode)
+
+
+def letter_of(answer_text: str, options: dict[str, str], where: str) -> str:
+    """The letter whose option text is the given answer (MVBench and MLVU store answers as text)."""
+    for letter, text in options.items():
+        if text == answer_text:
+            return letter
+    raise AnnotationError(f"{where}: answer {answer_text!r} is not among the candidates {list(options.values())}")
+
+
+def first_existing(candidates: Iterable[Path]) -> Path:
+    """The first candidate path that exists, else the first one (reported later as a missing video)."""
+    candidates = list(candidates)
+    return next((path for path in candidates if path.exists()), candidates[0])
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise AnnotationError(f"{path}: not valid JSON ({error})") from error
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise AnnotationError(f"{path}, line {number}: not valid JSON ({error})") from error
+    return rows
+
+
+def read_parquet(path: Path) -> list[dict]:
+    import pandas as pd
+
+    return [{k: _plain(v) for k, v in row.items()} for row in pd.read_parquet(path).to_dict(orient="records")]
+
+
+def _plain(value):
+    """numpy arrays and scalars from parquet as Python lists and numbers."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def require(row: dict, keys: Sequence[str], where: str) -> None:
+    missing = [key for key in keys if key not in row]
+    if missing:
+        raise AnnotationError(f"{where}: missing field(s) {missing}; the row has {sorted(row)}")
+
+
+def find_one(root: Path, patterns: Sequence[str], what: str) -> Path:
+    """The annotation file under `root` matching the first pattern that matches anything."""
+    for pattern in patterns:
+        found = sorted(root.glob(pattern))
+        if found:
+            return found[0]
+    raise FileNotFoundError(f"{root}: no {what} found (looked for {', '.join(patterns)})")

@@ -1,0 +1,484 @@
+"""`tinyvideo eval`: answer a benchmark's questions with a model and score them as its leaderboard does.
+
+The adapters in `benchmarks/` turn each benchmark's own files into questions; this module does the
+rest, built around three costs and one risk:
+- Decoding: each video is decoded once, in DataLoader workers, for all of its questions (Video-MME
+  has three per video), with the frames its benchmark's published evaluation would take.
+- The vision tower: each video's frame features are computed once (`model.encode_videos`) and
+  passed to `generate` as `frame_features` for every question about it.
+- Generation: questions are answered in batches, left-padded. Greedy by default; sampling needs a
+  seed, and each batch's seed is derived from the seed and its question ids.
+- Lost work: every answer is appended to a JSONL predictions file and flushed batch by batch. A
+  rerun reads the file, drops a line cut off by a crash, and answers only what is missing (and the
+  questions whose video could not be read, in case it has been fixed since).
+
+Each question's `status` says what became of its video, and the run goes on whatever it is: "ok";
+"truncated" (the file ends early; answered from the part that decodes); "missing" or "unreadable"
+(not answered, counted wrong).
+`--shard i/n` (or the process index under `accelerate launch`) splits the videos deterministically;
+each shard writes its own predictions file, and `tinyvideo eval merge --output DIR` scores them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from tinyvideo.eval.answers import extract_answer
+from tinyvideo.eval.benchmarks import mlvu, mmvu, mvbench, nextqa, synth, videomme
+from tinyvideo.eval.benchmarks.common import AnnotationError, Question, Sampling
+from tinyvideo.eval.report import ANSWERED, markdown, score
+from tinyvideo.processing import chat_prompt, preprocess_frames
+from tinyvideo.video import VideoDecodeError, read_frames
+
+logger = logging.getLogger(__name__)
+
+BENCHMARKS = {"videomme": videomme, "mvbench": mvbench, "mlvu": mlvu, "mmvu": mmvu, "nextqa": nextqa, "synth": synth}
+# Adapter options and the benchmarks that take them.
+ADAPTER_OPTIONS = {"duration": ("videomme",), "split": ("nextqa", "synth")}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+RUN_FILE = "run.json"
+
+
+class UsageError(ValueError):
+    """Arguments or an output folder that cannot work; the command reports it in one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything that decides the answers; a predictions file is only ever resumed under the same settings."""
+
+    benchmark: str
+    data: str
+    model: str
+    mode: str = "option"
+    frames: int | None = 16
+    fps: float | None = None
+    max_frames: int | None = None
+    duration: str = "all"
+    split: str = "test"
+    limit: int | None = None
+    temperature: float = 0.0
+    seed: int | None = None
+    max_new_tokens: int = 1024
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.benchmark not in BENCHMARKS:
+            raise UsageError(f"unknown benchmark {self.benchmark!r}; expected one of {sorted(BENCHMARKS)}")
+        if self.mode not in ("option", "reason"):
+            raise UsageError(f"mode must be 'option' or 'reason', got {self.mode!r}")
+        if (self.frames is None) == (self.fps is None):
+            raise UsageError("give a frame count or a frame rate (fps), not both")
+        if self.max_frames is not None and self.fps is None:
+            raise UsageError("max_frames caps fps sampling; with a frame count it has no effect")
+        if self.temperature > 0 and self.seed is None:
+            raise UsageError("sampling (temperature > 0) needs a seed, so that the run can be repeated")
+
+
+# ---- questions -------------------------------------------------------------------------------------
+
+
+def load_questions(settings: Settings) -> list[Question]:
+    """The benchmark's questions in its files' order, `limit` applied; ids must be unique."""
+    adapter = BENCHMARKS[settings.benchmark]
+    options = {name: getattr(settings, name) for name, users in ADAPTER_OPTIONS.items() if settings.benchmark in users}
+    questions = adapter.load(Path(settings.data), settings.mode, **options)
+    seen: set[str] = set()
+    for question in questions:
+        if question.id in seen:
+            raise AnnotationError(f"{settings.benchmark}: question id {question.id!r} occurs twice in {settings.data}")
+        seen.add(question.id)
+    return questions[: settings.limit] if settings.limit is not None else questions
+
+
+def shard_of(questions: Sequence[Question], index: int, count: int) -> list[Question]:
+    """Every `count`-th video from the `index`-th, with all of its questions: a video is decoded in one shard only."""
+    videos = list(dict.fromkeys(q.video for q in questions))
+    mine = set(videos[index::count])
+    return [q for q in questions if q.video in mine]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard takes i/n (for example 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise UsageError(f"--shard {text}: i must be between 0 and n-1")
+    return index, count
+
+
+# ---- frames ----------------------------------------------------------------------------------------
+
+
+class VideoFrames(Dataset):
+    """One item per (video, frame rule): its sampled frames as model pixels, or why there are none.
+
+    Runs in DataLoader workers, so decoding and resizing overlap with the model's work.
+    """
+
+    def __init__(self, videos: Sequence[tuple[str, Sampling]], settings: Settings, image_size: int, threads: int = 0):
+        self.videos = list(videos)
+        self.settings = settings
+        self.image_size = image_size
+        self.threads = threads
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, index: int):
+        path, sampling = self.videos[index]
+        s = self.settings
+        choose = sampling.chooser(Path(path).is_dir(), s.frames, s.fps, s.max_frames)
+        rule = {"rule": sampling.rule, "bound": list(sampling.bound) if sampling.bound else None}
+        try:
+            frames, info = read_frames(path, indices=choose, threads=self.threads)
+        except (VideoDecodeError, ValueError) as error:
+            status = "unreadable" if Path(path).exists() else "missing"
+            return index, None, {**rule, "error": str(error)}, status
+        record = {**rule, **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(info).items()}}
+        return index, preprocess_frames(frames, self.image_size), record, "truncated" if info.truncated else "ok"
+
+
+# ---- predictions file ------------------------------------------------------------------------------
+
+
+def read_predictions(path: Path) -> list[dict]:
+    """The records of a predictions file; a line cut off by a crash is skipped."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    return _parse(lines, path)
+
+
+def _parse(lines: Sequence[str], path: Path) -> list[dict]:
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            logger.warning("%s: skipping an incomplete line (the run that wrote it was interrupted)", path)
+    return records
+
+
+def resume(path: Path) -> set[str]:
+    """Ids already answered in `path`; the file is rewritten without cut-off lines, repeats and unread videos."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    kept: dict[str, dict] = {}
+    for record in _parse(lines, path):
+        if record.get("status") in ANSWERED:
+            kept.setdefault(record["id"], record)
+    if len(kept) != len(lines):
+        write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept.values()))
+    return set(kept)
+
+
+def append(path: Path, records: Iterable[dict]) -> None:
+    """Append and flush to disk: what is written survives a kill of the process."""
+    with open(path, "a", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and rename: readers (and other processes) never see half a file."""
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def predictions_path(output: Path, shard: tuple[int, int] | None) -> Path:
+    return output / ("predictions.jsonl" if shard is None else f"predictions-{shard[0]}-of-{shard[1]}.jsonl")
+
+
+# ---- answering -------------------------------------------------------------------------------------
+
+
+def batch_seed(seed: int, ids: Sequence[str]) -> int:
+    """A batch's sampling seed: the same questions under the same seed draw the same samples."""
+    text = "\n".join([str(seed), *ids])
+    digest = hashlib.sha256(text.encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+class Asked(NamedTuple):
+    """A question waiting for its batch, with its video's frame features and frame record."""
+
+    question: Question
+    features: torch.Tensor
+    frames: dict
+    status: str
+
+
+def answer_batch(model, processor, items: Sequence[Asked], settings: Settings) -> list[dict]:
+    """Generate for a batch of questions, left-padded; one predictions record each."""
+    questions = [item.question for item in items]
+    examples = [
+        processor.truncate({"input_ids": processor.tokenize(chat_prompt(item.question.prompt), [len(item.features)])})
+        for item in items
+    ]
+    batch = {k: v.to(model.device) for k, v in processor.pad(examples, padding_side="left").items()}
+    sampling = {"do_sample": False}
+    if settings.temperature > 0:
+        torch.manual_seed(batch_seed(settings.seed, [q.id for q in questions]))
+        sampling.update(do_sample=True, temperature=settings.temperature)
+    with torch.inference_mode():
+        output = model.generate(
+            **batch, frame_features=[item.features for item in items], max_new_tokens=settings.max_new_tokens, **sampling
+        )
+    new_tokens = output[:, batch["input_ids"].shape[1] :]
+    texts = processor.batch_decode(new_tokens)
+    records = []
+    for item, text, tokens in zip(items, texts, new_tokens):
+        extracted = extract_answer(text.strip(), item.question.options)
+        records.append(
+            record_of(
+                item.question,
+                item.status,
+                item.frames,
+                response=text.strip(),
+                letter=extracted.letter,
+                method=extracted.method,
+                new_tokens=int((tokens != processor.pad_token_id).sum()),
+            )
+        )
+    return records
+
+
+def record_of(question: Question, status: str, frames: dict, **answer) -> dict:
+    """One line of the predictions file."""
+    letter = answer.get("letter")
+    return {
+        "id": question.id,
+        "status": status,
+        "answer": question.answer,
+        "letter": letter,
+        "correct": letter == question.answer,
+        "method": answer.get("method"),
+        "response": answer.get("response"),
+        "new_tokens": answer.get("new_tokens"),
+        "categories": question.categories,
+        "video": question.video,
+        "frames": frames,
+        "prompt": question.prompt,
+    }
+
+
+def answer_questions(
+    model, processor, questions: Sequence[Question], settings: Settings, path: Path, batch_size: int = 8, num_workers: int = 0
+) -> None:
+    """Answer the questions, appending their records to `path` batch by batch."""
+    from tqdm.auto import tqdm
+
+    by_video: dict[tuple[str, Sampling], list[Question]] = {}
+    for question in questions:
+        by_video.setdefault((question.video, question.sampling), []).append(question)
+    videos = list(by_video)
+    dataset = VideoFrames(videos, settings, processor.image_size, threads=1 if num_workers else 0)
+    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers)
+    queue: list[Asked] = []
+    progress = tqdm(total=len(questions), desc=settings.benchmark, unit="q", disable=None)  # off when not a terminal
+
+    def flush(items: Sequence[Asked]) -> None:
+        append(path, answer_batch(model, processor, items, settings))
+        progress.update(len(items))
+
+    for index, pixels, frames, status in loader:
+        asked = by_video[videos[index]]
+        if pixels is None:
+            logger.warning("%s: %s (%d question(s) counted wrong)", videos[index][0], frames["error"], len(asked))
+            append(path, [record_of(q, status, frames) for q in asked])
+            progress.update(len(asked))
+            continue
+        with torch.inference_mode():
+            features = model.encode_videos([pixels])[0]
+        queue += [Asked(q, features, frames, status) for q in asked]
+        while len(queue) >= batch_size:
+            flush(queue[:batch_size])
+            queue = queue[batch_size:]
+    if queue:
+        flush(queue)
+    progress.close()
+
+
+# ---- runs and reports ------------------------------------------------------------------------------
+
+
+def check_run_file(output: Path, settings: Settings, num_questions: int) -> None:
+    """Record the settings in the output folder, or refuse to mix answers made under other settings."""
+    wanted = {"settings": dataclasses.asdict(settings), "num_questions": num_questions}
+    path = output / RUN_FILE
+    if path.is_file():
+        found = json.loads(path.read_text(encoding="utf-8"))
+        if found != wanted:
+            changed = sorted(k for k in wanted["settings"] if found.get("settings", {}).get(k) != wanted["settings"][k])
+            raise UsageError(
+                f"{output} holds predictions made with other settings ({', '.join(changed) or 'question count'} "
+                "differ): choose another --output, or delete that folder to start again"
+            )
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(wanted, indent=2) + "\n")
+
+
+def build_report(output: Path) -> dict:
+    """Score every predictions file in `output` together and write report.json and report.md."""
+    path = output / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{output}: no {RUN_FILE}; is this the --output folder of a tinyvideo eval run?")
+    run = json.loads(path.read_text(encoding="utf-8"))
+    settings = run["settings"]
+    records = [r for p in sorted(output.glob("predictions*.jsonl")) for r in read_predictions(p)]
+    report = {
+        "benchmark": settings["benchmark"],
+        "mode": settings["mode"],
+        **score(records, BENCHMARKS[settings["benchmark"]].SCORING, expected=run["num_questions"]),
+        "settings": settings,
+    }
+    write_atomic(output / "report.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(output / "report.md", markdown(report, f"{settings['benchmark']} ({settings['mode']} mode)") + "\n")
+    return report
+
+
+def evaluate(
+    settings: Settings,
+    output: Path,
+    model=None,
+    processor=None,
+    shard: tuple[int, int] | None = None,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: str | None = None,
+) -> Path:
+    """Answer what is still unanswered in `output` for this shard; returns the predictions file.
+
+    The model and its processor are loaded from `settings.model` unless both are given. Questions
+    answered in another predictions file of the folder (another sharding of the same run) are skipped.
+    """
+    questions = load_questions(settings)
+    output = Path(output)
+    check_run_file(output, settings, len(questions))
+    mine = shard_of(questions, *shard) if shard else questions
+    path = predictions_path(output, shard)
+    done = resume(path)
+    for other in output.glob("predictions*.jsonl"):  # answered under another sharding of the same run
+        if other != path:
+            done |= {r["id"] for r in read_predictions(other) if r.get("status") in ANSWERED}
+    pending = [q for q in mine if q.id not in done]
+    logger.info("%s: %d question(s) in this shard, %d already answered", settings.benchmark, len(mine), len(mine) - len(pending))
+    if not pending:
+        return path
+    if model is None or processor is None:
+        from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+
+        model = TinyVideoForConditionalGeneration.from_pretrained(settings.model, dtype=DTYPES[settings.dtype])
+        model.to(device or "cpu").eval()
+        processor = TinyVideoProcessor.from_pretrained(settings.model)
+    start = time.perf_counter()
+    answer_questions(model, processor, pending, settings, path, batch_size, num_workers)
+    seconds = time.perf_counter() - start
+    logger.info("answered %d question(s) in %.1f s (%.2f per second)", len(pending), seconds, len(pending) / seconds)
+    return path
+
+
+# ---- command line ----------------------------------------------------------------------------------
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("benchmark", choices=[*BENCHMARKS, "merge"], help="benchmark to run, or 'merge' to score shards")
+    parser.add_argument("--model", help="checkpoint folder (tinyvideo or published TinyLLaVA format)")
+    parser.add_argument("--data", help="the benchmark's folder, as downloaded (see each adapter for its layout)")
+    parser.add_argument("--mode", choices=["option", "reason"], default="option", help="published prompt and instruction")
+    frames = parser.add_mutually_exclusive_group()
+    frames.add_argument("--frames", type=int, help="frames per video (default 16)")
+    frames.add_argument("--fps", type=float, help="frames per second of video instead of a fixed count")
+    parser.add_argument("--max-frames", type=int, help="cap on the frame count with --fps")
+    parser.add_argument("--duration", choices=["short", "medium", "long", "all"], default="all", help="Video-MME durations")
+    parser.add_argument("--split", default="test", help="NExT-QA / synthetic-suite split")
+    parser.add_argument("--batch-size", type=int, default=8, help="questions per generate call")
+    parser.add_argument("--limit", type=int, help="only the first N questions")
+    parser.add_argument("--shard", help="i/n: answer the i-th of n deterministic parts (0-based)")
+    parser.add_argument("--output", help="results folder (default outputs/eval/<benchmark>-<mode>)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; sampling needs --seed")
+    parser.add_argument("--seed", type=int, help="seed for sampling")
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding videos")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: accelerate's choice)")
+
+
+def settings_from(args) -> Settings:
+    return Settings(
+        benchmark=args.benchmark,
+        data=str(Path(args.data).resolve()),
+        model=str(Path(args.model).resolve()),
+        mode=args.mode,
+        frames=None if args.fps else (args.frames or 16),
+        fps=args.fps,
+        max_frames=args.max_frames,
+        duration=args.duration,
+        split=args.split,
+        limit=args.limit,
+        temperature=args.temperature,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        dtype=args.dtype,
+    )
+
+
+def run(args) -> int:
+    """The command: problems the user must fix (arguments, files, folders) are one error line, exit status 2."""
+    try:
+        if args.benchmark == "merge":
+            if not args.output:
+                raise UsageError("merge needs --output, the folder the runs wrote to")
+            output = Path(args.output)
+        else:
+            if not args.model or not args.data:
+                raise UsageError(f"tinyvideo eval {args.benchmark} needs --model and --data")
+            settings = settings_from(args)
+            shard = parse_shard(args.shard) if args.shard else None
+            from accelerate import PartialState
+
+            state = PartialState()
+            if shard is None and state.num_processes > 1:
+                shard = (state.process_index, state.num_processes)
+            output = Path(args.output or f"outputs/eval/{args.benchmark}-{args.mode}")
+            device = args.device or state.device
+            evaluate(settings, output, shard=shard, batch_size=args.batch_size, num_workers=args.num_workers, device=device)
+        # No barrier between processes: each scores what is there when it finishes, so the last one to
+        # finish writes the complete report, however long the others took.
+        report = build_report(output)
+    except (UsageError, FileNotFoundError, AnnotationError) as error:
+        logger.error("%s", error)
+        return 2
+    return _print_summary(report, output)
+
+
+def _print_summary(report: dict, output: Path) -> int:
+    value = report["headline"]["value"]
+    print(
+        f"{report['benchmark']} {report['headline']['name']}: {'-' if value is None else f'{value:.1f}'} "
+        f"({report['predicted']} of {report['questions']} questions, {report['invalid_answers']} invalid answers, "
+        f"status {report['status']}); report in {output / 'report.md'}"
+    )
+    if report["pending"]:
+        print(f"{report['pending']} question(s) not answered yet: run the remaining shards, then `tinyvideo eval merge --output {output}`")
+    return 0

@@ -1,0 +1,220 @@
+"""The evaluation harness end to end with a tiny model: what users rely on when a run is long.
+
+The fixture is a synthetic-suite split with the traits of real downloads: several questions per
+video, webm and upper-case .MP4 files, a JPEG-frame folder, a missing video, an mp4 cut short (its
+index is lost: unreadable) and an mkv cut short (its first part still decodes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from media import make_frame_folder, make_indexed_video, truncate_file
+from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+from tinyvideo.eval import harness
+from tinyvideo.eval.harness import Settings, build_report, evaluate, read_predictions
+from tinyvideo.scratch import build_tiny
+
+VIDEOS = {  # video -> number of questions about it
+    "test/v0.mp4": 3,
+    "test/v1.webm": 2,
+    "test/v2.MP4": 2,
+    "test/frames": 1,
+    "test/gone.mp4": 2,
+    "test/cut.mp4": 1,
+    "test/cut.mkv": 1,
+}
+QUESTIONS = sum(VIDEOS.values())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices gain nothing from a second thread and lose much when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("suite")
+    videos = root / "videos" / "test"
+    make_indexed_video(videos / "v0.mp4", 20, 10, size=(64, 48))
+    make_indexed_video(videos / "v1.webm", 20, 10, codec="libvpx-vp9", size=(64, 48))
+    make_indexed_video(videos / "v2.MP4", 12, 10, size=(64, 48))
+    make_frame_folder(videos / "frames", 9, size=(64, 48))
+    truncate_file(make_indexed_video(videos / "cut.mp4", 30, 10, size=(64, 48)), 0.5)
+    truncate_file(make_indexed_video(videos / "cut.mkv", 60, 10, size=(64, 48)), 0.5)
+    rows = []
+    for video, count in VIDEOS.items():
+        for k in range(count):
+            options = ["red", "green", "blue", "yellow", "purple"][: 3 + k]
+            rows.append({
+                "id": f"{Path(video).name}#{k}", "video": video, "task": ["colour", "motion"][k % 2],
+                "question": f"Question {k}: what happens to the shape?", "options": options, "answer": "ABC"[k % 3],
+            })
+    (root / "annotations").mkdir()
+    (root / "annotations" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "suite.json").write_text(json.dumps({"video_root": "videos", "splits": {"test": {"annotations": "annotations/test.jsonl"}}}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny model with large random weights, so that its answers differ from question to question."""
+    model, processor = build_tiny(["what happens to the shape"], seed=0)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.ndim >= 2:
+                parameter.normal_(0, 0.3, generator=generator)
+    folder = tmp_path_factory.mktemp("checkpoint")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def loaded(checkpoint):
+    return TinyVideoForConditionalGeneration.from_pretrained(checkpoint).eval(), TinyVideoProcessor.from_pretrained(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def settings(suite, checkpoint) -> Settings:
+    return Settings("synth", str(suite), str(checkpoint), frames=4, max_new_tokens=6)
+
+
+@pytest.fixture(scope="module")
+def reference(settings, loaded, tmp_path_factory) -> Path:
+    """One complete run, batch size 4: the results every other way of running must reproduce."""
+    output = tmp_path_factory.mktemp("reference")
+    evaluate(settings, output, *loaded, batch_size=4)
+    build_report(output)
+    return output
+
+
+def cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    harness.add_arguments(parser)
+    return harness.run(parser.parse_args(list(argv)))
+
+
+def responses(output: Path) -> dict[str, str | None]:
+    return {r["id"]: r["response"] for p in output.glob("predictions*.jsonl") for r in read_predictions(p)}
+
+
+def report_of(output: Path) -> dict:
+    return json.loads((output / "report.json").read_text())
+
+
+def test_every_question_is_reported_and_the_run_goes_on(suite, checkpoint, tmp_path):
+    rc = cli("synth", "--model", str(checkpoint), "--data", str(suite), "--frames", "4", "--max-new-tokens", "6",
+             "--batch-size", "3", "--num-workers", "1", "--output", str(tmp_path))
+    assert rc == 0
+    records = {r["id"]: r for r in read_predictions(tmp_path / "predictions.jsonl")}
+    assert len(records) == QUESTIONS
+    assert [records[k]["status"] for k in ("gone.mp4#0", "gone.mp4#1", "cut.mp4#0", "cut.mkv#0")] == ["missing", "missing", "unreadable", "truncated"]
+    statuses = [r["status"] for r in records.values()]
+    assert statuses.count("truncated") == 1 and statuses.count("ok") == QUESTIONS - 4
+    assert "no such file" in records["gone.mp4#0"]["frames"]["error"] and records["gone.mp4#0"]["correct"] is False
+    shown = records["v0.mp4#1"]
+    assert shown["frames"]["indices"] == [0, 6, 12, 19] and shown["frames"]["backend"].startswith("pyav")
+    assert shown["prompt"].endswith("Answer with the option's letter from the given choices directly.")
+    assert isinstance(shown["response"], str) and shown["method"]
+    report = report_of(tmp_path)
+    assert report["status"] == {"missing": 2, "ok": QUESTIONS - 4, "truncated": 1, "unreadable": 1}
+    assert report["overall"]["unanswered"] == 3 and report["questions"] == QUESTIONS and report["pending"] == 0
+    assert (tmp_path / "report.md").read_text().startswith("# synth (option mode)")
+
+
+def test_batched_answers_equal_one_at_a_time(settings, loaded, reference, tmp_path):
+    evaluate(settings, tmp_path, *loaded, batch_size=1)
+    answered = {k: v for k, v in responses(reference).items() if v is not None}
+    assert len(answered) == QUESTIONS - 3
+    assert responses(tmp_path) == responses(reference)
+
+
+def test_each_video_is_decoded_and_encoded_once(settings, loaded, monkeypatch, tmp_path):
+    model, processor = loaded
+    decoded, encoded, generated = [], [], []
+    read_frames, encode_videos, generate = harness.read_frames, model.encode_videos, model.generate
+    monkeypatch.setattr(harness, "read_frames", lambda path, **kw: decoded.append(path) or read_frames(path, **kw))
+    monkeypatch.setattr(model, "encode_videos", lambda *a, **kw: encoded.append(1) or encode_videos(*a, **kw))
+    monkeypatch.setattr(model, "generate", lambda **kw: generated.append(kw) or generate(**kw))
+    evaluate(settings, tmp_path, model, processor, batch_size=4)
+    assert sorted(Path(p).name for p in decoded) == sorted(Path(v).name for v in VIDEOS)
+    assert len(encoded) == len(VIDEOS) - 2  # the missing and the unreadable video are never encoded
+    assert all("frame_features" in kw and "pixel_values_videos" not in kw for kw in generated)
+    assert [len(kw["input_ids"]) for kw in generated] == [4, 4, 1]
+
+
+def test_resume_after_a_kill_loses_nothing_and_repeats_nothing(settings, loaded, reference, tmp_path):
+    lines = (reference / "predictions.jsonl").read_text().splitlines(keepends=True)
+    shutil.copy(reference / "run.json", tmp_path / "run.json")
+    # killed while writing the sixth line
+    (tmp_path / "predictions.jsonl").write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2])
+    kept = [json.loads(line) for line in lines[:5]]
+    model, processor = loaded
+    rows = []
+    generate = model.generate
+    model.generate = lambda **kw: rows.append(len(kw["input_ids"])) or generate(**kw)
+    try:
+        evaluate(settings, tmp_path, model, processor, batch_size=4)
+    finally:
+        del model.generate
+    answered_before = sum(r["status"] in ("ok", "truncated") for r in kept)
+    assert sum(rows) == QUESTIONS - 3 - answered_before  # only what was not answered yet
+    ids = [r["id"] for r in read_predictions(tmp_path / "predictions.jsonl")]
+    assert len(ids) == len(set(ids)) == QUESTIONS
+    assert build_report(tmp_path) == report_of(reference)
+    assert responses(tmp_path) == responses(reference)
+
+
+def test_shards_merged_equal_one_run(settings, loaded, reference, tmp_path):
+    for index in range(3):
+        evaluate(settings, tmp_path, *loaded, shard=(index, 3), batch_size=4)
+    parts = [{r["id"] for r in read_predictions(tmp_path / f"predictions-{i}-of-3.jsonl")} for i in range(3)]
+    assert sum(map(len, parts)) == len(set().union(*parts)) == QUESTIONS
+    assert cli("merge", "--output", str(tmp_path)) == 0
+    assert report_of(tmp_path) == report_of(reference)
+    assert (tmp_path / "report.md").read_text() == (reference / "report.md").read_text()
+
+
+def test_accelerate_processes_become_shards(suite, checkpoint, monkeypatch, tmp_path):
+    import accelerate
+
+    class SecondOfTwo:
+        num_processes, process_index, device = 2, 1, "cpu"
+
+    monkeypatch.setattr(accelerate, "PartialState", SecondOfTwo)
+    rc = cli("synth", "--model", str(checkpoint), "--data", str(suite), "--frames", "4", "--max-new-tokens", "2",
+             "--num-workers", "0", "--output", str(tmp_path))
+    ids = {r["id"] for r in read_predictions(tmp_path / "predictions-1-of-2.jsonl")}
+    assert rc == 0 and 0 < len(ids) < QUESTIONS
+    report = report_of(tmp_path)  # what is there so far; the process that finishes last sees everything
+    assert report["predicted"] == len(ids) and report["pending"] == QUESTIONS - len(ids)
+
+
+def test_sampling_needs_a_seed_and_repeats_with_it(suite, checkpoint, settings, loaded, tmp_path):
+    assert cli("synth", "--model", str(checkpoint), "--data", str(suite), "--temperature", "1.0") == 2
+    sampled = Settings(**{**settings.__dict__, "temperature": 1.0, "seed": 7})
+    evaluate(sampled, tmp_path / "a", *loaded, batch_size=4)
+    evaluate(sampled, tmp_path / "b", *loaded, batch_size=4)
+    assert responses(tmp_path / "a") == responses(tmp_path / "b")
+
+
+def test_answers_made_under_other_settings_are_not_mixed(settings, loaded, reference, tmp_path):
+    shutil.copytree(reference, tmp_path, dirs_exist_ok=True)
+    with pytest.raises(ValueError, match="mode"):
+        evaluate(Settings(**{**settings.__dict__, "mode": "reason"}), tmp_path, *loaded)
+    with pytest.raises(ValueError, match="i/n"):
+        harness.parse_shard("2")
+    with pytest.raises(ValueError, match="between 0 and n-1"):
+        harness.parse_shard("2/2")
