@@ -1,0 +1,142 @@
+"""LLaVA-style supervised data: a json list (or jsonl) of rows with a `video` or `image` path and
+`conversations` (compat-spec 3.7), turned into model inputs inside the DataLoader workers.
+
+Rows are checked for shape when the file is read and kept in a `datasets.Dataset` (Arrow memory, which
+forked workers share without copying). A row that still fails later (missing or corrupt video, a
+conversation the template rejects, a sequence too long) is logged with its index and replaced by the next
+good row, so every batch keeps its size, a resumed run sees the same batches, and the run goes on; the
+indices of such rows travel with the batch (`skipped_rows`) so the trainer can report how many there were.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import datasets
+import torch
+
+from tinyvideo.processing import preprocess_frames
+from tinyvideo.train.common import load_video
+from tinyvideo.video import VideoDecodeError
+
+logger = logging.getLogger(__name__)
+
+MAX_CONSECUTIVE_BAD_ROWS = 100
+
+
+def _row_problem(row) -> str | None:
+    """Why a row cannot be a training example, or None."""
+    if not isinstance(row, dict):
+        return "not a json object"
+    turns = row.get("conversations")
+    if not isinstance(turns, list) or not turns:
+        return "no 'conversations' list"
+    for turn in turns:
+        if not isinstance(turn, dict) or not isinstance(turn.get("from"), str) or not isinstance(turn.get("value"), str):
+            return "a turn is not {'from': str, 'value': str}"
+    media = [row.get(key) for key in ("video", "image") if row.get(key) is not None]
+    if len(media) > 1:
+        return "has both 'video' and 'image'"
+    if media and not isinstance(media[0], str):
+        return "'video'/'image' is not a path"
+    return None
+
+
+def read_rows(path: str | os.PathLike) -> tuple[datasets.Dataset, list[int]]:
+    """The well-formed rows of a json list or jsonl file as a Dataset (`row`, `media`, `conversations`),
+    and the indices of the malformed rows, which are logged and left out.
+
+    Only the fields training uses are kept, normalised, so rows with extra or inconsistently typed
+    fields (ids that are sometimes numbers) still load.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError:
+        raw = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not isinstance(raw, list):
+        raise ValueError(f"{path}: expected a json list of rows (or one json object per line)")
+    kept, dropped = [], []
+    for index, row in enumerate(raw):
+        problem = _row_problem(row)
+        if problem is not None:
+            dropped.append(index)
+            logger.warning("%s row %d skipped: %s", path, index, problem)
+            continue
+        kept.append(
+            {
+                "row": index,
+                "media": row.get("video") or row.get("image"),
+                "conversations": [{"from": t["from"], "value": t["value"]} for t in row["conversations"]],
+            }
+        )
+    if dropped:
+        logger.warning("%s: %d of %d rows skipped as malformed", path, len(dropped), len(raw))
+    if not kept:
+        raise ValueError(f"{path}: no usable rows")
+    return datasets.Dataset.from_list(kept), dropped
+
+
+class LlavaDataset(torch.utils.data.Dataset):
+    """Conversations about videos -> {input_ids, labels, pixel_values [T,3,S,S] or None, row, skipped}.
+
+    `sampling` carries `num_frames` / `fps` / `max_frames` (see `tinyvideo.train.common.load_video`);
+    `template` is `qwen2_base` (answers supervised) or `pretrain` (captions supervised).
+    """
+
+    def __init__(self, data_path, video_root, processor, sampling, template: str = "qwen2_base"):
+        self.rows, self.malformed_rows = read_rows(data_path)
+        self.source = str(data_path)
+        self.video_root = Path(video_root) if video_root is not None else Path(data_path).parent
+        self.processor = processor
+        self.sampling = sampling
+        self.template = template
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def encode(self, index: int) -> dict:
+        """One row as model inputs; raises for a row that cannot be used."""
+        row = self.rows[index]
+        pixels = None
+        if row["media"] is not None:
+            frames = load_video(self.video_root / row["media"], self.sampling)
+            pixels = preprocess_frames(frames, self.processor.image_size)
+        num_frames = None if pixels is None else len(pixels)
+        example = self.processor.encode_conversation(row["conversations"], num_frames, self.template)
+        if all(label < 0 for label in example["labels"]):
+            raise ValueError("nothing to learn: every label is masked (answer cut off by model_max_length?)")
+        return {**example, "pixel_values": pixels, "row": row["row"]}
+
+    def __getitem__(self, index: int) -> dict:
+        skipped = []
+        for attempt in range(MAX_CONSECUTIVE_BAD_ROWS):
+            position = (index + attempt) % len(self.rows)
+            try:
+                example = self.encode(position)
+            except (VideoDecodeError, ValueError, OSError) as err:
+                row = self.rows[position]["row"]
+                logger.warning("%s row %d skipped: %s", self.source, row, err)
+                skipped.append(row)
+                continue
+            return {**example, "skipped": skipped}
+        raise RuntimeError(f"{self.source}: {MAX_CONSECUTIVE_BAD_ROWS} rows in a row from {index} are unusable")
+
+
+class LlavaCollator:
+    """Pads token ids and labels (right side), pads videos to the longest one in frames."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, examples: list[dict]) -> dict:
+        batch = self.processor.pad([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
+        videos = [e["pixel_values"] for e in examples if e["pixel_values"] is not None]
+        if videos:
+            batch["pixel_values_videos"], batch["video_num_frames"] = self.processor.preprocess_videos(videos)
+        batch["skipped_rows"] = [row for e in examples for row in e["skipped"]]
+        return batch

@@ -1,0 +1,387 @@
+"""What every training stage shares: configuration loading, where the model comes from, what trains,
+how frames are sampled and how the final model is written.
+
+LoRA adapters are injected into the model in place (`peft.inject_adapter_in_model`) rather than wrapping
+it in a `PeftModel`: the model stays a `TinyVideoForConditionalGeneration`, so the Trainer's checkpoints
+hold every trainable weight (a fully tuned connector next to a LoRA language model included) and resume
+exactly; `save_model` folds the adapters into plain weights for the final folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
+from peft.tuners.lora import LoraLayer
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import HfArgumentParser
+
+from tinyvideo.modeling import TinyVideoForConditionalGeneration
+from tinyvideo.processing import TinyVideoProcessor
+from tinyvideo.video import IMAGE_SUFFIXES, read_frames
+
+logger = logging.getLogger(__name__)
+
+TUNE_TYPES = ("frozen", "full", "lora")
+VISION_TUNE_TYPES = (*TUNE_TYPES, "partial")
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+@dataclass
+class ModelArguments:
+    """Model source, what trains, frame sampling and data location; mixed into each stage's config.
+
+    Model source, one of:
+    - `model_name_or_path`: a tinyvideo or published TinyLLaVA-Video(-R1) folder, or the word `tiny` for a
+      freshly initialised tiny model whose tokenizer is fit on the texts of `tokenizer_corpus` (text files,
+      one example a line, or LLaVA-style json files, every conversation turn);
+    - `language_model_path` + `vision_tower_path`: Hugging Face folders of a Qwen2 LM and a SigLIP
+      vision tower joined by a new connector.
+    The connector settings (`connector_type`, `num_queries`, `group`, `num_resampler_layers`,
+    `model_max_length`) and the `tiny_*` sizes apply only to new models; a folder keeps its own.
+    """
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "checkpoint folder, or 'tiny'"})
+    language_model_path: str | None = field(default=None, metadata={"help": "Qwen2 folder for a new model"})
+    vision_tower_path: str | None = field(default=None, metadata={"help": "SigLIP folder for a new model"})
+    connector_type: str = field(default="group", metadata={"help": "group | naive | image | mlp (new models)"})
+    num_queries: int = field(default=512, metadata={"help": "visual tokens per video (new models)"})
+    group: int = field(default=16, metadata={"help": "groups of the group resampler (new models)"})
+    num_resampler_layers: int = field(default=3, metadata={"help": "resampler depth (assembled models)"})
+    model_max_length: int = field(default=3072, metadata={"help": "token limit of a sequence (new models)"})
+    image_size: int = field(default=32, metadata={"help": "frame side in pixels (tiny models)"})
+    tokenizer_corpus: list[str] | None = field(
+        default=None, metadata={"help": "text or LLaVA json files whose texts fit the tiny tokenizer"}
+    )
+    tiny_vocab_size: int = field(default=512, metadata={"help": "BPE vocabulary size of the tiny tokenizer"})
+    tiny_hidden_size: int = field(default=64, metadata={"help": "language model width (tiny models)"})
+    tiny_num_layers: int = field(default=2, metadata={"help": "language model depth (tiny models)"})
+    tiny_vision_hidden_size: int = field(default=48, metadata={"help": "vision tower width (tiny models)"})
+    tiny_vision_layers: int = field(default=3, metadata={"help": "vision tower depth (tiny models)"})
+    tiny_patch_size: int = field(default=8, metadata={"help": "vision patch side (tiny models)"})
+
+    tune_language_model: str = field(default="full", metadata={"help": "frozen | full | lora"})
+    tune_vision_tower: str = field(default="frozen", metadata={"help": "frozen | full | lora | partial"})
+    tune_connector: str = field(default="full", metadata={"help": "frozen | full | lora"})
+    vision_tower_from_layer: int = field(default=10, metadata={"help": "first trained vision layer for 'partial'"})
+    lora_r: int = 64
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "names of Linear layers to adapt (e.g. q_proj v_proj); default: all"}
+    )
+
+    num_frames: int = field(default=16, metadata={"help": "frames spread uniformly over each video"})
+    fps: float | None = field(default=None, metadata={"help": "sample at this rate instead of num_frames"})
+    max_frames: int | None = field(default=None, metadata={"help": "cap on frames when sampling by fps"})
+
+    data_path: str | None = field(default=None, metadata={"help": "LLaVA-style json (or jsonl) annotations"})
+    video_root: str | None = field(default=None, metadata={"help": "folder the rows' video/image paths are relative to"})
+
+    def __post_init__(self):
+        for name, allowed in (
+            ("tune_language_model", TUNE_TYPES),
+            ("tune_connector", TUNE_TYPES),
+            ("tune_vision_tower", VISION_TUNE_TYPES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        assembling = self.language_model_path is not None or self.vision_tower_path is not None
+        if assembling and (self.language_model_path is None or self.vision_tower_path is None):
+            raise ValueError("a new model needs both language_model_path and vision_tower_path")
+        if assembling == (self.model_name_or_path is not None):
+            raise ValueError("give model_name_or_path (a folder or 'tiny'), or language_model_path + vision_tower_path")
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+
+
+def load_config(config_class, path: str | None, overrides: list[str]):
+    """A `config_class` instance from a YAML file, then `--key value` overrides (argparse syntax).
+
+    YAML values become the parser's defaults, so overrides parse exactly like command-line flags:
+    `--bf16 true`, `--lora_target_modules q_proj v_proj`, `--fps 1`.
+    """
+    parser = HfArgumentParser(config_class)
+    values = {}
+    if path is not None:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+        known = {f.name for f in fields(config_class)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {unknown} for {config_class.__name__}")
+    parser.set_defaults(**values)
+    (config,) = parser.parse_args_into_dataclasses(args=list(overrides), look_for_args_file=False)
+    return config
+
+
+def add_config_arguments(parser, config_class) -> None:
+    """`--config FILE` plus one `--field VALUE...` option per config field, for a subcommand's parser.
+
+    The options only collect strings; `config_overrides` hands them back to `load_config`, which parses
+    them with the field types, so the command line and YAML follow the same rules and `--help` lists
+    every field.
+    """
+    parser.add_argument("--config", help="YAML recipe (see configs/); the options below override it")
+    group = parser.add_argument_group(f"{config_class.__name__} fields (override the recipe)")
+    for item in fields(config_class):
+        if item.init:
+            text = str(item.metadata.get("help", "")).replace("%", "%%")
+            group.add_argument(f"--{item.name}", nargs="*", default=argparse.SUPPRESS, metavar="VALUE", help=text)
+
+
+def config_overrides(args, config_class) -> list[str]:
+    """The `--field value...` tokens given on the command line, for `load_config`."""
+    names = {item.name for item in fields(config_class)}
+    return [token for name, values in vars(args).items() if name in names for token in (f"--{name}", *values)]
+
+
+# ---- model ------------------------------------------------------------------------------------------
+
+
+def load_model_and_processor(args) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
+    """The model and processor named by the configuration, in float32 (mixed precision is the Trainer's)."""
+    from tinyvideo import scratch
+
+    if args.language_model_path is not None:
+        return scratch.assemble(
+            args.language_model_path,
+            args.vision_tower_path,
+            connector_type=args.connector_type,
+            num_queries=args.num_queries,
+            group=args.group,
+            num_resampler_layers=args.num_resampler_layers,
+            model_max_length=args.model_max_length,
+        )
+    if args.model_name_or_path == "tiny":
+        return scratch.build_tiny(
+            corpus_texts(args.tokenizer_corpus or ()),
+            vocab_size=args.tiny_vocab_size,
+            seed=getattr(args, "seed", 0),
+            connector_type=args.connector_type,
+            image_size=args.image_size,
+            patch_size=args.tiny_patch_size,
+            num_queries=args.num_queries,
+            group=args.group,
+            hidden_size=args.tiny_hidden_size,
+            num_layers=args.tiny_num_layers,
+            vision_hidden_size=args.tiny_vision_hidden_size,
+            vision_layers=args.tiny_vision_layers,
+            model_max_length=args.model_max_length,
+        )
+    folder = Path(args.model_name_or_path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model_name_or_path {folder} is not a folder (or the word 'tiny')")
+    model = TinyVideoForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+    return model, TinyVideoProcessor.from_pretrained(folder)
+
+
+def corpus_texts(paths) -> list[str]:
+    """Texts to fit a tokenizer on: the lines of text files, the turns of LLaVA json (list or jsonl) files."""
+    texts = []
+    for path in map(Path, paths):
+        if path.suffix not in (".json", ".jsonl"):
+            texts += path.read_text(encoding="utf-8").splitlines()
+            continue
+        raw = path.read_text(encoding="utf-8")
+        rows = json.loads(raw) if path.suffix == ".json" else [json.loads(line) for line in raw.splitlines() if line.strip()]
+        turns = [turn for row in rows if isinstance(row.get("conversations"), list) for turn in row["conversations"]]
+        texts += [turn["value"] for turn in turns if isinstance(turn, dict) and isinstance(turn.get("value"), str)]
+    return texts
+
+
+def _keep_eval(module: nn.Module, mode: bool = True) -> nn.Module:
+    """Stand-in for `train()` on frozen parts: `Trainer` calls `model.train()` every step."""
+    return module
+
+
+def _freeze(module: nn.Module) -> None:
+    module.requires_grad_(False)
+    module.eval()
+    module.train = _keep_eval.__get__(module)
+
+
+def used_vision_layers(model) -> nn.ModuleList:
+    """The vision encoder layers the model runs: up to `vision_feature_layer`; the rest (and the post
+    layer norm and pooling head) get no gradient, and trainable unused weights break DDP."""
+    layers = model.vision_tower.encoder.layers
+    return layers[: model.config.vision_feature_layer % (len(layers) + 1)]
+
+
+def _trainable_parts(model, args) -> dict[str, tuple[list[nn.Module], str]]:
+    """Component -> (modules that take part, tune type)."""
+    layers = used_vision_layers(model)
+    vision_parts = [model.vision_tower.embeddings, *layers]
+    if args.tune_vision_tower == "partial":
+        vision_parts, vision_tune = list(layers[args.vision_tower_from_layer :]), "full"
+    else:
+        vision_tune = args.tune_vision_tower
+    return {
+        "language_model": ([model.language_model], args.tune_language_model),
+        "vision_tower": (vision_parts, vision_tune),
+        "connector": ([model.connector], args.tune_connector),
+    }
+
+
+def _lora_targets(model, modules: list[nn.Module], wanted: list[str] | None) -> list[str]:
+    """Full names of the Linear layers under `modules` to adapt (never the tied output head)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    targets = []
+    for module in modules:
+        for sub_name, sub in module.named_modules():
+            name = f"{names[id(module)]}.{sub_name}".rstrip(".")
+            if isinstance(sub, nn.Linear) and not name.endswith("lm_head"):
+                if wanted is None or name.rsplit(".", 1)[-1] in wanted:
+                    targets.append(name)
+    return targets
+
+
+def lora_config(model, args) -> LoraConfig | None:
+    """The LoRA settings for the components tuned with `lora`, or None when none is."""
+    targets = [
+        name
+        for modules, tune in _trainable_parts(model, args).values()
+        if tune == "lora"
+        for name in _lora_targets(model, modules, args.lora_target_modules)
+    ]
+    if not targets:
+        return None
+    return LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, target_modules=targets)
+
+
+def apply_tuning(model, args):
+    """Set what trains: everything frozen first, then per component full weights or LoRA adapters.
+
+    Frozen parts stay in eval mode; the vision tower counts as frozen unless some of it trains.
+    """
+    model.requires_grad_(False)
+    config = lora_config(model, args)
+    if config is not None:
+        inject_adapter_in_model(config, model)  # the new lora_A/B weights are the only trainable ones
+    for modules, tune in _trainable_parts(model, args).values():
+        if tune == "full":
+            for module in modules:
+                module.requires_grad_(True)
+    for part in (model.vision_tower, model.connector, model.language_model):
+        if not any(p.requires_grad for p in part.parameters()):
+            _freeze(part)
+    checkpointing = dict(getattr(args, "activation_checkpointing_kwargs", None) or {})
+    if getattr(args, "activation_checkpointing", False) and checkpointing.get("use_reentrant"):
+        # Reentrant checkpointing drops the gradient when no input of a block needs one (frozen embeddings).
+        model.enable_input_require_grads()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))
+    return model
+
+
+# ---- saving -----------------------------------------------------------------------------------------
+
+
+def merged_state_dict(model, state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The model's weights with every LoRA adapter folded in, under the plain (adapter-free) names.
+
+    `state_dict` is the full state dict when the caller gathered it (e.g. from ZeRO-3 shards); the live
+    model is left untouched, so training can go on after a save.
+    """
+    state = dict(model.state_dict() if state_dict is None else state_dict)
+    for name, module in model.named_modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        weight = state.pop(f"{name}.base_layer.weight")
+        for adapter in module.lora_A:
+            a = state.pop(f"{name}.lora_A.{adapter}.weight")
+            b = state.pop(f"{name}.lora_B.{adapter}.weight")
+            delta = (b.float() @ a.float()) * module.scaling[adapter]
+            weight = (weight.float() + delta.to(weight.device)).to(weight.dtype)
+        state[f"{name}.weight"] = weight
+        if f"{name}.base_layer.bias" in state:
+            state[f"{name}.bias"] = state.pop(f"{name}.base_layer.bias")
+    return state
+
+
+def _replace_folder(build, out_dir: str | os.PathLike) -> Path:
+    """Run `build(tmp)` on a temporary sibling folder, then move it to `out_dir` by renames: readers see the
+    old folder or the complete new one, never a half-written one."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        build(tmp)
+        old = None
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def save_model(model, processor, out_dir: str | os.PathLike, state_dict=None) -> Path:
+    """Write a folder that `TinyVideoForConditionalGeneration.from_pretrained` loads: LoRA merged, processor
+    files included, atomically. Call it on one process; `state_dict` is for weights gathered elsewhere."""
+    merged = merged_state_dict(model, state_dict)
+
+    def build(tmp: Path) -> None:
+        model.save_pretrained(tmp, state_dict=merged)
+        processor.save_pretrained(tmp)
+
+    return _replace_folder(build, out_dir)
+
+
+def save_adapter(model, out_dir: str | os.PathLike) -> Path:
+    """Only the LoRA weights and their settings (small), for sharing or for `load_adapter`."""
+    if not _has_lora(model):
+        raise ValueError("the model has no LoRA adapters to save")
+    settings = model.peft_config["default"]
+
+    def build(tmp: Path) -> None:
+        settings.save_pretrained(tmp)
+        save_file({k: v.contiguous() for k, v in get_peft_model_state_dict(model).items()}, tmp / ADAPTER_WEIGHTS)
+
+    return _replace_folder(build, out_dir)
+
+
+def load_adapter(model, folder: str | os.PathLike):
+    """Inject the adapters saved by `save_adapter` into a model of the same architecture."""
+    folder = Path(folder)
+    config = LoraConfig.from_pretrained(folder)
+    inject_adapter_in_model(config, model)
+    result = set_peft_model_state_dict(model, load_file(folder / ADAPTER_WEIGHTS))
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if missing:
+        raise ValueError(f"{folder}: adapter weights missing for {missing[:3]}...")
+    return model
+
+
+def _has_lora(model) -> bool:
+    return any(isinstance(m, LoraLayer) for m in model.modules())
+
+
+# ---- frames -----------------------------------------------------------------------------------------
+
+
+def load_video(path: str | os.PathLike, args) -> np.ndarray:
+    """uint8 frames [T,H,W,3] sampled as configured: `fps` (capped by `max_frames`) if set, else
+    `num_frames` uniformly. A still image is one frame. One decoder thread: this runs in DataLoader workers."""
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        frames, _ = read_frames(path)
+    elif args.fps is not None:
+        frames, _ = read_frames(path, fps=args.fps, max_frames=args.max_frames, threads=1)
+    else:
+        frames, _ = read_frames(path, num_frames=args.num_frames, threads=1)
+    return frames

@@ -1,0 +1,237 @@
+"""GRPO reinforcement learning on multiple-choice video questions answered in `<think>`/`<answer>` tags.
+
+    tinyvideo train grpo --config configs/grpo_r1.yaml [--key value ...]
+
+`GRPOConfig` extends `TrainingArguments` with TRL's GRPO names (`num_generations`, `beta`,
+`max_completion_length`, `loss_type`, `epsilon`, `num_iterations`, `scale_rewards`, `reward_funcs`, ...)
+and the published extras (`advantage_noise_std`, `reward_combination`); its defaults are the published
+TinyLLaVA-Video-R1 recipe (compat-spec 4.4). Data is the published GRPO jsonl (`problem`, `solution`,
+`video_filename`, any other columns go to the reward functions). Checkpoints go to
+`output_dir/checkpoint-N` and the same command resumes from the newest complete one; the final model
+is written to `output_dir/model`, sampled completions to `output_dir/completions.jsonl`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate.utils import gather_object
+from transformers import TrainingArguments, set_seed
+from transformers.integrations import is_deepspeed_zero3_enabled
+
+from tinyvideo.processing import chat_prompt, preprocess_frames
+from tinyvideo.prompts import question_with_instruction
+from tinyvideo.train.common import (
+    ModelArguments,
+    add_config_arguments,
+    apply_tuning,
+    config_overrides,
+    load_config,
+    load_model_and_processor,
+    load_video,
+    save_model,
+)
+from tinyvideo.train.grpo_loss import LOSS_TYPES, SCALE_REWARDS
+from tinyvideo.train.grpo_trainer import GRPOTrainer, only_adapters_train
+from tinyvideo.train.rewards import COMBINATIONS, REWARD_FUNCS, combine_rewards
+from tinyvideo.train.sft import FINAL_MODEL, last_complete_checkpoint
+from tinyvideo.video import VideoDecodeError
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_FIELDS = ("problem", "solution", "video_filename")
+MAX_CONSECUTIVE_BAD_ROWS = 100
+
+
+@dataclass
+class GRPOConfig(ModelArguments, TrainingArguments):
+    """Model, tuning, frames and data (`ModelArguments`), the Trainer's settings and GRPO's.
+
+    `per_device_train_batch_size` counts prompts; each gets `num_generations` rollouts (TRL counts
+    completions instead). The vision tower stays frozen: its features are computed once per video and
+    shared by the rollouts, the policy and the reference.
+    """
+
+    num_generations: int = field(default=8, metadata={"help": "rollouts per prompt (G)"})
+    max_completion_length: int = field(default=512, metadata={"help": "new tokens per rollout, at most"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the rollouts"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (1.0: off)"})
+    top_k: int = field(default=50, metadata={"help": "sample among the k likeliest tokens (0: off)"})
+    beta: float = field(default=0.01, metadata={"help": "KL coefficient; 0 drops the reference model"})
+    loss_type: str = field(default="grpo", metadata={"help": "grpo | bnpo | dr_grpo | dapo"})
+    epsilon: float = field(default=0.2, metadata={"help": "lower clipping bound of the ratio, 1 - epsilon"})
+    epsilon_high: float | None = field(default=None, metadata={"help": "upper bound 1 + epsilon_high (default epsilon)"})
+    num_iterations: int = field(default=1, metadata={"help": "updates per batch of rollouts (mu)"})
+    scale_rewards: str = field(default="group", metadata={"help": "divide advantages by the std of: group | batch | none"})
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy", "format"], metadata={"help": f"reward names: {', '.join(REWARD_FUNCS)}"}
+    )
+    reward_weights: list[float] | None = field(default=None, metadata={"help": "weights for weighted_sum"})
+    reward_combination: str = field(
+        default="r1", metadata={"help": "r1 (published: a + (2a-1)f, 0 -> -2) | weighted_sum (TRL)"}
+    )
+    advantage_noise_std: float = field(default=0.02, metadata={"help": "std of the noise added to advantages"})
+    log_completions_steps: int = field(default=10, metadata={"help": "write sampled completions every N steps (0: never)"})
+    learning_rate: float = field(default=1e-6, metadata={"help": "peak learning rate"})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "reward functions need every column"})
+
+    def __post_init__(self):
+        choices = (("loss_type", LOSS_TYPES), ("scale_rewards", SCALE_REWARDS), ("reward_combination", COMBINATIONS))
+        for name, allowed in choices:
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        unknown = [name for name in self.reward_funcs if name not in REWARD_FUNCS]
+        if unknown:
+            raise ValueError(f"unknown reward_funcs {unknown}; expected names from {', '.join(REWARD_FUNCS)}")
+        combine_rewards([[0.0]] * len(self.reward_funcs), self.reward_combination, self.reward_weights)  # raises if unfit
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be at least 2: advantages compare rollouts of the same prompt")
+        if self.num_iterations < 1:
+            raise ValueError("num_iterations must be at least 1")
+        if self.tune_vision_tower != "frozen":
+            raise ValueError("GRPO keeps the vision tower frozen (its features are cached); set tune_vision_tower: frozen")
+        if self.data_path is None:
+            raise ValueError("data_path is required: a GRPO jsonl with problem, solution and video_filename")
+        super().__post_init__()
+
+
+# ---- data -------------------------------------------------------------------------------------------
+
+
+def read_rows(path: str | os.PathLike) -> tuple[list[dict], list[int]]:
+    """The usable rows of a GRPO jsonl (or json list), and the indices of the malformed ones (logged)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError:
+        raw = []
+        for number, line in enumerate(text.splitlines()):
+            if line.strip():
+                try:
+                    raw.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raw.append(f"line {number + 1} is not json ({err})")
+    if not isinstance(raw, list):
+        raise ValueError(f"{path}: expected one json object per line (or a json list)")
+    rows, dropped = [], []
+    for index, row in enumerate(raw):
+        missing = [key for key in REQUIRED_FIELDS if not isinstance(row, dict) or not isinstance(row.get(key), str)]
+        if missing:
+            reason = row if isinstance(row, str) else f"no string field(s) {missing}"
+            logger.warning("%s row %d skipped: %s", path, index, reason)
+            dropped.append(index)
+        else:
+            rows.append({**row, "_row": index})
+    if not rows:
+        raise ValueError(f"{path}: no usable rows (each needs string fields {', '.join(REQUIRED_FIELDS)})")
+    return rows, dropped
+
+
+def grpo_prompt(problem: str) -> str:
+    """The published GRPO prompt: the problem, a space, the reasoning instruction, in `qwen2_base` (compat-spec 3.6)."""
+    return chat_prompt(question_with_instruction(problem, "reason", separator=" "))
+
+
+class GRPODataset(torch.utils.data.Dataset):
+    """GRPO rows -> {prompt, prompt_ids, pixel_values [T,3,S,S], columns, row, skipped}, in DataLoader workers.
+
+    `video_filename` is relative to `video_root` (the published values start with "./"). A row whose
+    video cannot be read, or whose prompt plus `max_completion_length` exceeds the model's length, is
+    logged and replaced by the next good row, so batches keep their size and a resumed run sees the
+    same batches; the replaced rows travel with the example (`skipped`) to be counted.
+    """
+
+    def __init__(self, data_path, video_root, processor, config):
+        self.rows, self.malformed_rows = read_rows(data_path)
+        self.source = str(data_path)
+        self.video_root = Path(video_root) if video_root is not None else Path(data_path).parent
+        self.processor = processor
+        self.config = config
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def encode(self, index: int) -> dict:
+        row = self.rows[index]
+        frames = load_video(self.video_root / row["video_filename"], self.config)
+        pixels = preprocess_frames(frames, self.processor.image_size)
+        prompt = grpo_prompt(row["problem"])
+        prompt_ids = self.processor.tokenize(prompt, [len(pixels)])
+        room = self.processor.model_max_length - self.config.max_completion_length
+        if len(prompt_ids) > room:
+            raise ValueError(
+                f"prompt of {len(prompt_ids)} tokens leaves no room for {self.config.max_completion_length} new tokens "
+                f"within model_max_length {self.processor.model_max_length}"
+            )
+        columns = {key: value for key, value in row.items() if key != "_row"}
+        return {
+            "prompt": prompt,
+            "prompt_ids": torch.tensor(prompt_ids),
+            "pixel_values": pixels,
+            "columns": columns,
+            "row": row["_row"],
+        }
+
+    def __getitem__(self, index: int) -> dict:
+        skipped = []
+        for attempt in range(MAX_CONSECUTIVE_BAD_ROWS):
+            position = (index + attempt) % len(self.rows)
+            try:
+                return {**self.encode(position), "skipped": skipped}
+            except (VideoDecodeError, ValueError, OSError) as err:
+                row = self.rows[position]["_row"]
+                logger.warning("%s row %d skipped: %s", self.source, row, err)
+                skipped.append(row)
+        raise RuntimeError(f"{self.source}: {MAX_CONSECUTIVE_BAD_ROWS} consecutive rows from {index} are unusable")
+
+
+# ---- the run ----------------------------------------------------------------------------------------
+
+
+def train(config: GRPOConfig) -> Path:
+    """Run GRPO and return the final model folder."""
+    set_seed(config.seed)
+    model, processor = load_model_and_processor(config)
+    model = apply_tuning(model, config)
+    ref_model = None
+    if config.beta and is_deepspeed_zero3_enabled() and not only_adapters_train(model):
+        ref_model, _ = load_model_and_processor(config)  # ZeRO-3 weights are sharded at load: no deep copy
+    dataset = GRPODataset(config.data_path, config.video_root, processor, config)
+    trainer = GRPOTrainer(model, config, processor, dataset, ref_model=ref_model)
+    resume = config.resume_from_checkpoint
+    if resume is None:
+        resume = last_complete_checkpoint(config.output_dir, remove_incomplete=trainer.is_world_process_zero())
+    if resume is not None:
+        logger.info("resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+
+    skipped = set().union(*gather_object([trainer.skipped_rows]))
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    final = Path(config.output_dir) / FINAL_MODEL
+    if trainer.is_world_process_zero():
+        save_model(trainer.model, processor, final, state_dict=state_dict)
+        malformed = len(dataset.malformed_rows)
+        logger.info(
+            "%d of %d rows skipped (%d malformed, %d with an unusable video or prompt)",
+            malformed + len(skipped), len(dataset) + malformed, malformed, len(skipped),
+        )
+        logger.info("final model written to %s", final)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, GRPOConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(GRPOConfig, args.config, config_overrides(args, GRPOConfig))
+    print(f"final model: {train(config)}")
+    return 0

@@ -1,0 +1,120 @@
+"""Rollouts and their log-probs, with each video through the vision tower once per step.
+
+The published trainer encodes every video 24+ times per prompt (8 `generate` calls, then the video
+repeated 8x for the policy and 8x again for the reference) and materialises full-sequence logits
+(compat-spec 6, items 2-4). Here, per prompt:
+- the frozen vision tower runs once; its frame features serve the rollouts, the policy and the reference;
+- the prompt embeddings (connector output included) are built once and the G rollouts of every prompt
+  come from one batched `generate` on them (left padding lets several prompts share the call);
+- log-probs are computed only at completion positions: the language model's `logits_to_keep` slices
+  the hidden states before the output head.
+The G rollouts of a prompt are consecutive rows ("a group"), as `num_return_sequences` lays them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tinyvideo.train.grpo_loss import token_logprobs
+
+
+@dataclass
+class Prompts:
+    """A batch of prompts: left-padded token ids with their video placeholders expanded, and the frame
+    features of each prompt's video, in row order."""
+
+    input_ids: torch.Tensor  # [B, Lp]
+    attention_mask: torch.Tensor  # [B, Lp]
+    frame_features: list[torch.Tensor]  # B x [T, P, Dv]
+
+
+def prompt_batch(model, processor, prompt_ids: list[list[int]], videos: list[torch.Tensor]) -> Prompts:
+    """Pad the prompts on the left and run the vision tower once over all their frames.
+
+    `videos` are preprocessed pixel values [T, 3, S, S], one per prompt. The features are computed
+    without gradient: the vision tower is frozen in GRPO (when it trains, `prompt_embeddings` is
+    given fresh features with gradient instead).
+    """
+    padded = processor.pad([{"input_ids": ids} for ids in prompt_ids], padding_side="left")
+    with torch.no_grad():
+        features = model.encode_videos(videos)
+    return Prompts(padded["input_ids"].to(model.device), padded["attention_mask"].to(model.device), features)
+
+
+def prompt_embeddings(model, prompts: Prompts, frame_features: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Token embeddings of the prompts with each prompt's own video spliced in: [B, Lp, D]."""
+    features = prompts.frame_features if frame_features is None else frame_features
+    return model.embed_inputs(prompts.input_ids, frame_features=features)
+
+
+@torch.no_grad()
+def sample_completions(
+    model,
+    prompts: Prompts,
+    prompt_embeds: torch.Tensor,
+    num_generations: int,
+    max_completion_length: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int | None = 50,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> torch.Tensor:
+    """G sampled completions per prompt from one `generate` call: [B*G, Lc], new tokens only.
+
+    Generation runs on the language model with the ready prompt embeddings, so neither the vision
+    tower nor the connector runs again; `num_return_sequences` expands the embeddings, not the video.
+    The model is put in eval mode for the call (the KV cache is off in train mode under activation
+    checkpointing) and its mode restored afterwards. Sampling uses the global RNG: seed it to reproduce.
+    """
+    training = model.training
+    model.eval()
+    try:
+        output = model.language_model.generate(
+            input_ids=prompts.input_ids,
+            inputs_embeds=prompt_embeds.detach(),
+            attention_mask=prompts.attention_mask,
+            do_sample=True,
+            num_return_sequences=num_generations,
+            max_new_tokens=max_completion_length,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k or None,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            use_cache=True,
+        )
+    finally:
+        model.train(training)
+    return output[:, prompts.input_ids.shape[1] :]
+
+
+def completion_logprobs(
+    model,
+    prompt_embeds: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    num_generations: int,
+    temperature: float = 1.0,
+    forward=None,
+) -> torch.Tensor:
+    """log p(completion token | video, prompt, earlier tokens) for every completion position: [B*G, Lc].
+
+    Each prompt's embeddings are repeated for its G rollouts (their gradients add up, as if the
+    connector had run G times) and followed by the completions' token embeddings. Positions count
+    real tokens only, as in generation, so a left-padded prompt sees the positions it was sampled
+    with. Only the last Lc + 1 hidden states reach the output head. `forward` is the module to call
+    (a DDP/DeepSpeed wrapper of `model` during training); `model` is used for its embedding table.
+    """
+    width = completion_ids.shape[1]
+    embeds = torch.cat(
+        [prompt_embeds.repeat_interleave(num_generations, 0), model.get_input_embeddings()(completion_ids)], dim=1
+    )
+    mask = torch.cat([prompt_mask.repeat_interleave(num_generations, 0), torch.ones_like(completion_ids)], dim=1)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    output = (forward or model)(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=width + 1, use_cache=False
+    )
+    return token_logprobs(output.logits[:, :-1], completion_ids, temperature)

@@ -1,0 +1,367 @@
+"""`GRPOTrainer`: GRPO as a `transformers.Trainer` whose loss samples its own rollouts.
+
+Generation happens inside `compute_loss`, as in the published trainer, so checkpoints, resume,
+logging, mixed precision, gradient accumulation and accelerate/DeepSpeed come from the Trainer. Each
+step, per process: every prompt's video goes through the vision tower once, G rollouts per prompt come
+from one batched `generate`, the rewards are combined and turned into group advantages, and the
+policy and the reference score only the completion tokens (see `grpo_rollouts`).
+
+Batches are lists of examples (identity collator). `per_device_train_batch_size` counts prompts, and
+every process holds whole groups, so group statistics need no communication.
+
+Reproducible by construction: rollout sampling and advantage noise are seeded from (seed, micro-step,
+process), so a run resumed from a checkpoint samples what the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections import defaultdict
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from peft.tuners.lora import LoraLayer
+from torch.utils.data import Sampler
+from transformers import Trainer
+
+from tinyvideo.train import rewards as reward_lib
+from tinyvideo.train.grpo_loss import completion_mask, group_advantages, policy_loss, zero_std_fraction
+from tinyvideo.train.grpo_rollouts import (
+    Prompts,
+    completion_logprobs,
+    prompt_batch,
+    prompt_embeddings,
+    sample_completions,
+)
+
+logger = logging.getLogger(__name__)
+
+COMPLETIONS_FILE = "completions.jsonl"
+RESERVED_COLUMNS = ("prompts", "completions", "completion_ids")
+
+
+@dataclass
+class Rollouts:
+    """One batch of prompts with their sampled completions, scored; reused `num_iterations` times."""
+
+    prompts: Prompts
+    completion_ids: torch.Tensor  # [B*G, Lc]
+    completion_mask: torch.Tensor  # [B*G, Lc]
+    advantages: torch.Tensor  # [B*G]
+    num_items: torch.Tensor  # completion tokens over all processes / number of processes (the dapo normaliser)
+    ref_logp: torch.Tensor | None = None
+    old_logp: torch.Tensor | None = None
+    uses: int = 0
+
+
+class RepeatingSampler(Sampler[int]):
+    """A seeded shuffle of the dataset in which each chunk of `chunk` indices is yielded `repeat` times.
+
+    A chunk is one optimizer step's prompts on all processes (per-device batch x accumulation x
+    processes); repeating it makes the next `num_iterations - 1` steps see the same prompts, whose
+    rollouts are then reused (TRL's `num_iterations`). The order depends only on the seed and the
+    epoch, so a resumed run skips into the same sequence.
+    """
+
+    def __init__(self, size: int, chunk: int, repeat: int, seed: int):
+        self.size, self.chunk, self.repeat, self.seed = size, chunk, repeat, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size * self.repeat
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        for start in range(0, self.size, self.chunk):
+            for _ in range(self.repeat):
+                yield from order[start : start + self.chunk]
+
+
+def identity_collator(examples: list[dict]) -> list[dict]:
+    return examples
+
+
+@contextmanager
+def seeded_rng(seed: int, device: torch.device):
+    """Draw from a fixed seed without disturbing the RNG streams the rest of training uses."""
+    on_accelerator = device.type not in ("cpu", "meta")
+    devices = [device] if on_accelerator else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type if on_accelerator else None):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextmanager
+def adapters_disabled(model):
+    """The base weights: every LoRA adapter switched off for the duration (the reference policy)."""
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)
+
+
+def only_adapters_train(model) -> bool:
+    """True when the trainable weights are all LoRA weights: the base model then *is* the reference."""
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    return bool(trainable) and all("lora_" in name for name in trainable)
+
+
+class GRPOTrainer(Trainer):
+    """GRPO on video questions; `args` is a `GRPOConfig`, `processor` a `TinyVideoProcessor`.
+
+    `reward_funcs` defaults to the config's names (see `rewards.REWARD_FUNCS`); callables with TRL's
+    signature work too. The reference policy is `ref_model` if given, else the base weights with LoRA
+    switched off when only adapters train, else a frozen copy of `model`; with `beta` 0 there is none.
+    """
+
+    def __init__(self, model, args, processor, train_dataset, reward_funcs=None, ref_model=None, callbacks=None):
+        funcs = list(args.reward_funcs if reward_funcs is None else reward_funcs)
+        self.reward_funcs = [reward_lib.REWARD_FUNCS[f] if isinstance(f, str) else f for f in funcs]
+        self.reward_names = [f if isinstance(f, str) else f.__name__ for f in funcs]
+        if args.beta and ref_model is None and not only_adapters_train(model):
+            ref_model = copy.deepcopy(model)
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=identity_collator,
+            train_dataset=train_dataset,
+            processing_class=processor,
+            callbacks=callbacks,
+        )
+        self.processor = processor
+        # The loss is a mean over this micro-batch; let the Trainer divide it by the accumulation steps.
+        self.model_accepts_loss_kwargs = False
+        self.ref_model = ref_model.requires_grad_(False).eval() if args.beta and ref_model is not None else None
+        self._ref_placed = False
+        self._buffer: dict[tuple, Rollouts] = {}
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+        self._micro_step: int | None = None
+        self.skipped_rows: set[int] = set()
+
+    # ---- data ---------------------------------------------------------------------------------------
+
+    def _get_train_sampler(self, train_dataset=None) -> Sampler:
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        chunk = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return RepeatingSampler(len(dataset), chunk, self.args.num_iterations, seed)
+
+    def _place_reference(self, ref_model):
+        """On the device, or as a DeepSpeed inference engine (sharded under ZeRO-3). Done at first use, once
+        the Trainer has filled in the DeepSpeed config's "auto" values."""
+        if not self.is_deepspeed_enabled:
+            return ref_model.to(self.accelerator.device)
+        import deepspeed
+
+        config = copy.deepcopy(self.accelerator.state.deepspeed_plugin.deepspeed_config)
+        if config["zero_optimization"]["stage"] != 3:
+            config["zero_optimization"]["stage"] = 0  # a whole copy per device; only ZeRO-3 shards it
+        for key in ("optimizer", "scheduler"):
+            config.pop(key, None)
+        engine, *_ = deepspeed.initialize(model=ref_model, config=config)
+        engine.eval()
+        return engine.module
+
+    # ---- one step -----------------------------------------------------------------------------------
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs:
+            raise ValueError("GRPOTrainer computes a loss only")
+        args = self.args
+        policy = self.accelerator.unwrap_model(model)
+        if self._micro_step is None:  # first step of this run, possibly resumed
+            self._micro_step = self.state.global_step * args.gradient_accumulation_steps
+        self._micro_step += 1
+        self.skipped_rows.update(row for item in inputs for row in item["skipped"])
+
+        key = tuple(item["row"] for item in inputs)
+        rollouts = self._buffer.pop(key, None)
+        prompts = rollouts.prompts if rollouts is not None else self._prompts(policy, inputs)
+        embeds = prompt_embeddings(policy, prompts)
+        if rollouts is None:
+            rollouts = self._generate_and_score(policy, prompts, embeds, inputs)
+
+        logp = completion_logprobs(
+            policy, embeds, prompts.attention_mask, rollouts.completion_ids, args.num_generations,
+            args.temperature, forward=model,
+        )
+        loss, stats = policy_loss(
+            logp,
+            rollouts.advantages,
+            rollouts.completion_mask,
+            old_logp=rollouts.old_logp,
+            ref_logp=rollouts.ref_logp,
+            beta=args.beta,
+            epsilon=args.epsilon,
+            epsilon_high=args.epsilon_high,
+            loss_type=args.loss_type,
+            max_completion_length=args.max_completion_length,
+            num_items=rollouts.num_items,
+        )
+        rollouts.uses += 1
+        if rollouts.uses < args.num_iterations:
+            if rollouts.old_logp is None:
+                rollouts.old_logp = logp.detach()
+            self._buffer[key] = rollouts
+        for name, value in stats.items():
+            self._record(name, self.accelerator.gather(value.detach().reshape(1)).mean().item())
+        return loss
+
+    def _prompts(self, policy, inputs: list[dict]) -> Prompts:
+        return prompt_batch(
+            policy, self.processor, [item["prompt_ids"].tolist() for item in inputs], [item["pixel_values"] for item in inputs]
+        )
+
+    def _rollout_seed(self) -> int:
+        sequence = np.random.SeedSequence([self.args.seed, self._micro_step, self.accelerator.process_index])
+        return int(sequence.generate_state(1)[0])
+
+    @torch.no_grad()
+    def _generate_and_score(self, policy, prompts: Prompts, embeds: torch.Tensor, inputs: list[dict]) -> Rollouts:
+        args, group = self.args, self.args.num_generations
+        tokenizer = self.processor.tokenizer
+        seed = self._rollout_seed()
+        with self._gathered_for_generation(), seeded_rng(seed, policy.device):
+            completion_ids = sample_completions(
+                policy, prompts, embeds, group, args.max_completion_length, args.temperature, args.top_p, args.top_k,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=self.processor.pad_token_id,
+            )
+        mask = completion_mask(completion_ids, tokenizer.eos_token_id)
+
+        texts = self.processor.batch_decode(completion_ids)
+        per_func = self._rewards(inputs, texts, completion_ids, mask)
+        rewards = torch.tensor(
+            reward_lib.combine_rewards(per_func, args.reward_combination, args.reward_weights), dtype=torch.float32
+        )
+        all_rewards = self.accelerator.gather(rewards.to(policy.device)).cpu()
+        advantages = group_advantages(
+            all_rewards, group, args.scale_rewards, args.advantage_noise_std, torch.Generator().manual_seed(seed)
+        )
+        start = self.accelerator.process_index * len(rewards)
+        advantages = advantages[start : start + len(rewards)].to(policy.device)
+        num_items = self.accelerator.gather(mask.sum().reshape(1)).sum() / self.accelerator.num_processes
+
+        ref_logp = self._reference_logprobs(policy, prompts, completion_ids) if args.beta else None
+        self._record_rollouts(all_rewards, rewards, per_func, texts, mask, completion_ids, inputs, advantages)
+        return Rollouts(prompts, completion_ids, mask, advantages, num_items, ref_logp=ref_logp)
+
+    def _rewards(self, inputs: list[dict], texts: list[str], completion_ids, mask) -> list[list[float]]:
+        """Each reward function on every completion, with the dataset columns repeated per rollout (TRL's call)."""
+        group = self.args.num_generations
+        columns = defaultdict(list)
+        for item in inputs:
+            for name, value in item["columns"].items():
+                if name not in RESERVED_COLUMNS:
+                    columns[name] += [value] * group
+        ids = [row[: int(n)].tolist() for row, n in zip(completion_ids, mask.sum(1))]
+        prompts = [item["prompt"] for item in inputs for _ in range(group)]
+        return [
+            [float(r) for r in func(prompts=prompts, completions=texts, completion_ids=ids, **columns)]
+            for func in self.reward_funcs
+        ]
+
+    def _reference_logprobs(self, policy, prompts: Prompts, completion_ids: torch.Tensor) -> torch.Tensor:
+        """The reference policy scores the same completions from the same cached frame features."""
+        if self.ref_model is not None and not self._ref_placed:
+            self.ref_model, self._ref_placed = self._place_reference(self.ref_model), True
+        model = policy if self.ref_model is None else self.ref_model
+        context = adapters_disabled(policy) if self.ref_model is None else nullcontext()
+        with context:
+            embeds = prompt_embeddings(model, prompts)
+            return completion_logprobs(
+                model, embeds, prompts.attention_mask, completion_ids, self.args.num_generations, self.args.temperature
+            )
+
+    def _gathered_for_generation(self):
+        """Under ZeRO-3 each process holds a shard of every weight: gather them once for the whole generate."""
+        if not self.is_deepspeed_enabled or self.accelerator.state.deepspeed_plugin.zero_stage != 3:
+            return nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(self.model_wrapped.parameters()))
+
+    # ---- metrics ------------------------------------------------------------------------------------
+
+    def _record(self, name: str, value: float) -> None:
+        self._metrics[name].append(value)
+
+    def _record_rollouts(self, all_rewards, rewards, per_func, texts, mask, completion_ids, inputs, advantages) -> None:
+        """Reward, accuracy, format, length and reflection statistics over the rollouts of all processes."""
+        group = self.args.num_generations
+        solutions = [item["columns"].get("solution", "") for item in inputs for _ in range(group)]
+        accuracy = self._reuse_or_score("accuracy", per_func, texts, solutions)
+        formatted = [float(f > 0) for f in self._reuse_or_score("format", per_func, texts, solutions)]
+        lengths = mask.sum(1).float().cpu()
+        truncated = ~(completion_ids == self.processor.tokenizer.eos_token_id).any(1)
+        reflective = [float(reward_lib.is_reflective(t)) for t in texts]
+        local = torch.stack(
+            [
+                torch.tensor(accuracy),
+                torch.tensor(formatted),
+                lengths,
+                truncated.float().cpu(),
+                torch.tensor(reflective),
+                *[torch.tensor(values) for values in per_func],
+            ],
+            dim=1,
+        )
+        table = self.accelerator.gather(local.to(mask.device)).cpu()
+        self._record("reward", all_rewards.mean().item())
+        self._record("reward_std", all_rewards.view(-1, group).std(1).mean().item())
+        self._record("frac_reward_zero_std", zero_std_fraction(all_rewards, group))
+        for column, name in enumerate(("accuracy", "format_rate", "completion_length", "completions/clipped_ratio", "reflection_rate")):
+            self._record(name, table[:, column].mean().item())
+        self._record("completions/min_length", table[:, 2].min().item())
+        self._record("completions/max_length", table[:, 2].max().item())
+        for offset, name in enumerate(self.reward_names):
+            self._record(f"rewards/{name}/mean", table[:, 5 + offset].mean().item())
+            self._record(f"rewards/{name}/std", table[:, 5 + offset].std().item())
+        self._write_samples(texts, rewards, per_func, advantages, inputs)
+
+    def _reuse_or_score(self, name: str, per_func, texts, solutions) -> list[float]:
+        if name in self.reward_names:
+            return per_func[self.reward_names.index(name)]
+        return reward_lib.REWARD_FUNCS[name](completions=texts, solution=solutions)
+
+    def _write_samples(self, texts, rewards, per_func, advantages, inputs) -> None:
+        """Every `log_completions_steps` steps, this process's rollouts go to `output_dir/completions.jsonl`."""
+        every = self.args.log_completions_steps
+        step = self.state.global_step + 1
+        if not every or step % every or not self.is_world_process_zero():
+            return
+        group = self.args.num_generations
+        path = Path(self.args.output_dir) / COMPLETIONS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            for index, text in enumerate(texts):
+                item = inputs[index // group]
+                row = {
+                    "step": step,
+                    "row": item["row"],
+                    "problem": item["columns"].get("problem"),
+                    "solution": item["columns"].get("solution"),
+                    "completion": text,
+                    "reward": float(rewards[index]),
+                    **{f"rewards/{name}": values[index] for name, values in zip(self.reward_names, per_func)},
+                    "advantage": float(advantages[index]),
+                }
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the means of the GRPO metrics gathered since the last log."""
+        if self._metrics and "loss" in logs:
+            logs = {**logs, **{name: float(np.mean(values)) for name, values in self._metrics.items()}}
+            self._metrics.clear()
+        super().log(logs, start_time)

@@ -1,0 +1,279 @@
+"""GRPO training: rollouts and log-probs from cached video features, the trainer, its data, config and resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+from tinyvideo.cli import main
+from tinyvideo.processing import preprocess_frames
+from tinyvideo.prompts import REASON_INSTRUCTION, SYSTEM
+from tinyvideo.scratch import build_tiny
+from tinyvideo.train.common import apply_tuning, load_config
+from tinyvideo.train.grpo import GRPOConfig, GRPODataset, grpo_prompt
+from tinyvideo.train.grpo_loss import token_logprobs
+from tinyvideo.train.grpo_rollouts import completion_logprobs, prompt_batch, prompt_embeddings, sample_completions
+from tinyvideo.train.grpo_trainer import GRPOTrainer, adapters_disabled, only_adapters_train
+from tinyvideo.video import write_video
+
+REPO = Path(__file__).resolve().parents[1]
+COLOURS = {"red": (230, 40, 40), "green": (40, 190, 60), "blue": (50, 90, 240)}
+PROBLEM = "What colour is the video?\nOptions:\nA. red\nB. green\nC. blue"
+METRICS = (
+    "reward", "reward_std", "rewards/accuracy/mean", "rewards/format/mean", "accuracy", "format_rate",
+    "completion_length", "kl", "clip_ratio/region_mean", "frac_reward_zero_std", "reflection_rate",
+)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory) -> Path:
+    """Six one-colour clips with GRPO rows about them, and a tiny model."""
+    root = tmp_path_factory.mktemp("grpo")
+    rows = []
+    for index, name in enumerate(list(COLOURS) * 2):
+        frames = np.zeros((6, 32, 32, 3), np.uint8) + np.array(COLOURS[name], np.uint8)
+        write_video(root / "videos" / f"{index}.mp4", frames)
+        letter = "ABC"[list(COLOURS).index(name)]
+        rows.append({"problem": PROBLEM, "solution": f"<answer>{letter}</answer>", "video_filename": f"./videos/{index}.mp4", "id": index})
+    (root / "grpo.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    model, processor = build_tiny([PROBLEM, "<think> The video is red. </think> <answer>A</answer>"], seed=0)
+    model.save_pretrained(root / "model")
+    processor.save_pretrained(root / "model")
+    return root
+
+
+def settings(suite: Path, out: Path, **overrides) -> dict:
+    return {
+        "model_name_or_path": str(suite / "model"),
+        "data_path": str(suite / "grpo.jsonl"),
+        "output_dir": str(out),
+        "num_frames": 4,
+        "num_generations": 4,
+        "max_completion_length": 8,
+        "per_device_train_batch_size": 2,
+        "learning_rate": 1e-2,
+        "max_steps": 2,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": True,
+        "seed": 0,
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny(suite):
+    model = TinyVideoForConditionalGeneration.from_pretrained(suite / "model").eval()
+    return model, TinyVideoProcessor.from_pretrained(suite / "model")
+
+
+def clips(processor, names):
+    return [preprocess_frames(np.zeros((3, 32, 32, 3), np.uint8) + np.array(COLOURS[n], np.uint8), 32) for n in names]
+
+
+def published_logprobs(model, prompt_ids, video, completions):
+    """The published way (compat-spec 4.4 step 5): the prompt and video repeated per rollout, a forward on
+    pixel values without attention mask, full-sequence logits, the last Lc positions kept."""
+    group = len(completions)
+    ids = torch.cat([torch.tensor(prompt_ids).repeat(group, 1), completions], dim=1)
+    logits = model(input_ids=ids, pixel_values_videos=video.unsqueeze(0).repeat(group, 1, 1, 1, 1)).logits
+    return token_logprobs(logits[:, :-1][:, -completions.shape[1] :], completions)
+
+
+def test_cached_feature_logprobs_equal_a_full_forward_on_pixels_and_each_prompt_uses_its_own_video(tiny):
+    model, processor = tiny
+    questions = [PROBLEM, "Which colour?\nA. red\nB. blue"]  # different lengths: the first prompt is unpadded
+    videos = clips(processor, ["red", "blue"])
+    ids = [processor.tokenize(grpo_prompt(q), [len(v)]) for q, v in zip(questions, videos)]
+    prompts = prompt_batch(model, processor, ids, videos)
+    assert prompts.attention_mask[1].sum() < prompts.attention_mask.shape[1]  # the second is left-padded
+    embeds = prompt_embeddings(model, prompts)
+    torch.manual_seed(0)
+    completions = sample_completions(model, prompts, embeds, 3, 6, eos_token_id=processor.tokenizer.eos_token_id)
+    assert completions.shape == (6, 6)
+    with torch.no_grad():
+        ours = completion_logprobs(model, embeds, prompts.attention_mask, completions, 3)
+        for index in range(2):
+            group = completions[3 * index : 3 * index + 3]
+            own = published_logprobs(model, ids[index], videos[index], group)
+            assert torch.allclose(ours[3 * index : 3 * index + 3], own, atol=1e-5)
+        # The published trainer kept only the last prompt's video: that gives other log-probs.
+        other = published_logprobs(model, ids[0], videos[1], completions[:3])
+        assert not torch.allclose(ours[:3], other, atol=1e-3)
+
+
+def test_dataset_builds_the_published_prompt_and_skips_bad_rows(suite, tiny, tmp_path, caplog):
+    _, processor = tiny
+    rows = [json.loads(line) for line in (suite / "grpo.jsonl").read_text().splitlines()]
+    broken = [rows[0], {"problem": PROBLEM}, {**rows[1], "video_filename": "./videos/missing.mp4"}, rows[2]]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in broken) + "not json\n")
+    config = GRPOConfig(**settings(suite, tmp_path / "out", data_path=str(data), video_root=str(suite)))
+    dataset = GRPODataset(config.data_path, config.video_root, processor, config)
+    assert dataset.malformed_rows == [1, 4] and len(dataset) == 3
+    example = dataset[1]  # the missing video: replaced by the next row, and reported
+    assert example["row"] == 3 and example["skipped"] == [2] and "missing.mp4" in caplog.text
+    prompt = dataset[0]["prompt"]
+    assert prompt == f"{SYSTEM}USER: <image>\n{PROBLEM} {REASON_INSTRUCTION} ASSISTANT:"
+    assert dataset[0]["pixel_values"].shape == (4, 3, 32, 32)
+    assert dataset[0]["columns"]["solution"] == "<answer>A</answer>" and dataset[0]["columns"]["id"] == 0
+
+
+def count_calls(module, method):
+    calls = []
+    original = getattr(module, method)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    setattr(module, method, counted)
+    return calls
+
+
+def test_training_changes_the_weights_logs_every_metric_and_encodes_each_video_once(suite, tmp_path):
+    config = GRPOConfig(**settings(suite, tmp_path / "out", report_to="tensorboard", log_completions_steps=1))
+    model = TinyVideoForConditionalGeneration.from_pretrained(config.model_name_or_path)
+    processor = TinyVideoProcessor.from_pretrained(config.model_name_or_path)
+    model = apply_tuning(model, config)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainer = GRPOTrainer(model, config, processor, GRPODataset(config.data_path, None, processor, config))
+    assert trainer.ref_model is not None and not any(p.requires_grad for p in trainer.ref_model.parameters())
+    vision_calls = count_calls(model.vision_tower.embeddings, "forward")
+    generate_calls = count_calls(model.language_model, "generate")
+    trainer.train()
+
+    assert len(vision_calls) == 2 and len(generate_calls) == 2  # per step: one vision pass, one generate
+    changed = [name for name, p in model.named_parameters() if not torch.equal(p, before[name])]
+    assert any(name.startswith("language_model") for name in changed)
+    assert any(name.startswith("connector") for name in changed)
+    assert not any(name.startswith("vision_tower") for name in changed)
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2
+    for entry in logged:
+        missing = [name for name in METRICS if name not in entry]
+        assert not missing, f"not logged: {missing}"
+        assert entry["completion_length"] <= 8 and 0 <= entry["format_rate"] <= 1
+    samples = [json.loads(line) for line in (tmp_path / "out" / "completions.jsonl").read_text().splitlines()]
+    assert len(samples) == 2 * 2 * 4 and {"completion", "reward", "advantage", "solution"} <= set(samples[0])
+    solutions = [json.loads(line)["solution"] for line in (suite / "grpo.jsonl").read_text().splitlines()]
+    assert all(sample["solution"] == solutions[sample["row"]] for sample in samples)  # each prompt scored on its own row
+    assert list((tmp_path / "out" / "runs").rglob("events.out.tfevents*"))
+
+
+def test_beta_zero_builds_no_reference_model(suite, tmp_path, monkeypatch):
+    def no_reference(*args, **kwargs):
+        raise AssertionError("the reference policy was used")
+
+    monkeypatch.setattr(GRPOTrainer, "_reference_logprobs", no_reference)
+    config = GRPOConfig(**settings(suite, tmp_path / "out", beta=0.0, max_steps=1))
+    model = apply_tuning(TinyVideoForConditionalGeneration.from_pretrained(config.model_name_or_path), config)
+    processor = TinyVideoProcessor.from_pretrained(config.model_name_or_path)
+    trainer = GRPOTrainer(model, config, processor, GRPODataset(config.data_path, None, processor, config))
+    assert trainer.ref_model is None
+    trainer.train()
+    assert "kl" not in trainer.state.log_history[0]
+
+
+def test_with_only_lora_training_the_reference_is_the_adapter_free_model(suite, tiny, tmp_path):
+    base, processor = tiny
+    config = GRPOConfig(
+        **settings(suite, tmp_path, tune_language_model="lora", tune_connector="frozen", lora_r=4, max_steps=1)
+    )
+    model = apply_tuning(TinyVideoForConditionalGeneration.from_pretrained(config.model_name_or_path), config)
+    assert only_adapters_train(model)
+    trainer = GRPOTrainer(model, config, processor, GRPODataset(config.data_path, None, processor, config))
+    assert trainer.ref_model is None  # no copy: the reference is the model with its adapters off
+    trainer.train()
+    assert "kl" in trainer.state.log_history[0] and only_adapters_train(model)  # adapters back on, still training
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # a trained adapter
+    ids = torch.tensor([processor.tokenize(grpo_prompt(PROBLEM), [3])])
+    video = clips(processor, ["green"])[0].unsqueeze(0)
+    with torch.no_grad():
+        adapted = model(input_ids=ids, pixel_values_videos=video).logits
+        with adapters_disabled(model):
+            reference = model(input_ids=ids, pixel_values_videos=video).logits
+        original = base(input_ids=ids, pixel_values_videos=video).logits
+    assert torch.allclose(reference, original, atol=1e-5) and not torch.allclose(adapted, original, atol=1e-3)
+
+
+def test_num_iterations_reuses_each_batch_of_rollouts(suite, tmp_path):
+    config = GRPOConfig(**settings(suite, tmp_path / "out", num_iterations=2, max_steps=4, epsilon=0.1))
+    model = apply_tuning(TinyVideoForConditionalGeneration.from_pretrained(config.model_name_or_path), config)
+    processor = TinyVideoProcessor.from_pretrained(config.model_name_or_path)
+    trainer = GRPOTrainer(model, config, processor, GRPODataset(config.data_path, None, processor, config))
+    generate_calls = count_calls(model.language_model, "generate")
+    trainer.train()
+    assert len(generate_calls) == 2  # 4 updates on 2 batches of rollouts
+    entries = [e for e in trainer.state.log_history if "loss" in e]
+    assert "reward" in entries[0] and "reward" not in entries[1]  # scored once, when sampled
+    assert all("clip_ratio/region_mean" in e for e in entries)
+
+
+def write_yaml(path: Path, values: dict) -> Path:
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_resume_from_a_checkpoint_continues_the_same_run(suite, tmp_path):
+    """Killed after the step-2 checkpoint: the same command finishes with the very weights and rollouts of
+    a run that never stopped (same data order, same seeded sampling)."""
+    values = settings(suite, tmp_path / "full", max_steps=4, save_strategy="steps", save_steps=2)
+    full = write_yaml(tmp_path / "full.yaml", values)
+    assert main(["train", "grpo", "--config", str(full)]) == 0
+    killed = tmp_path / "killed"
+    (killed / "checkpoint-2").mkdir(parents=True)
+    for item in (tmp_path / "full" / "checkpoint-2").iterdir():
+        (killed / "checkpoint-2" / item.name).write_bytes(item.read_bytes())
+    assert main(["train", "grpo", "--config", str(full), "--output_dir", str(killed)]) == 0
+
+    history = {}
+    for run in ("full", "killed"):
+        state = json.loads((tmp_path / run / "checkpoint-4" / "trainer_state.json").read_text())
+        history[run] = {e["step"]: e for e in state["log_history"] if "loss" in e}
+    assert sorted(history["killed"]) == [1, 2, 3, 4]
+    for step in (3, 4):
+        assert history["killed"][step]["reward"] == history["full"][step]["reward"]
+        assert history["killed"][step]["completion_length"] == history["full"][step]["completion_length"]
+    first = load_file(tmp_path / "full" / "model" / "model.safetensors")
+    second = load_file(killed / "model" / "model.safetensors")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_published_recipe_config():
+    config = load_config(GRPOConfig, REPO / "configs" / "grpo_r1.yaml", ["--use_cpu", "true", "--bf16", "false"])
+    assert (config.num_generations, config.beta, config.num_frames, config.max_completion_length) == (8, 0.01, 16, 512)
+    assert (config.temperature, config.top_k, config.top_p) == (1.0, 50, 1.0)
+    assert (config.loss_type, config.scale_rewards, config.reward_combination) == ("grpo", "group", "r1")
+    assert config.reward_funcs == ["accuracy", "format"] and config.advantage_noise_std == 0.02
+    assert config.learning_rate == 1e-6 and config.lr_scheduler_type == "cosine" and config.warmup_steps == 0.03
+    assert config.num_iterations == 1 and config.num_train_epochs == 1 and config.activation_checkpointing
+    assert config.tune_vision_tower == "frozen" and config.tune_language_model == config.tune_connector == "full"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"loss_type": "ppo"}, "loss_type"),
+        ({"scale_rewards": "max"}, "scale_rewards"),
+        ({"reward_funcs": ["accuracy", "length"]}, "reward_funcs"),
+        ({"num_generations": 1}, "num_generations"),
+        ({"reward_funcs": ["accuracy", "format", "strict_accuracy"]}, "two reward functions"),
+        ({"reward_combination": "weighted_sum", "reward_weights": [1.0]}, "1 reward weights for 2"),
+        ({"tune_vision_tower": "full"}, "vision tower"),
+        ({"data_path": None}, "data_path"),
+    ],
+)
+def test_bad_settings_are_refused(suite, tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        GRPOConfig(**{**settings(suite, tmp_path), **override})

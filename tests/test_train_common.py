@@ -1,0 +1,192 @@
+"""Shared training pieces: recipes and overrides, what trains, LoRA merge, atomic saves, DeepSpeed files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import TrainingArguments
+
+from tinyvideo.modeling import TinyVideoForConditionalGeneration
+from tinyvideo.train.common import (
+    ModelArguments,
+    add_config_arguments,
+    apply_tuning,
+    config_overrides,
+    load_adapter,
+    load_config,
+    load_model_and_processor,
+    save_adapter,
+    save_model,
+)
+from tinyvideo.train.sft import SFTConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+TINY = dict(
+    model_name_or_path="tiny",
+    language_model_path=None,
+    tokenizer_corpus=None,
+    tiny_vocab_size=300,
+    seed=0,
+    connector_type="group",
+    image_size=32,
+    tiny_patch_size=8,
+    num_queries=8,
+    group=4,
+    tiny_hidden_size=32,
+    tiny_num_layers=2,
+    tiny_vision_hidden_size=32,
+    tiny_vision_layers=3,
+    model_max_length=256,
+    tune_language_model="full",
+    tune_vision_tower="frozen",
+    tune_connector="full",
+    vision_tower_from_layer=1,
+    lora_r=4,
+    lora_alpha=8,
+    lora_dropout=0.0,
+    lora_target_modules=None,
+)
+
+
+def tiny(**changes):
+    args = SimpleNamespace(**{**TINY, **changes})
+    model, processor = load_model_and_processor(args)
+    return apply_tuning(model, args), processor
+
+
+def trainable(model) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+RECIPES = [CONFIGS / folder / f"{stage}.yaml" for folder in ("", "synth") for stage in ("pretrain", "finetune", "coldstart")]
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_recipe_loads(path):
+    config = load_config(SFTConfig, str(path), ["--use_cpu", "true"])  # bf16 recipes need a GPU or use_cpu
+    assert config.data_path and config.output_dir and config.learning_rate > 0
+
+
+def test_overrides_parse_like_the_command_line(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model_name_or_path: tiny\ndata_path: d.json\nlearning_rate: 1.0e-4\nbf16: false\n")
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, SFTConfig)
+    args = parser.parse_args(
+        ["--config", str(recipe), "--learning_rate", "3e-5", "--use_cpu", "--lora_target_modules", "q_proj", "v_proj", "--fps", "1"]
+    )
+    config = load_config(SFTConfig, args.config, config_overrides(args, SFTConfig))
+    assert config.learning_rate == 3e-5 and config.use_cpu is True and config.bf16 is False
+    assert config.lora_target_modules == ["q_proj", "v_proj"] and config.fps == 1.0
+    assert config.num_frames == 16 and config.template == "qwen2_base"
+
+    recipe.write_text("model_name_or_path: tiny\ndata_path: d.json\nlearning_rat: 1.0e-4\n")
+    with pytest.raises(ValueError, match="learning_rat"):
+        load_config(SFTConfig, str(recipe), [])
+    with pytest.raises(ValueError, match="tune_connector"):
+        load_config(SFTConfig, None, ["--model_name_or_path", "tiny", "--data_path", "d", "--tune_connector", "partial"])
+    with pytest.raises(ValueError, match="model_name_or_path"):
+        ModelArguments()
+
+
+def test_tuning_sets_what_trains_and_frozen_parts_stay_in_eval():
+    model, _ = tiny()
+    names = trainable(model)
+    assert any(n.startswith("language_model.") for n in names) and any(n.startswith("connector.") for n in names)
+    assert not any(n.startswith("vision_tower.") for n in names)
+    model.train()
+    assert not model.vision_tower.training and model.connector.training
+
+    model, _ = tiny(tune_vision_tower="full", tune_language_model="frozen")
+    vision = {n for n in trainable(model) if n.startswith("vision_tower.")}
+    # feature layer -2 of 3: layer 2, the post layer norm and the pooling head never get a gradient
+    assert any(".layers.1." in n for n in vision) and not any(".layers.2." in n or "head" in n or "post" in n for n in vision)
+    assert not any(n.startswith("language_model.") for n in trainable(model))
+
+    model, _ = tiny(tune_vision_tower="partial", vision_tower_from_layer=1)
+    vision = {n for n in trainable(model) if n.startswith("vision_tower.")}
+    assert vision and all(".layers.1." in n for n in vision)
+
+
+def test_lora_merges_into_a_plain_checkpoint_and_adapters_round_trip(tmp_path):
+    model, processor = tiny(tune_language_model="lora", tune_vision_tower="lora", lora_target_modules=["q_proj", "v_proj", "fc1"])
+    names = trainable(model)
+    assert {n for n in names if not n.startswith("connector.")} == {n for n in names if "lora_" in n}
+    assert any(n.startswith("vision_tower.") for n in names) and not any("lm_head" in n for n in names)
+    torch.manual_seed(1)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_()  # B starts at zero: make the adapters matter
+    model.eval()
+    inputs = processor("<image>\nhello", videos=[torch.randint(0, 255, (2, 32, 32, 3), dtype=torch.uint8).numpy()])
+    with torch.no_grad():
+        expected = model(**inputs).logits
+
+    folder = save_model(model, processor, tmp_path / "merged")
+    merged = TinyVideoForConditionalGeneration.from_pretrained(folder).eval()
+    assert not any("lora" in k for k in merged.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**inputs).logits, expected, atol=1e-4, rtol=1e-4)
+
+    adapter = save_adapter(model, tmp_path / "adapter")
+    fresh, _ = tiny(tune_language_model="frozen", tune_connector="frozen")
+    fresh.connector.load_state_dict(model.connector.state_dict())
+    load_adapter(fresh, adapter)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(**inputs).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_save_model_replaces_a_folder_whole_or_not_at_all(tmp_path, monkeypatch):
+    model, processor = tiny()
+    target = save_model(model, processor, tmp_path / "model")
+    before = sorted(p.name for p in target.iterdir())
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(processor), "save_pretrained", broken)
+    with pytest.raises(OSError):
+        save_model(model, processor, target)
+    assert sorted(p.name for p in target.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary folder left behind
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_files_fill_every_auto_value_from_the_trainer(stage, monkeypatch, tmp_path):
+    """The Hugging Face integration replaces "auto" with TrainingArguments values; run that step here
+    (without DeepSpeed installed) and check nothing is left unfilled or in conflict."""
+    from accelerate.utils.deepspeed import HfDeepSpeedConfig
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    class TrainerDeepSpeedConfig(hf_deepspeed.HfTrainerDeepSpeedConfig, HfDeepSpeedConfig):
+        """Transformers' class on top of accelerate's, as it is built when DeepSpeed is installed."""
+
+    monkeypatch.setattr(hf_deepspeed, "dep_version_check", lambda name: None)
+    path = CONFIGS / "deepspeed" / f"zero{stage}.json"
+    raw = json.loads(path.read_text())
+    assert raw["zero_optimization"]["stage"] == stage
+    assert "optimizer" not in raw and "scheduler" not in raw  # the Trainer's AdamW and schedule are used
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=8, gradient_accumulation_steps=4, bf16=False, max_grad_norm=0.5
+    )
+    model, _ = tiny()
+    config = TrainerDeepSpeedConfig(str(path))  # also marks DeepSpeed as on, process-wide
+    try:
+        config.trainer_config_process(args)
+        config.trainer_config_finalize(args, model, num_training_steps=100)
+    finally:
+        hf_deepspeed.unset_hf_deepspeed_config()
+    filled = json.dumps(config.config)
+    assert '"auto"' not in filled
+    assert config.config["train_micro_batch_size_per_gpu"] == 8 and config.config["gradient_accumulation_steps"] == 4
+    assert config.config["gradient_clipping"] == 0.5
+    assert config.config["zero_optimization"]["reduce_bucket_size"] == model.config.hidden_size**2
+    if stage == 3:
+        assert config.config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True

@@ -1,0 +1,126 @@
+"""Supervised training end to end: a tiny run, its final folder, and resuming after a hard kill."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_data_llava import write_toy_data
+
+from tinyvideo.modeling import TinyVideoForConditionalGeneration
+from tinyvideo.processing import TinyVideoProcessor
+from tinyvideo.train.common import load_config
+from tinyvideo.train.sft import FINAL_MODEL, SFTConfig, is_complete_checkpoint, last_complete_checkpoint, train
+
+RECIPE = """\
+model_name_or_path: tiny
+tokenizer_corpus: [{data}]
+tiny_vocab_size: 300
+image_size: 32
+num_queries: 8
+group: 4
+tiny_hidden_size: 32
+tiny_vision_hidden_size: 32
+model_max_length: 256
+num_frames: 4
+data_path: {data}
+video_root: {videos}
+output_dir: {output}
+per_device_train_batch_size: 2
+learning_rate: 3.0e-3
+lr_scheduler_type: linear
+max_steps: {steps}
+save_steps: 4
+save_total_limit: 2
+logging_steps: 1
+seed: 3
+report_to: none
+dataloader_pin_memory: false
+"""
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("toy")
+    data = write_toy_data(root)
+    rows = json.loads(data.read_text())
+    rows.insert(3, {**rows[0], "video": "missing.mp4"})
+    rows.append({"video": "0.mp4", "conversations": "malformed"})
+    data.write_text(json.dumps(rows))
+    return root
+
+
+def recipe(toy: Path, output: Path, steps: int) -> Path:
+    path = output.parent / f"{output.name}.yaml"
+    path.write_text(RECIPE.format(data=toy / "qa.json", videos=toy / "videos", output=output, steps=steps))
+    return path
+
+
+def test_a_run_learns_writes_a_loadable_model_and_reports_skipped_rows(toy, tmp_path, caplog):
+    config = load_config(SFTConfig, str(recipe(toy, tmp_path / "run", steps=12)), ["--tune_language_model", "lora"])
+    with caplog.at_level(logging.INFO, logger="tinyvideo.train.sft"):
+        final = train(config)
+    assert final == tmp_path / "run" / FINAL_MODEL
+    assert "2 of 10 data rows skipped (1 malformed, 1 with a missing or unusable video or text)" in caplog.text
+
+    state = json.loads((last_complete_checkpoint(tmp_path / "run") / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert sum(losses[-3:]) < sum(losses[:3])
+
+    model = TinyVideoForConditionalGeneration.from_pretrained(final)
+    processor = TinyVideoProcessor.from_pretrained(final)
+    assert not any("lora" in key for key in model.state_dict())  # adapters merged into plain weights
+    inputs = processor("<image>\nWhat colour is the square?", videos=[torch.zeros(4, 32, 32, 3, dtype=torch.uint8).numpy()])
+    assert model.generate(**inputs, max_new_tokens=3).shape[1] == inputs["input_ids"].shape[1] + 3
+
+
+def test_a_half_written_checkpoint_is_never_resumed_from(tmp_path):
+    done = tmp_path / "checkpoint-4"
+    done.mkdir()
+    (done / "model.safetensors").write_bytes(b"weights")
+    (done / "trainer_state.json").write_text(json.dumps({"global_step": 4}))
+    for name, files in {"checkpoint-8": {"model.safetensors": b"half"}, "checkpoint-12": {"trainer_state.json": b'{"glob'}}.items():
+        (tmp_path / name).mkdir()
+        for file, content in files.items():
+            (tmp_path / name / file).write_bytes(content)
+    assert is_complete_checkpoint(done) and not is_complete_checkpoint(tmp_path / "checkpoint-8")
+    assert last_complete_checkpoint(tmp_path, remove_incomplete=True) == done
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4"]
+
+
+def test_a_killed_run_resumes_to_the_same_weights(toy, tmp_path):
+    steps = 24
+    command = [sys.executable, "-m", "tinyvideo.cli", "train", "sft", "--config", str(recipe(toy, tmp_path / "killed", steps))]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "killed" / "checkpoint-8" / "trainer_state.json").exists() and first.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within two minutes"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "killed" / FINAL_MODEL).exists()
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming from" in second.stderr
+
+    torch.set_num_threads(1)
+    try:
+        straight = train(load_config(SFTConfig, str(recipe(toy, tmp_path / "straight", steps)), []))
+    finally:
+        torch.set_num_threads(2)
+    resumed = load_file(tmp_path / "killed" / FINAL_MODEL / "model.safetensors")
+    expected = load_file(straight / "model.safetensors")
+    assert resumed.keys() == expected.keys()
+    worst = max((resumed[k] - expected[k]).abs().max().item() for k in expected)
+    assert worst < 1e-5, f"resumed weights differ by up to {worst}"
