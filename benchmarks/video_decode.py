@@ -9,10 +9,10 @@ Naive ways:
 Two H.264 test videos with the frame index painted in are generated once and cached: 20 minutes of
 640x360 at 30 fps with a 150-frame GOP, and 5 minutes of 1280x720 at 30 fps with a 250-frame GOP.
 Every method's frames are checked against the painted indices before its time is recorded. All
-methods use the same decoder thread count. Times are medians of wall and CPU seconds; on a shared
-machine the CPU-time ratios are the steadier figures.
+methods use the same decoder thread count, runs are interleaved, and times are medians of wall and
+CPU seconds; on a shared machine the CPU-time ratios are the steadier figures.
 
-    python benchmarks/video_decode.py [--cache DIR] [--output JSON] [--repeats N]
+    python benchmarks/video_decode.py [--cache DIR] [--output JSON] [--repeats N] [--threads N]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -60,15 +61,26 @@ def naive_frames(path: Path, indices: np.ndarray, convert_all: bool, threads: in
     return np.stack([picked[k] for k in indices])
 
 
-def timed(fn, repeats: int) -> tuple[dict, np.ndarray]:
-    """Median wall and CPU seconds over ``repeats`` runs (CPU time suffers less from other load)."""
-    walls, cpus, result = [], [], None
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return {"wall_s": round(statistics.median(walls), 3), "cpu_s": round(statistics.median(cpus), 3)}, result
+def measure(methods: dict[str, tuple[Callable[[], np.ndarray], int]]) -> tuple[dict, dict]:
+    """Median wall and CPU seconds of each method, runs interleaved so that changing load hits all alike.
+
+    ``methods`` maps a name to ``(function, runs)``. Returns the times and each method's last result.
+    """
+    walls: dict[str, list[float]] = {name: [] for name in methods}
+    cpus: dict[str, list[float]] = {name: [] for name in methods}
+    results = {}
+    for run in range(max(runs for _, runs in methods.values())):
+        for name, (fn, runs) in methods.items():
+            if run < runs:
+                wall, cpu = time.perf_counter(), time.process_time()
+                results[name] = fn()
+                walls[name].append(time.perf_counter() - wall)
+                cpus[name].append(time.process_time() - cpu)
+    times = {
+        name: {"wall_s": round(statistics.median(walls[name]), 3), "cpu_s": round(statistics.median(cpus[name]), 3)}
+        for name in methods
+    }
+    return times, results
 
 
 def check(name: str, frames: np.ndarray, indices: np.ndarray) -> None:
@@ -79,10 +91,10 @@ def check(name: str, frames: np.ndarray, indices: np.ndarray) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, default=ROOT / "outputs" / "video_decode", help="where the generated videos are kept")
+    parser.add_argument("--cache", type=Path, default=ROOT / "outputs" / "video_decode", help="generated videos")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "video_decode.json")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of read_frames per case (median kept)")
-    parser.add_argument("--naive-repeats", type=int, default=1, help="runs of each naive way per case")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of read_frames and sequential per case")
+    parser.add_argument("--decode-all-repeats", type=int, default=1, help="runs of decode_all (the slowest) per case")
     parser.add_argument("--threads", type=int, default=1, help="decoder threads, the same for every method")
     args = parser.parse_args()
 
@@ -99,13 +111,13 @@ def main() -> None:
         for label, num in SAMPLINGS:
             kwargs = {"num_frames": num} if num else {"fps": 1.0}
             indices = uniform_indices(total, num or total // 30)
-            times = {}
-            times["read_frames"], frames = timed(lambda: read_frames(path, threads=args.threads, **kwargs)[0], args.repeats)
-            check("read_frames", frames, indices)
-            times["sequential"], frames = timed(lambda: naive_frames(path, indices, False, args.threads), args.naive_repeats)
-            check("sequential", frames, indices)
-            times["decode_all"], frames = timed(lambda: naive_frames(path, indices, True, args.threads), args.naive_repeats)
-            check("decode_all", frames, indices)
+            times, outputs = measure({
+                "read_frames": (lambda: read_frames(path, threads=args.threads, **kwargs)[0], args.repeats),
+                "sequential": (lambda: naive_frames(path, indices, False, args.threads), args.repeats),
+                "decode_all": (lambda: naive_frames(path, indices, True, args.threads), args.decode_all_repeats),
+            })
+            for method, frames in outputs.items():
+                check(method, frames, indices)
             row = {"video": name, "sampling": label, "frames": len(indices), **times}
             for clock in ("wall_s", "cpu_s"):
                 ours = times["read_frames"][clock]
@@ -126,9 +138,9 @@ def write_report(args: argparse.Namespace, results: list[dict]) -> None:
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
         "backend": f"pyav {av.__version__}",
-        "repeats": {"read_frames": args.repeats, "naive": args.naive_repeats},
+        "runs": {"read_frames": args.repeats, "sequential": args.repeats, "decode_all": args.decode_all_repeats},
         "threads": args.threads,
-        "videos": {name: {k: list(v) if isinstance(v, tuple) else v for k, v in spec.items()} for name, spec in VIDEOS.items()},
+        "videos": VIDEOS,
         "results": results,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

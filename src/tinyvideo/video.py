@@ -35,7 +35,8 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".
 # x264's default keyframe interval is 250 frames, 10 s at 25 fps.
 UNINDEXED_KEYFRAME_INTERVAL = 10.0
 
-IndexChooser = Callable[[int, float], Sequence[int]]
+IndexChooser = Callable[[int, float], Sequence[int]]  # (total_frames, fps) -> frame indices
+_Chooser = Callable[..., np.ndarray]  # (frame times from the first, fps, truncated=False) -> frame indices
 
 
 class VideoDecodeError(RuntimeError):
@@ -150,7 +151,11 @@ def read_frames(
 
 
 def write_video(
-    path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps: float = 8.0, codec: str = "libx264", **options: str
+    path: str | Path,
+    frames: np.ndarray | Iterable[np.ndarray],
+    fps: float = 8.0,
+    codec: str = "libx264",
+    **options: str,
 ) -> Path:
     """Encode uint8 RGB frames [T, H, W, 3] (or any iterable of [H, W, 3] arrays) to a video file.
 
@@ -207,7 +212,7 @@ def _sample(
     return lo + uniform_indices(span, num_frames)
 
 
-def _read_image(path: Path, choose: Callable[[np.ndarray, float], np.ndarray]) -> tuple[np.ndarray, FrameInfo]:
+def _read_image(path: Path, choose: _Chooser) -> tuple[np.ndarray, FrameInfo]:
     try:
         with Image.open(path) as image:
             frame = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
@@ -219,7 +224,7 @@ def _read_image(path: Path, choose: Callable[[np.ndarray, float], np.ndarray]) -
     return frames, info
 
 
-def _read_folder(path: Path, choose: Callable[[np.ndarray, float], np.ndarray], rate: float) -> tuple[np.ndarray, FrameInfo]:
+def _read_folder(path: Path, choose: _Chooser, rate: float) -> tuple[np.ndarray, FrameInfo]:
     files = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
     files.sort(key=_natural_key)
     if not files:
@@ -252,7 +257,7 @@ def _pillow_backend() -> str:
     return f"pillow {PIL.__version__}"
 
 
-def _read_video(path: Path, choose: Callable[[np.ndarray, float], np.ndarray], threads: int) -> tuple[np.ndarray, FrameInfo]:
+def _read_video(path: Path, choose: _Chooser, threads: int) -> tuple[np.ndarray, FrameInfo]:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -264,7 +269,7 @@ def _read_video(path: Path, choose: Callable[[np.ndarray, float], np.ndarray], t
         raise VideoDecodeError(f"{path}: frames carry no timestamps (a raw elementary stream?)") from None
 
 
-def _sample_video(path: Path, decoder: _Decoder, choose: Callable[[np.ndarray, float], np.ndarray]) -> tuple[np.ndarray, FrameInfo]:
+def _sample_video(path: Path, decoder: _Decoder, choose: _Chooser) -> tuple[np.ndarray, FrameInfo]:
     if decoder.origin is None:
         raise VideoDecodeError(f"{path}: no decodable frames")
     rate, times, source = _frame_times(path, decoder)
@@ -326,7 +331,9 @@ def _frame_times(path: Path, decoder: _Decoder) -> tuple[float, np.ndarray, str]
     return float(rate), np.arange(count) / float(rate), source
 
 
-def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream, origin: float) -> float | None:
+def _duration(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, origin: float
+) -> float | None:
     """The video's length in seconds from the header, or None.
 
     Matroska/WebM keep no per-stream duration field; their ``DURATION`` tag and segment duration count
