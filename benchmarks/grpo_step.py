@@ -40,8 +40,11 @@ from tinyvideo.train.rewards import accuracy_reward, combine_rewards, format_rew
 
 ROOT = Path(__file__).resolve().parents[1]
 # The synthetic suite's model (configs/synth/pretrain.yaml).
-TINY = dict(image_size=64, patch_size=8, vision_hidden_size=64, vision_layers=3, hidden_size=128, num_layers=4, num_queries=32, group=8)
-QUESTION = "Which shape moves to the left?\nOptions:\nA. the red circle\nB. the blue square\nC. the green cross\nD. nothing moves"
+TINY = dict(
+    image_size=64, patch_size=8, vision_hidden_size=64, vision_layers=3,
+    hidden_size=128, num_layers=4, num_queries=32, group=8,
+)
+QUESTION = "Which shape moves left?\nOptions:\nA. the red circle\nB. the blue square\nC. the green cross\nD. none"
 BETA = 0.01
 
 
@@ -56,7 +59,8 @@ def setup(args):
             if p.requires_grad:
                 p.add_(torch.randn(p.shape, generator=generator).to(p.device) * 1e-3)
     rng = np.random.default_rng(0)
-    videos = [preprocess_frames(rng.integers(0, 256, (args.frames, 96, 96, 3), dtype=np.uint8), 64) for _ in range(args.prompts)]
+    frames = [rng.integers(0, 256, (args.frames, 96, 96, 3), dtype=np.uint8) for _ in range(args.prompts)]
+    videos = [preprocess_frames(clip, TINY["image_size"]) for clip in frames]
     prompt_ids = [processor.tokenize(grpo_prompt(QUESTION), [args.frames]) for _ in range(args.prompts)]
     solutions = ["<answer>A</answer>"] * (args.prompts * args.generations)
     return model, reference, processor, videos, prompt_ids, solutions
@@ -88,7 +92,8 @@ def our_step(model, reference, processor, videos, prompt_ids, solutions, args):
     logp = completion_logprobs(model, embeds, prompts.attention_mask, completions, args.generations)
     loss, _ = policy_loss(logp, advantages.to(logp.device), mask, ref_logp=ref_logp, beta=BETA, loss_type="grpo")
     loss.backward()
-    result = {"rollout_s": rollout_s, "total_s": time.perf_counter() - begin, "loss": loss.item(), "rollout_tokens": int(mask.sum())}
+    total_s = time.perf_counter() - begin
+    result = {"rollout_s": rollout_s, "total_s": total_s, "loss": loss.item(), "rollout_tokens": int(mask.sum())}
     return result, (completions, advantages)
 
 
@@ -133,7 +138,8 @@ def published_step(model, reference, processor, videos, prompt_ids, solutions, a
         loss = ((per_token * mask).sum(1) / mask.sum(1)).mean()
         (loss / len(videos)).backward()  # one published step per prompt; averaged like our batch
         total_loss += loss.item() / len(videos)
-    return {"rollout_s": rollout_s, "total_s": time.perf_counter() - begin, "loss": total_loss, "rollout_tokens": rollout_tokens}
+    total_s = time.perf_counter() - begin
+    return {"rollout_s": rollout_s, "total_s": total_s, "loss": total_loss, "rollout_tokens": rollout_tokens}
 
 
 def gradients(model) -> torch.Tensor:
@@ -162,7 +168,9 @@ def main() -> None:
     for _ in range(args.repeats):
         ours, (completions, advantages) = our_step(model, reference, processor, videos, prompt_ids, solutions, args)
         our_grad = gradients(model)
-        published = published_step(model, reference, processor, videos, prompt_ids, solutions, args, completions, advantages)
+        published = published_step(
+            model, reference, processor, videos, prompt_ids, solutions, args, completions, advantages
+        )
         published_grad = gradients(model)
         ours_runs.append(ours)
         published_runs.append(published)
@@ -197,7 +205,8 @@ def main() -> None:
         summary["scoring_and_update_s"]["published_s"] / summary["scoring_and_update_s"]["ours_s"], 2
     )
     report = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.device}, torch threads {torch.get_num_threads()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.device}, "
+        f"torch threads {torch.get_num_threads()}",
         "model": {**TINY, "parameters": sum(p.numel() for p in model.parameters())},
         "settings": {k: v for k, v in vars(args).items() if k not in ("output",)},
         "step": summary,

@@ -41,7 +41,8 @@ def suite(tmp_path_factory) -> Path:
         frames = np.zeros((6, 32, 32, 3), np.uint8) + np.array(COLOURS[name], np.uint8)
         write_video(root / "videos" / f"{index}.mp4", frames)
         letter = "ABC"[list(COLOURS).index(name)]
-        rows.append({"problem": PROBLEM, "solution": f"<answer>{letter}</answer>", "video_filename": f"./videos/{index}.mp4", "id": index})
+        solution, video = f"<answer>{letter}</answer>", f"./videos/{index}.mp4"
+        rows.append({"problem": PROBLEM, "solution": solution, "video_filename": video, "id": index})
     (root / "grpo.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     model, processor = build_tiny([PROBLEM, "<think> The video is red. </think> <answer>A</answer>"], seed=0)
     model.save_pretrained(root / "model")
@@ -165,7 +166,7 @@ def test_training_changes_the_weights_logs_every_metric_and_encodes_each_video_o
     samples = [json.loads(line) for line in (tmp_path / "out" / "completions.jsonl").read_text().splitlines()]
     assert len(samples) == 2 * 2 * 4 and {"completion", "reward", "advantage", "solution"} <= set(samples[0])
     solutions = [json.loads(line)["solution"] for line in (suite / "grpo.jsonl").read_text().splitlines()]
-    assert all(sample["solution"] == solutions[sample["row"]] for sample in samples)  # each prompt scored on its own row
+    assert all(sample["solution"] == solutions[sample["row"]] for sample in samples)  # scored on its own row
     assert list((tmp_path / "out" / "runs").rglob("events.out.tfevents*"))
 
 

@@ -66,9 +66,13 @@ class GRPOConfig(ModelArguments, TrainingArguments):
     beta: float = field(default=0.01, metadata={"help": "KL coefficient; 0 drops the reference model"})
     loss_type: str = field(default="grpo", metadata={"help": "grpo | bnpo | dr_grpo | dapo"})
     epsilon: float = field(default=0.2, metadata={"help": "lower clipping bound of the ratio, 1 - epsilon"})
-    epsilon_high: float | None = field(default=None, metadata={"help": "upper bound 1 + epsilon_high (default epsilon)"})
+    epsilon_high: float | None = field(
+        default=None, metadata={"help": "upper clipping bound 1 + epsilon_high (default: epsilon)"}
+    )
     num_iterations: int = field(default=1, metadata={"help": "updates per batch of rollouts (mu)"})
-    scale_rewards: str = field(default="group", metadata={"help": "divide advantages by the std of: group | batch | none"})
+    scale_rewards: str = field(
+        default="group", metadata={"help": "divide advantages by the reward std of: group | batch | none"}
+    )
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy", "format"], metadata={"help": f"reward names: {', '.join(REWARD_FUNCS)}"}
     )
@@ -77,7 +81,9 @@ class GRPOConfig(ModelArguments, TrainingArguments):
         default="r1", metadata={"help": "r1 (published: a + (2a-1)f, 0 -> -2) | weighted_sum (TRL)"}
     )
     advantage_noise_std: float = field(default=0.02, metadata={"help": "std of the noise added to advantages"})
-    log_completions_steps: int = field(default=10, metadata={"help": "write sampled completions every N steps (0: never)"})
+    log_completions_steps: int = field(
+        default=10, metadata={"help": "write sampled completions every N steps (0: never)"}
+    )
     learning_rate: float = field(default=1e-6, metadata={"help": "peak learning rate"})
     remove_unused_columns: bool = field(default=False, metadata={"help": "reward functions need every column"})
 
@@ -89,13 +95,16 @@ class GRPOConfig(ModelArguments, TrainingArguments):
         unknown = [name for name in self.reward_funcs if name not in REWARD_FUNCS]
         if unknown:
             raise ValueError(f"unknown reward_funcs {unknown}; expected names from {', '.join(REWARD_FUNCS)}")
-        combine_rewards([[0.0]] * len(self.reward_funcs), self.reward_combination, self.reward_weights)  # raises if unfit
+        # A dry run of the combination raises now, not at the first step, if it does not fit the functions.
+        combine_rewards([[0.0]] * len(self.reward_funcs), self.reward_combination, self.reward_weights)
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2: advantages compare rollouts of the same prompt")
         if self.num_iterations < 1:
             raise ValueError("num_iterations must be at least 1")
         if self.tune_vision_tower != "frozen":
-            raise ValueError("GRPO keeps the vision tower frozen (its features are cached); set tune_vision_tower: frozen")
+            raise ValueError(
+                "GRPO keeps the vision tower frozen (its features are cached); set tune_vision_tower: frozen"
+            )
         if self.data_path is None:
             raise ValueError("data_path is required: a GRPO jsonl with problem, solution and video_filename")
         super().__post_init__()

@@ -220,9 +220,8 @@ class GRPOTrainer(Trainer):
         return loss
 
     def _prompts(self, policy, inputs: list[dict]) -> Prompts:
-        return prompt_batch(
-            policy, self.processor, [item["prompt_ids"].tolist() for item in inputs], [item["pixel_values"] for item in inputs]
-        )
+        prompt_ids = [item["prompt_ids"].tolist() for item in inputs]
+        return prompt_batch(policy, self.processor, prompt_ids, [item["pixel_values"] for item in inputs])
 
     def _rollout_seed(self) -> int:
         sequence = np.random.SeedSequence([self.args.seed, self._micro_step, self.accelerator.process_index])
@@ -321,7 +320,8 @@ class GRPOTrainer(Trainer):
         self._record("reward", all_rewards.mean().item())
         self._record("reward_std", all_rewards.view(-1, group).std(1).mean().item())
         self._record("frac_reward_zero_std", zero_std_fraction(all_rewards, group))
-        for column, name in enumerate(("accuracy", "format_rate", "completion_length", "completions/clipped_ratio", "reflection_rate")):
+        names = ("accuracy", "format_rate", "completion_length", "completions/clipped_ratio", "reflection_rate")
+        for column, name in enumerate(names):
             self._record(name, table[:, column].mean().item())
         self._record("completions/min_length", table[:, 2].min().item())
         self._record("completions/max_length", table[:, 2].max().item())
