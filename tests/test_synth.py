@@ -19,7 +19,7 @@ from PIL import Image
 from tinyvideo.data import synth
 from tinyvideo.data.synth_formats import problem
 from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Question
-from tinyvideo.data.synth_scenes import COLOURS, FRAMES, OBJECT, SIZE
+from tinyvideo.data.synth_scenes import COLOURS, FRAMES, OBJECT, SIZE, where
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +187,23 @@ def test_training_formats(suite, tmp_path):
         assert re.fullmatch(r"<answer>[A-E]</answer>", row["solution"]) and row["solution"][8] == row["answer"]
         assert row["video_filename"].startswith("./") and Path(root + row["video_filename"][1:]).is_file()
         assert row["problem"].startswith(records[row["id"]]["question"] + "\nOptions:\nA. ")
+
+
+def test_frame_captions_name_what_each_frame_shows(suite):
+    """Every captioned frame: each object named is drawn in its colour at its place, and nothing else is."""
+    scenes = suite.scenes("train")
+    rows = json.loads(suite.path("train", "frames").read_text())
+    assert [r["id"] for r in rows] == list(scenes)
+    for row in rows:
+        frames = _frames(suite.video_root / row["video"])
+        assert [f["index"] for f in row["frames"]] == [0, 5, 10, 15]
+        for item in row["frames"]:
+            t, caption = item["index"], item["caption"]
+            visible = [track for track in scenes[row["id"]].tracks if track.visible(t)]
+            for track in visible:
+                assert f"a {track.colour[t]} {track.shape} at the {where(track.x[t], track.y[t])}" in caption
+                assert _colour_at(frames[t], track.x[t], track.y[t]) == track.colour[t]
+            assert caption.count(" at the ") == len(visible)
 
 
 def test_videomme_layout(suite):

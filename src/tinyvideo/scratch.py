@@ -125,15 +125,22 @@ def spare_rows(tokenizer) -> int:
 
 
 def build_tiny(
-    texts: Iterable[str] = (), vocab_size: int = 512, seed: int = 0, **config_overrides
+    texts: Iterable[str] = (), vocab_size: int = 512, seed: int = 0, vision_tower_path=None, **config_overrides
 ) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
-    """A freshly initialised tiny model and its processor."""
+    """A freshly initialised tiny model and its processor; with `vision_tower_path`, a trained SigLIP
+    tower (one or two towers in the folder) replaces the random one, its config replacing the vision sizes."""
     import torch
 
     tokenizer = train_tokenizer(texts, vocab_size)
     config = tiny_config(spare_rows(tokenizer), tokenizer.eos_token_id, **config_overrides)
+    vision_tower = None
+    if vision_tower_path is not None:
+        vision_tower = SiglipVisionModel.from_pretrained(vision_tower_path, local_files_only=True)
+        config.vision_config = vision_tower.config
     torch.manual_seed(seed)
     model = TinyVideoForConditionalGeneration(config)
+    if vision_tower is not None:
+        model.vision_tower = vision_tower
     return model, TinyVideoProcessor.from_config(tokenizer, config)
 
 

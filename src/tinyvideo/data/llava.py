@@ -35,7 +35,7 @@ def _row_problem(row) -> str | None:
     if not isinstance(turns, list) or not turns:
         return "no 'conversations' list"
     for turn in turns:
-        if not isinstance(turn, dict) or not isinstance(turn.get("from"), str) or not isinstance(turn.get("value"), str):
+        if not (isinstance(turn, dict) and isinstance(turn.get("from"), str) and isinstance(turn.get("value"), str)):
             return "a turn is not {'from': str, 'value': str}"
     media = [row.get(key) for key in ("video", "image") if row.get(key) is not None]
     if len(media) > 1:

@@ -5,6 +5,8 @@
   tracks and event log, the ground truth behind every answer.
 - `train/captions.json`, `train/qa.json`, `train/coldstart.json`: LLaVA-style conversation lists
   (pretraining captions, Option-form QA, cold-start reasoning), video paths relative to the video root.
+- `train/frames.json`: frame-caption pairs (`video`, `frames`: [{`index`, `caption`}]) on which a
+  vision tower trained from scratch first learns to see (`tinyvideo train vision`).
 - `train/grpo.jsonl`: the published GRPO fields `problem`, `solution`, `video_filename` (starting with
   `./`, since the published loader does `root + video_filename[1:]`), plus `id`, `task`, `answer`.
 See `reference/compat-spec.md` sections 3.6 and 3.7.
@@ -20,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from tinyvideo.data.synth_questions import LETTERS, Clip, Question
-from tinyvideo.data.synth_text import CAPTION_PROMPTS, caption, reasoning
+from tinyvideo.data.synth_scenes import FRAMES
+from tinyvideo.data.synth_text import CAPTION_PROMPTS, caption, frame_caption, reasoning
 from tinyvideo.prompts import question_with_instruction
 
 
@@ -94,6 +97,15 @@ def caption_record(clip: Clip, rng: np.random.Generator) -> dict:
     return _conversation(clip, CAPTION_PROMPTS[int(rng.integers(len(CAPTION_PROMPTS)))], caption(clip.scene))
 
 
+# Frames whose captions train the vision tower: first, last and two between, as the clip moves.
+CAPTIONED_FRAMES = tuple(int(t) for t in np.linspace(0, FRAMES - 1, 4).round())
+
+
+def frames_record(clip: Clip) -> dict:
+    frames = [{"index": t, "caption": frame_caption(clip.scene, t)} for t in CAPTIONED_FRAMES]
+    return {"id": clip.id, "video": clip.video, "frames": frames}
+
+
 def qa_record(clip: Clip) -> dict:
     q = clip.question
     return _conversation(clip, question_with_instruction(f"{q.question}\n{option_lines(q.options)}", "option"), q.answer)
@@ -145,6 +157,7 @@ def write_training(root: Path, clips: list[Clip], n_coldstart: int, seed: int) -
     cold = coldstart_pick(clips, n_coldstart)
     paths = {
         "captions": write_json(root / "train" / "captions.json", [caption_record(c, rng) for c in clips]),
+        "frames": write_json(root / "train" / "frames.json", [frames_record(c) for c in clips]),
         "qa": write_json(root / "train" / "qa.json", [qa_record(c) for c in clips]),
         "coldstart": write_json(
             root / "train" / "coldstart.json", [coldstart_record(c, rng, i % 5 == 4) for i, c in enumerate(cold)]

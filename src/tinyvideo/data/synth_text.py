@@ -20,12 +20,23 @@ CAPTION_PROMPTS = (
 )
 
 
+def shown_in(scene: Scene, frame: int) -> list[str]:
+    """'a blue circle at the top left', for every object visible in `frame`."""
+    return [f"a {t.colour[frame]} {t.shape} at the {where(t.x[frame], t.y[frame])}" for t in scene.tracks if t.visible(frame)]
+
+
 def opening(scene: Scene, lead: str = "At the start the video shows") -> str:
     """What the first frame shows."""
-    shown = [f"a {t.colour[0]} {t.shape} at the {where(t.x[0], t.y[0])}" for t in scene.tracks if t.visible(0)]
+    shown = shown_in(scene, 0)
     if not shown:
         return "The video starts with an empty background."
     return f"{lead} {listing(shown)}."
+
+
+def frame_caption(scene: Scene, frame: int) -> str:
+    """What one frame shows, for pretraining a vision tower on frame-caption pairs."""
+    shown = shown_in(scene, frame)
+    return f"A frame with {listing(shown)}." if shown else "An empty frame."
 
 
 def happenings(scene: Scene) -> list[str]:

@@ -47,14 +47,18 @@ class ModelArguments:
       freshly initialised tiny model whose tokenizer is fit on the texts of `tokenizer_corpus` (text files,
       one example a line, or LLaVA-style json files, every conversation turn);
     - `language_model_path` + `vision_tower_path`: Hugging Face folders of a Qwen2 LM and a SigLIP
-      vision tower joined by a new connector.
+      vision tower joined by a new connector;
+    - `tiny` + `vision_tower_path`: a tiny language model from scratch with that SigLIP tower (for example
+      one from `tinyvideo train vision`); the tower's folder sets its sizes and the frame size.
     The connector settings (`connector_type`, `num_queries`, `group`, `num_resampler_layers`,
     `model_max_length`) and the `tiny_*` sizes apply only to new models; a folder keeps its own.
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "checkpoint folder, or 'tiny'"})
     language_model_path: str | None = field(default=None, metadata={"help": "Qwen2 folder for a new model"})
-    vision_tower_path: str | None = field(default=None, metadata={"help": "SigLIP folder for a new model"})
+    vision_tower_path: str | None = field(
+        default=None, metadata={"help": "SigLIP folder for a new model (with language_model_path, or 'tiny')"}
+    )
     connector_type: str = field(default="group", metadata={"help": "group | naive | image | mlp (new models)"})
     num_queries: int = field(default=512, metadata={"help": "visual tokens per video (new models)"})
     group: int = field(default=16, metadata={"help": "groups of the group resampler (new models)"})
@@ -87,7 +91,9 @@ class ModelArguments:
     max_frames: int | None = field(default=None, metadata={"help": "cap on frames when sampling by fps"})
 
     data_path: str | None = field(default=None, metadata={"help": "LLaVA-style json (or jsonl) annotations"})
-    video_root: str | None = field(default=None, metadata={"help": "folder the rows' video/image paths are relative to"})
+    video_root: str | None = field(
+        default=None, metadata={"help": "folder the rows' video/image paths are relative to"}
+    )
 
     def __post_init__(self):
         for name, allowed in (
@@ -97,10 +103,12 @@ class ModelArguments:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-        assembling = self.language_model_path is not None or self.vision_tower_path is not None
-        if assembling and (self.language_model_path is None or self.vision_tower_path is None):
+        tiny = self.model_name_or_path == "tiny"
+        if self.language_model_path is not None and self.vision_tower_path is None:
             raise ValueError("a new model needs both language_model_path and vision_tower_path")
-        if assembling == (self.model_name_or_path is not None):
+        if self.vision_tower_path is not None and self.language_model_path is None and not tiny:
+            raise ValueError("vision_tower_path needs language_model_path, or model_name_or_path 'tiny'")
+        if (self.language_model_path is not None) == (self.model_name_or_path is not None):
             raise ValueError("give model_name_or_path (a folder or 'tiny'), or language_model_path + vision_tower_path")
         parent = getattr(super(), "__post_init__", None)
         if parent is not None:
@@ -179,6 +187,7 @@ def load_model_and_processor(args) -> tuple[TinyVideoForConditionalGeneration, T
             vision_hidden_size=args.tiny_vision_hidden_size,
             vision_layers=args.tiny_vision_layers,
             model_max_length=args.model_max_length,
+            vision_tower_path=args.vision_tower_path,
         )
     folder = Path(args.model_name_or_path)
     if not folder.is_dir():
@@ -195,7 +204,10 @@ def corpus_texts(paths) -> list[str]:
             texts += path.read_text(encoding="utf-8").splitlines()
             continue
         raw = path.read_text(encoding="utf-8")
-        rows = json.loads(raw) if path.suffix == ".json" else [json.loads(line) for line in raw.splitlines() if line.strip()]
+        if path.suffix == ".json":
+            rows = json.loads(raw)
+        else:
+            rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
         turns = [turn for row in rows if isinstance(row.get("conversations"), list) for turn in row["conversations"]]
         texts += [turn["value"] for turn in turns if isinstance(turn, dict) and isinstance(turn.get("value"), str)]
     return texts
@@ -282,7 +294,8 @@ def apply_tuning(model, args):
         model.enable_input_require_grads()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    logger.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))
+    share = 100 * trainable / max(total, 1)
+    logger.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", share)
     return model
 
 

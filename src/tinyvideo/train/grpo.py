@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate.utils import gather_object
 from transformers import TrainingArguments, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
@@ -35,12 +34,11 @@ from tinyvideo.train.common import (
     load_config,
     load_model_and_processor,
     load_video,
-    save_model,
 )
 from tinyvideo.train.grpo_loss import LOSS_TYPES, SCALE_REWARDS
 from tinyvideo.train.grpo_trainer import GRPOTrainer, only_adapters_train
 from tinyvideo.train.rewards import COMBINATIONS, REWARD_FUNCS, combine_rewards
-from tinyvideo.train.sft import FINAL_MODEL, last_complete_checkpoint
+from tinyvideo.train.runs import train_and_save
 from tinyvideo.video import VideoDecodeError
 
 logger = logging.getLogger(__name__)
@@ -214,26 +212,7 @@ def train(config: GRPOConfig) -> Path:
         ref_model, _ = load_model_and_processor(config)  # ZeRO-3 weights are sharded at load: no deep copy
     dataset = GRPODataset(config.data_path, config.video_root, processor, config)
     trainer = GRPOTrainer(model, config, processor, dataset, ref_model=ref_model)
-    resume = config.resume_from_checkpoint
-    if resume is None:
-        resume = last_complete_checkpoint(config.output_dir, remove_incomplete=trainer.is_world_process_zero())
-    if resume is not None:
-        logger.info("resuming from %s", resume)
-    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-
-    skipped = set().union(*gather_object([trainer.skipped_rows]))
-    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
-    final = Path(config.output_dir) / FINAL_MODEL
-    if trainer.is_world_process_zero():
-        save_model(trainer.model, processor, final, state_dict=state_dict)
-        malformed = len(dataset.malformed_rows)
-        logger.info(
-            "%d of %d rows skipped (%d malformed, %d with an unusable video or prompt)",
-            malformed + len(skipped), len(dataset) + malformed, malformed, len(skipped),
-        )
-        logger.info("final model written to %s", final)
-    trainer.accelerator.wait_for_everyone()
-    return final
+    return train_and_save(trainer, processor, dataset)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

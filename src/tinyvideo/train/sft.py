@@ -11,15 +11,10 @@ written to `output_dir/model`.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from accelerate.utils import gather_object
 from transformers import Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from tinyvideo.data.llava import LlavaCollator, LlavaDataset
 from tinyvideo.train.common import (
@@ -29,14 +24,8 @@ from tinyvideo.train.common import (
     config_overrides,
     load_config,
     load_model_and_processor,
-    save_model,
 )
-
-logger = logging.getLogger(__name__)
-
-FINAL_MODEL = "model"
-TRAINER_STATE = "trainer_state.json"
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+from tinyvideo.train.runs import train_and_save
 
 
 @dataclass
@@ -45,6 +34,12 @@ class SFTConfig(ModelArguments, TrainingArguments):
     the chat template: `qwen2_base` (answers supervised) or `pretrain` (captions, human text dropped)."""
 
     template: str = field(default="qwen2_base", metadata={"help": "qwen2_base | pretrain"})
+    connector_lr: float | None = field(
+        default=None, metadata={"help": "learning rate of the connector (default: learning_rate)"}
+    )
+    vision_tower_lr: float | None = field(
+        default=None, metadata={"help": "learning rate of the vision tower (default: learning_rate)"}
+    )
     remove_unused_columns: bool = field(default=False, metadata={"help": "the collator needs every column"})
 
     def __post_init__(self):
@@ -62,41 +57,27 @@ class SFTTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.skipped_rows: set[int] = set()
 
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, with the connector's and vision tower's own learning rates when set
+        (the published `mm_projector_lr`): a new connector between pretrained parts often wants more."""
+        model = self.model if model is None else model
+        rates = {"connector.": self.args.connector_lr, "vision_tower.": self.args.vision_tower_lr}
+        if self.optimizer is None and any(rate is not None for rate in rates.values()):
+            decay = set(self.get_decay_parameter_names(model))
+            groups: dict[tuple[float, float], list] = {}
+            for name, param in model.named_parameters():
+                if param.requires_grad:
+                    rate = next((r for prefix, r in rates.items() if name.startswith(prefix) and r is not None), None)
+                    key = (rate or self.args.learning_rate, self.args.weight_decay if name in decay else 0.0)
+                    groups.setdefault(key, []).append(param)
+            optimizer_class, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            params = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+            self.optimizer = optimizer_class(params, **kwargs)
+        return super().create_optimizer(model)
+
     def compute_loss(self, model, inputs, *args, **kwargs):
         self.skipped_rows.update(inputs.pop("skipped_rows", ()))
         return super().compute_loss(model, inputs, *args, **kwargs)
-
-    def all_skipped_rows(self) -> set[int]:
-        """The union over all processes (every process must call this)."""
-        return set().union(*gather_object([self.skipped_rows]))
-
-
-def is_complete_checkpoint(folder: Path) -> bool:
-    """The Trainer writes `trainer_state.json` last; a checkpoint whose state file parses and names its own
-    step, next to the weights (or DeepSpeed's `global_stepN` shards), was finished. A run killed mid-save
-    leaves one without it."""
-    try:
-        step = json.loads((folder / TRAINER_STATE).read_text())["global_step"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    weights = [*WEIGHT_FILES, f"global_step{step}"]
-    return folder.name == f"{PREFIX_CHECKPOINT_DIR}-{step}" and any((folder / name).exists() for name in weights)
-
-
-def last_complete_checkpoint(output_dir: str | Path, remove_incomplete: bool = False) -> Path | None:
-    """The newest finished checkpoint in `output_dir`; newer unfinished ones are removed when asked
-    (so that a new save never lands on top of stale files)."""
-    candidates = []
-    for folder in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        if folder.is_dir() and folder.name.rsplit("-", 1)[-1].isdigit():
-            candidates.append((int(folder.name.rsplit("-", 1)[-1]), folder))
-    for _, folder in sorted(candidates, reverse=True):
-        if is_complete_checkpoint(folder):
-            return folder
-        logger.warning("%s is incomplete (the run stopped while writing it)%s", folder, "; removed" if remove_incomplete else "")
-        if remove_incomplete:
-            shutil.rmtree(folder)
-    return None
 
 
 def train(config: SFTConfig) -> Path:
@@ -112,26 +93,7 @@ def train(config: SFTConfig) -> Path:
         data_collator=LlavaCollator(processor),
         processing_class=processor,
     )
-    resume = config.resume_from_checkpoint
-    if resume is None:
-        resume = last_complete_checkpoint(config.output_dir, remove_incomplete=trainer.is_world_process_zero())
-    if resume is not None:
-        logger.info("resuming from %s", resume)
-    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-
-    skipped = trainer.all_skipped_rows()
-    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
-    final = Path(config.output_dir) / FINAL_MODEL
-    if trainer.is_world_process_zero():
-        save_model(trainer.model, processor, final, state_dict=state_dict)
-        malformed = len(dataset.malformed_rows)
-        logger.info(
-            "%d of %d data rows skipped (%d malformed, %d with a missing or unusable video or text)",
-            malformed + len(skipped), len(dataset) + malformed, malformed, len(skipped),
-        )
-        logger.info("final model written to %s", final)
-    trainer.accelerator.wait_for_everyone()
-    return final
+    return train_and_save(trainer, processor, dataset)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

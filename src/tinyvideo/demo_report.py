@@ -1,0 +1,320 @@
+"""The reports of `tinyvideo demo`: markdown tables and PNG plots.
+
+Every number comes from the files the run left behind (the Trainer's log history, the harness's
+`report.json` and predictions), and each report has a JSON twin with the same numbers for programs.
+Plots use matplotlib's object API (`Figure`), which needs no GUI backend and touches no global state.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from tinyvideo.data.synth_formats import write_json
+from tinyvideo.demo import MODES, STAGES, TEMPORAL_TASKS, Workspace, group_accuracy, task_accuracy
+from tinyvideo.eval.harness import read_predictions, write_atomic
+from tinyvideo.train.rewards import is_reflective
+
+GRPO_METRICS = ("reward", "accuracy", "format_rate", "completion_length", "kl")
+STRIP_FRAMES = 8
+EXAMPLES = 3
+
+
+# ---- plots ------------------------------------------------------------------------------------------
+
+
+def series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of a metric in a Trainer log history."""
+    points = [(entry["step"], entry[key]) for entry in history if key in entry and "step" in entry]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_losses(histories: dict[str, list[dict]], path: Path) -> Path:
+    figure = Figure(figsize=(3.2 * len(histories), 2.8), layout="constrained")
+    for ax, (name, history) in zip(figure.subplots(1, len(histories), squeeze=False)[0], histories.items()):
+        ax.plot(*series(history, "loss"), marker=".")
+        ax.set(title=name, xlabel="step", ylabel="training loss")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def plot_grpo(history: list[dict], path: Path) -> Path:
+    figure = Figure(figsize=(3.2 * len(GRPO_METRICS), 2.8), layout="constrained")
+    for ax, metric in zip(figure.subplots(1, len(GRPO_METRICS)), GRPO_METRICS):
+        steps, values = series(history, metric)
+        if steps:
+            ax.plot(steps, values, marker=".")
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+        ax.set(title=metric.replace("_", " "), xlabel="GRPO step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def plot_accuracy(panels: dict[str, dict[str, dict[str, float | None]]], path: Path) -> Path:
+    """Grouped bars: one panel per title, one group per task, one bar per series (stage or connector)."""
+    figure = Figure(figsize=(11, 3.2 * len(panels)), layout="constrained")
+    for ax, (title, table) in zip(figure.subplots(len(panels), 1, squeeze=False)[:, 0], panels.items()):
+        names = list(table)
+        tasks = list(next(iter(table.values())))
+        width = 0.8 / len(names)
+        for i, name in enumerate(names):
+            heights = [table[name][task] or 0.0 for task in tasks]
+            ax.bar(np.arange(len(tasks)) + (i - (len(names) - 1) / 2) * width, heights, width, label=name)
+        ax.set_xticks(np.arange(len(tasks)), [t.replace("_", "\n") for t in tasks], fontsize=8)
+        ax.set(title=title, ylabel="accuracy (%)", ylim=(0, 100))
+        ax.legend(fontsize=8, ncols=len(names))
+        ax.grid(axis="y", alpha=0.3)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def frame_strip(video: str | Path, path: Path) -> Path:
+    """A row of frames spread over the clip, as the model sees them in order."""
+    from tinyvideo.video import read_frames
+
+    frames, _ = read_frames(video, num_frames=STRIP_FRAMES)
+    gap = np.full((frames.shape[1], 2, 3), 255, dtype=np.uint8)
+    row = np.concatenate([part for frame in frames for part in (frame, gap)][:-1], axis=1)
+    figure = Figure(figsize=(row.shape[1] / 40, row.shape[0] / 40 + 0.3), layout="constrained")
+    ax = figure.subplots()
+    ax.imshow(row, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title("time →", fontsize=8, loc="left")
+    figure.savefig(path, dpi=80)
+    return path
+
+
+# ---- tables -----------------------------------------------------------------------------------------
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def chance(report: dict, tasks: dict) -> dict[str, float]:
+    """The accuracy of guessing, per task and over the questions asked."""
+    cells = report["breakdowns"]["task"]
+    per_task = {task: 100.0 / tasks[task]["options"] for task in cells}
+    total = sum(cell["total"] for cell in cells.values())
+    overall = sum(per_task[task] * cell["total"] for task, cell in cells.items()) / total if total else None
+    return {**per_task, "all": overall}
+
+
+def accuracy_rows(reports: dict[str, dict], tasks: dict) -> tuple[list[str], list[list[str]]]:
+    """Tasks down, `reports` (name -> harness report) across, with chance and the invalid answers."""
+    names = list(reports)
+    accuracy = {name: task_accuracy(report) for name, report in reports.items()}
+    guess = chance(next(iter(reports.values())), tasks)
+    rows = [[task, pct(guess[task]), *(pct(accuracy[n][task]) for n in names)] for task in accuracy[names[0]]]
+    rows.append(["invalid answers", "", *(str(reports[n]["invalid_answers"]) for n in names)])
+    return ["task", "chance", *names], rows
+
+
+# ---- examples ---------------------------------------------------------------------------------------
+
+
+def pick_examples(ws: Workspace, runs: dict[str, Path]) -> list[tuple[str, dict]]:
+    """(stage, prediction) pairs from the last stage's Reason-mode answers: a self-correction first if one
+    occurred (in the last stage, else the one before), then the first answers of other tasks."""
+    stages = list(runs)
+    predictions = {s: read_predictions(ws.eval_dir(runs[s], "reason") / "predictions.jsonl") for s in stages[-2:]}
+    picked = []
+    for stage in reversed(stages[-2:]):
+        reflective = [p for p in predictions[stage] if p.get("response") and is_reflective(p["response"])]
+        if reflective:
+            picked.append((stage, max(reflective, key=lambda p: p["correct"])))
+            break
+    for record in predictions[stages[-1]]:
+        if len(picked) == EXAMPLES:
+            break
+        if record.get("response") and record["categories"]["task"] not in {p["categories"]["task"] for _, p in picked}:
+            picked.append((stages[-1], record))
+    return picked
+
+
+def example_lines(ws: Workspace, examples: list[tuple[str, dict]], folder: Path) -> tuple[list[str], list[dict]]:
+    questions = {record["id"]: record for record in ws.suite.records("test")}
+    folder.mkdir(exist_ok=True)
+    lines, summary = [], []
+    for stage, prediction in examples:
+        question = questions[prediction["id"]]
+        strip = frame_strip(prediction["video"], folder / f"{prediction['id']}.png")
+        reflective = is_reflective(prediction["response"])
+        verdict = "correct" if prediction["correct"] else "incorrect"
+        options = "  \n".join(f"{letter}. {text}" for letter, text in zip("ABCDE", question["options"]))
+        lines += [
+            f"### {question['task']}: {prediction['id']}" + (" (self-correction)" if reflective else ""),
+            "",
+            f"![frames of {prediction['id']}]({strip.relative_to(ws.root).as_posix()})",
+            "",
+            f"**{question['question']}**  \n{options}",
+            "",
+            f"Model after {stage}, Reason mode: answered {prediction['letter'] or 'nothing readable'} "
+            f"({verdict}; the key is {question['answer']}).",
+            "",
+            "```text",
+            *textwrap.wrap(prediction["response"], 110),
+            "```",
+            "",
+        ]
+        summary.append({"id": prediction["id"], "stage": stage, "correct": prediction["correct"], "self_correction": reflective})
+    return lines, summary
+
+
+# ---- the reports ------------------------------------------------------------------------------------
+
+
+def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float) -> Path:
+    """`report.md`, `demo.json` and the plots, from each stage's run folder, history and evaluation reports."""
+    root, tasks = ws.root, ws.suite.manifest["tasks"]
+    histories = {stage: result["history"] for stage, result in results.items()}
+    plot_losses(histories, root / "loss.png")
+    grpo = histories[STAGES[-1].name]
+    plot_grpo(grpo, root / "grpo.png")
+    evaluated = {stage: result for stage, result in results.items() if result["reports"]}  # not the vision tower
+    panels = {f"{mode} mode": {s: task_accuracy(r["reports"][mode]) for s, r in evaluated.items()} for mode in MODES}
+    plot_accuracy(panels, root / "accuracy.png")
+
+    counts = ws.suite.manifest["counts"]
+    lines = [
+        f"# tinyvideo demo ({ws.scale.suite} scale)",
+        "",
+        f"A tiny model trained from scratch on the synthetic suite (seed {ws.seed}: {counts['train']} training "
+        f"clips, {counts['test']} test clips, {len(tasks)} tasks), stage after stage, and evaluated on the test "
+        f"split after each stage. This run took {seconds:.0f} s; a rerun reuses the stages already done.",
+        "",
+        f"Made with `tinyvideo demo --scale {ws.scale.suite} --seed {ws.seed}` from the recipes in `configs/synth/`.",
+        "",
+        "## Test accuracy (%) per task and stage",
+        "",
+    ]
+    for mode in MODES:
+        header, rows = accuracy_rows({s: r["reports"][mode] for s, r in evaluated.items()}, tasks)
+        lines += [f"{mode.capitalize()} mode:", "", *table(header, rows), ""]
+    lines += ["![accuracy per task and stage](accuracy.png)", "", "## Training loss", "", "![training loss](loss.png)", ""]
+    training = {}
+    for stage, history in histories.items():
+        steps, losses = series(history, "loss")
+        training[stage] = {
+            "steps": steps[-1] if steps else 0,
+            "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None,
+            "seconds": results[stage]["seconds"],
+            "reused": results[stage]["reused"],
+        }
+    lines += table(
+        ["stage", "optimizer steps", "first logged loss", "last logged loss", "seconds in this run (training + evaluation)"],
+        [
+            [s, str(t["steps"]), _num(t["first_loss"]), _num(t["last_loss"]), _num(t["seconds"], 0) + (" (reused)" if t["reused"] else "")]
+            for s, t in training.items()
+        ],
+    )
+    grpo_table = {}
+    for metric in GRPO_METRICS:
+        steps, values = series(grpo, metric)
+        grpo_table[metric] = {"first": values[0], "last": values[-1], "steps": len(steps)} if values else None
+    lines += ["", "## GRPO", "", "![GRPO metrics over steps](grpo.png)", ""]
+    lines += table(
+        ["metric", "first logged step", "last logged step"],
+        [[m, _num(v and v["first"]), _num(v and v["last"])] for m, v in grpo_table.items()],
+    )
+    examples = pick_examples(ws, {s: r["run"] for s, r in evaluated.items()})
+    example_text, example_summary = example_lines(ws, examples, root / "examples")
+    if not any(e["self_correction"] for e in example_summary):
+        example_text = ["No answer of the last two stages re-checked itself (no self-correction occurred).", "", *example_text]
+    else:
+        example_text = ["A self-correction is an answer whose reasoning re-checks itself (\"wait\", \"let me check\", ...).", "", *example_text]
+    lines += ["", "## Test videos and the model's reasoning", "", *example_text]
+    write_atomic(root / "report.md", "\n".join(lines))
+    write_json(
+        root / "demo.json",
+        {
+            "scale": ws.scale.suite,
+            "seed": ws.seed,
+            "seconds": seconds,
+            "suite": counts,
+            "accuracy": {mode: {s: task_accuracy(r["reports"][mode]) for s, r in evaluated.items()} for mode in MODES},
+            "invalid_answers": {mode: {s: r["reports"][mode]["invalid_answers"] for s, r in evaluated.items()} for mode in MODES},
+            "training": training,
+            "grpo": grpo_table,
+            "examples": example_summary,
+        },
+    )
+    return root / "report.md"
+
+
+def write_ablation_report(ws: Workspace, results: dict[str, dict], seconds: float) -> Path:
+    """`ablation.md`, `ablation.json` and `ablation.png`: Option-mode accuracy per connector."""
+    root, tasks = ws.root, ws.suite.manifest["tasks"]
+    reports = {name: result["report"] for name, result in results.items()}
+    header, rows = accuracy_rows(reports, tasks)
+    rows = [[f"{row[0]} (temporal)" if row[0] in TEMPORAL_TASKS else row[0], *row[1:]] for row in rows]
+    other = [task for task in tasks if task not in TEMPORAL_TASKS]
+    groups = {
+        "temporal": {n: group_accuracy(r, TEMPORAL_TASKS) for n, r in reports.items()},
+        "other": {n: group_accuracy(r, other) for n, r in reports.items()},
+    }
+    rows[-1:-1] = [[f"{name} tasks", "", *(pct(values[n]) for n in reports)] for name, values in groups.items()]
+    sizes = [
+        ["visual tokens per video", "", *(str(results[n]["visual_tokens"]) for n in reports)],
+        ["connector parameters", "", *(f"{results[n]['connector_parameters']:,}" for n in reports)],
+    ]
+    per_task = {cell["total"] for r in reports.values() for cell in r["breakdowns"]["task"].values()}
+    top = max(value or 0.0 for value in groups["temporal"].values())
+    leaders = [n for n, value in groups["temporal"].items() if (value or 0.0) == top]
+    plot_accuracy({"Option mode, after fine-tuning": {n: task_accuracy(r) for n, r in reports.items()}}, root / "ablation.png")
+    lines = [
+        f"# Connector ablation ({ws.scale.suite} scale)",
+        "",
+        "The same tiny model pretrained and fine-tuned with each connector at the same number of visual tokens, "
+        f"evaluated in Option mode on the test split ({', '.join(map(str, sorted(per_task)))} questions per task, "
+        f"so one question moves a task's accuracy by {', '.join(pct(100 / n) for n in sorted(per_task))} points). "
+        f"This run took {seconds:.0f} s.",
+        "",
+        *table(header, sizes + rows),
+        "",
+        f"Highest accuracy on the temporal tasks: {pct(top)}%, by {', '.join(leaders)}"
+        + (" (a tie)." if len(leaders) > 1 else "."),
+        "",
+        "![accuracy per task and connector](ablation.png)",
+        "",
+    ]
+    write_atomic(root / "ablation.md", "\n".join(lines))
+    write_json(
+        root / "ablation.json",
+        {
+            "scale": ws.scale.suite,
+            "seed": ws.seed,
+            "seconds": seconds,
+            "temporal_tasks": list(TEMPORAL_TASKS),
+            "connectors": {
+                n: {
+                    "accuracy": task_accuracy(reports[n]),
+                    **{key: values[n] for key, values in groups.items()},
+                    "visual_tokens": results[n]["visual_tokens"],
+                    "connector_parameters": results[n]["connector_parameters"],
+                    "invalid_answers": reports[n]["invalid_answers"],
+                }
+                for n in reports
+            },
+        },
+    )
+    return root / "ablation.md"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -1,0 +1,132 @@
+"""`tinyvideo demo --scale smoke` end to end: suite, four stages, evaluations after each, report and plots;
+then a rerun that reuses everything."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from tinyvideo import demo
+from tinyvideo.demo_report import GRPO_METRICS, pct, series
+
+STAGES = [stage.name for stage in demo.STAGES]
+EVALUATED = STAGES[1:]  # every stage but the vision tower's makes a language model
+
+
+def run_demo(out: Path, *options: str) -> int:
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    return demo.run(parser.parse_args(["--scale", "smoke", "--out", str(out), *options]))
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    threads = torch.get_num_threads()
+    # A model this small gains nothing from a second thread, and a busy machine makes OpenMP threads wait
+    # on each other (5x slower on a shared 2-core machine).
+    torch.set_num_threads(1)
+    try:
+        assert run_demo(out) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def tables(markdown: str) -> list[list[list[str]]]:
+    """The markdown tables of a report, each as rows of cells (header first, separator dropped)."""
+    found, rows = [], []
+    for line in [*markdown.splitlines(), ""]:
+        if line.startswith("|"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            if not set("".join(cells)) <= set("-:"):
+                rows.append(cells)
+        elif rows:
+            found.append(rows)
+            rows = []
+    return found
+
+
+def test_report_and_plots_are_written(smoke):
+    out = smoke
+    report = (out / "report.md").read_text()
+    for plot in ("accuracy.png", "loss.png", "grpo.png"):
+        assert f"]({plot})" in report
+        with Image.open(out / plot) as image:
+            assert image.format == "PNG" and image.width > 300
+    strips = sorted((out / "examples").glob("*.png"))
+    assert strips and all(f"](examples/{strip.name})" in report for strip in strips)
+    assert "self-correction" in report  # one is shown, or the report says none occurred
+
+
+def test_accuracy_tables_are_the_harness_reports(smoke):
+    out = smoke
+    option, reason = tables((out / "report.md").read_text())[:2]
+    for mode, rows in (("option", option), ("reason", reason)):
+        assert rows[0] == ["task", "chance", *EVALUATED]
+        for column, stage in enumerate(EVALUATED, start=2):
+            report = json.loads((out / "eval" / f"{stage}-{mode}" / "report.json").read_text())
+            assert report["predicted"] == report["questions"] > 0
+            expected = {task: pct(cell["accuracy"]) for task, cell in report["breakdowns"]["task"].items()}
+            expected["all"] = pct(report["overall"]["accuracy"])
+            expected["invalid answers"] = str(report["invalid_answers"])
+            assert {row[0]: row[column] for row in rows[1:]} == expected
+
+
+def test_training_and_grpo_numbers_are_the_logged_ones(smoke):
+    out = smoke
+    found = tables((out / "report.md").read_text())
+    losses = next(t for t in found if t[0][0] == "stage")
+    grpo = next(t for t in found if t[0][0] == "metric")
+    for row in losses[1:]:
+        steps, values = series(json.loads((out / "runs" / row[0] / "log_history.json").read_text()), "loss")
+        assert row[1:4] == [str(demo.SCALES["smoke"].max_steps[row[0]]), f"{values[0]:.3f}", f"{values[-1]:.3f}"]
+        assert steps[-1] == int(row[1])
+    history = json.loads((out / "runs" / "grpo" / "log_history.json").read_text())
+    assert [row[0] for row in grpo[1:]] == list(GRPO_METRICS)
+    for row in grpo[1:]:
+        _, values = series(history, row[0])
+        assert row[1:] == [f"{values[0]:.3f}", f"{values[-1]:.3f}"]
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["grpo"]["reward"]["last"] == series(history, "reward")[1][-1]
+
+
+def test_rerun_reuses_every_stage(smoke, caplog):
+    out = smoke
+    before = (out / "demo.json").read_text()
+    with caplog.at_level(logging.INFO, logger="tinyvideo"):
+        assert run_demo(out) == 0
+    reused = {record.getMessage().split(":")[0] for record in caplog.records if "reusing" in record.getMessage()}
+    assert reused == {"synthetic suite", *STAGES}
+    assert not any(record.getMessage().startswith("answered ") for record in caplog.records)  # nothing asked again
+    after = json.loads((out / "demo.json").read_text())
+    assert after["accuracy"] == json.loads(before)["accuracy"]
+    assert all(stage["reused"] for stage in after["training"].values())
+
+
+def test_another_scale_in_the_same_folder_is_refused(smoke, caplog):
+    out = smoke
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    assert demo.run(parser.parse_args(["--scale", "small", "--out", str(out)])) == 2
+    assert "holds a demo of scale smoke" in caplog.text
+
+
+def test_ablation_connectors_make_the_same_number_of_visual_tokens():
+    from tinyvideo.scratch import tiny_config
+
+    tokens = {}
+    for connector in demo.CONNECTORS:
+        extra = demo.ablation_extra(connector, "group", num_frames=16, num_queries=32)
+        settings = {"connector_type": "group", "group": 8} | {k.lstrip("-"): v for k, v in zip(extra[::2], extra[1::2])}
+        config = tiny_config(300, 0, num_queries=32, connector_type=settings["connector_type"], group=int(settings["group"]))
+        tokens[config.connector_type] = config.num_visual_tokens(16)
+    assert tokens == {"group": 32, "image": 32, "naive": 32}
+    with pytest.raises(demo.UsageError, match="not a multiple"):
+        demo.ablation_extra("image", "group", num_frames=12, num_queries=32)

@@ -1,0 +1,120 @@
+"""`tinyvideo train vision`: the contrastive loss, a run that learns and is resumable, and a tiny model that
+sees through the tower it wrote."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, SiglipModel, SiglipVisionModel
+
+from tinyvideo.processing import preprocess_frames
+from tinyvideo.train.common import load_config, load_model_and_processor
+from tinyvideo.train.runs import FINAL_MODEL
+from tinyvideo.train.sft import SFTConfig
+from tinyvideo.train.vision import VisionConfig, contrastive_loss, read_rows, train
+from tinyvideo.video import read_frames, write_video
+
+COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 90, 240), "yellow": (235, 215, 40)}
+
+
+def test_contrastive_loss_both_ways_with_repeated_captions_as_shared_positives():
+    logits = torch.tensor([[2.0, 0.0, 1.0], [0.5, 1.0, 0.0], [1.0, 0.0, 3.0]])
+    ids = torch.tensor([[5, 6], [7, 8], [5, 6]])  # captions 0 and 2 are the same text
+    targets = torch.tensor([[0.5, 0.0, 0.5], [0.0, 1.0, 0.0], [0.5, 0.0, 0.5]])
+    by_hand = 0.0
+    for matrix in (logits, logits.T):
+        log_p = matrix - matrix.logsumexp(-1, keepdim=True)
+        by_hand += -(targets * log_p).sum(-1).mean() / 2
+    assert contrastive_loss(logits, ids).item() == pytest.approx(by_hand.item(), abs=1e-6)
+    distinct = torch.tensor([[1], [2], [3]])
+    assert contrastive_loss(torch.eye(3) * 50, distinct).item() < 1e-6
+    assert contrastive_loss(torch.zeros(3, 3), distinct).item() == pytest.approx(math.log(3), abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def frames_data(tmp_path_factory) -> Path:
+    """Clips of one coloured square on black; each frame's caption names its colour. One row is malformed,
+    one names a missing video."""
+    root = tmp_path_factory.mktemp("frames")
+    rows = []
+    for i in range(24):
+        colour = list(COLOURS)[i % len(COLOURS)]
+        clip = np.zeros((4, 32, 32, 3), np.uint8)
+        clip[:, 8:24, 8:24] = COLOURS[colour]
+        write_video(root / f"{i}.mp4", clip, fps=4)
+        rows.append({"video": f"{i}.mp4", "frames": [{"index": t, "caption": f"a {colour} square"} for t in (0, 3)]})
+    rows.append({"video": "missing.mp4", "frames": [{"index": 0, "caption": "a red square"}]})
+    rows.append({"video": "0.mp4", "frames": "not a list"})
+    (root / "frames.json").write_text(json.dumps(rows))
+    return root
+
+
+def recipe(data: Path, out: Path, steps: int, **extra) -> VisionConfig:
+    settings = {
+        "learning_rate": 5e-3,
+        "data_path": str(data / "frames.json"),
+        "output_dir": str(out),
+        "image_size": 32,
+        "patch_size": 8,
+        "vision_hidden_size": 32,
+        "vision_layers": 2,
+        "text_hidden_size": 32,
+        "text_layers": 1,
+        "vocab_size": 300,
+        "max_steps": steps,
+        "per_device_train_batch_size": 8,
+        "save_strategy": "steps",
+        "save_steps": steps // 2,
+        "logging_steps": 1,
+        "report_to": "none",
+        "seed": 0,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        **extra,
+    }
+    overrides = [item for key, value in settings.items() for item in (f"--{key}", str(value))]
+    return load_config(VisionConfig, None, overrides)
+
+
+def test_a_run_learns_colours_and_a_tiny_model_sees_through_its_tower(frames_data, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="tinyvideo"):
+        final = train(recipe(frames_data, tmp_path / "run", steps=60))
+    assert final == tmp_path / "run" / FINAL_MODEL
+    assert "2 of 26 data rows skipped (1 malformed, 1 with a missing or unusable video or text)" in caplog.text
+    # It tells the colours apart: each clip's first frame is nearest to its own colour's caption.
+    towers, tokenizer = SiglipModel.from_pretrained(final), AutoTokenizer.from_pretrained(final)
+    captions = [f"a {colour} square" for colour in COLOURS]
+    ids = tokenizer(captions, padding="max_length", max_length=48, return_tensors="pt")["input_ids"]
+    frames = np.stack([read_frames(frames_data / f"{i}.mp4", indices=[0])[0][0] for i in range(24)])
+    with torch.no_grad():
+        logits = towers(input_ids=ids, pixel_values=preprocess_frames(frames, 32)).logits_per_image
+    assert logits.argmax(-1).tolist() == [i % len(COLOURS) for i in range(24)]
+
+    tower = SiglipVisionModel.from_pretrained(final)
+    overrides = ["--model_name_or_path", "tiny", "--vision_tower_path", str(final), "--output_dir", str(tmp_path / "x")]
+    model, processor = load_model_and_processor(load_config(SFTConfig, None, [*overrides, "--data_path", "unused.json"]))
+    assert processor.image_size == 32 and model.config.vision_config.hidden_size == 32
+    expected = tower.state_dict()
+    assert all(torch.equal(value, expected[name]) for name, value in model.vision_tower.state_dict().items())
+
+
+def test_rows_must_name_a_video_and_captioned_frames(frames_data, tmp_path):
+    rows, dropped = read_rows(frames_data / "frames.json")
+    assert len(rows) == 25 and dropped == [25]
+    (tmp_path / "bad.json").write_text(json.dumps([{"video": "a.mp4", "frames": [{"index": "0", "caption": "x"}]}]))
+    with pytest.raises(ValueError, match="no usable rows"):
+        read_rows(tmp_path / "bad.json")
+
+
+def test_the_synthetic_suite_recipe_loads_and_matches_the_pretraining_stage():
+    configs = Path(__file__).resolve().parents[1] / "configs" / "synth"
+    config = load_config(VisionConfig, str(configs / "vision.yaml"), [])
+    pretrain = load_config(SFTConfig, str(configs / "pretrain.yaml"), [])
+    assert config.data_path == "synth/train/frames.json"
+    assert pretrain.vision_tower_path == f"{config.output_dir}/{FINAL_MODEL}"
