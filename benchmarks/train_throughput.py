@@ -12,7 +12,8 @@ first `--warmup` ones.
     python benchmarks/train_throughput.py --suite synth [--config configs/synth/finetune.yaml] [--steps 20]
 
 Without `--suite`, a few toy clips are generated in a temporary folder. The model is the recipe's
-(`configs/synth/pretrain.yaml` by default: a tiny model built from scratch).
+(`configs/synth/pretrain.yaml` by default: a tiny model built from scratch around an untrained vision
+tower of the `configs/synth/vision.yaml` shape; speed does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -105,6 +106,16 @@ def toy_suite(folder: Path) -> tuple[Path, Path]:
     return path, folder
 
 
+def vision_tower(folder: Path) -> Path:
+    """An untrained tower of the vision recipe's shape, saved where `--vision_tower_path` can read it."""
+    from tinyvideo.train.common import load_config
+    from tinyvideo.train.vision import VisionConfig, build_towers
+
+    recipe = load_config(VisionConfig, str(ROOT / "configs" / "synth" / "vision.yaml"), ["--output_dir", str(folder)])
+    build_towers(recipe, vocab_rows=recipe.vocab_size, pad_token_id=0).save_pretrained(folder)
+    return folder
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "synth" / "pretrain.yaml"))
@@ -130,6 +141,7 @@ def main() -> int:
             "--template", "pretrain", "--max_steps", str(args.steps), "--per_device_train_batch_size", str(args.batch_size),
             "--save_strategy", "no", "--logging_steps", str(args.steps), "--report_to", "none",
             "--tokenizer_corpus", str(data), "--dataloader_num_workers", "0", "--use_cpu", str(not torch.cuda.is_available()),
+            "--vision_tower_path", str(vision_tower(Path(scratch) / "vision")),
             *extra,
         ]  # fmt: skip
         results = {}

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer, SiglipModel, SiglipVisionModel
+from transformers import AutoTokenizer, SiglipVisionModel
 
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.train.common import load_config, load_model_and_processor
 from tinyvideo.train.runs import FINAL_MODEL
 from tinyvideo.train.sft import SFTConfig
-from tinyvideo.train.vision import VisionConfig, contrastive_loss, read_rows, train
+from tinyvideo.train.vision import FrameCaptionModel, VisionConfig, contrastive_loss, read_rows, train
 from tinyvideo.video import read_frames, write_video
 
 COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 90, 240), "yellow": (235, 215, 40)}
@@ -87,13 +87,14 @@ def test_a_run_learns_colours_and_a_tiny_model_sees_through_its_tower(frames_dat
         final = train(recipe(frames_data, tmp_path / "run", steps=60))
     assert final == tmp_path / "run" / FINAL_MODEL
     assert "2 of 26 data rows skipped (1 malformed, 1 with a missing or unusable video or text)" in caplog.text
-    # It tells the colours apart: each clip's first frame is nearest to its own colour's caption.
-    towers, tokenizer = SiglipModel.from_pretrained(final), AutoTokenizer.from_pretrained(final)
+    # It tells the colours apart, in the tokens a video model reads: each clip's first frame is nearest to
+    # its own colour's caption.
+    towers, tokenizer = FrameCaptionModel.from_pretrained(final), AutoTokenizer.from_pretrained(final)
     captions = [f"a {colour} square" for colour in COLOURS]
     ids = tokenizer(captions, padding="max_length", max_length=48, return_tensors="pt")["input_ids"]
     frames = np.stack([read_frames(frames_data / f"{i}.mp4", indices=[0])[0][0] for i in range(24)])
     with torch.no_grad():
-        logits = towers(input_ids=ids, pixel_values=preprocess_frames(frames, 32)).logits_per_image
+        logits = towers.similarity(preprocess_frames(frames, 32), ids)
     assert logits.argmax(-1).tolist() == [i % len(COLOURS) for i in range(24)]
 
     tower = SiglipVisionModel.from_pretrained(final)

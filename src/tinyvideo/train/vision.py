@@ -5,11 +5,12 @@ frame-caption pairs before any language model looks through it.
 
 The published models start from a pretrained SigLIP. A tiny model built from scratch has no such tower,
 and through a random one the language model learns nothing about the video: on the synthetic suite the
-captioning loss with the right video and with another video's stayed equal (to 4 decimals after 240
-steps), while with a tower pretrained here for 2 minutes they part within 100 steps. This stage makes the
-tower the way SigLIP and CLIP towers are made, at toy scale: the vision tower and a small text tower
-learn a shared embedding of frames and their captions with the contrastive loss (both directions,
-in-batch negatives; captions that are the same text count as positives of each other).
+captioning loss with the right video and with another clip's video stayed equal (to 4 decimals after 240
+steps, the tower frozen or trained along). This stage makes the tower the way SigLIP and CLIP towers are
+made, at toy scale: the vision tower and a small text tower learn a shared embedding of frames and their
+captions with the contrastive loss (both directions, in-batch negatives; captions that are the same text
+count as positives of each other). With its tower (`configs/synth/vision.yaml`, 106 s on 2 cores), the
+captioning stage ends at a loss of 0.569 with the right video against 0.785 with another clip's.
 
 Data: a json list (or jsonl) of rows `{"video": path, "frames": [{"index": i, "caption": text}, ...]}`;
 every listed frame is one pair, and the frames of a row are decoded together. The tokenizer is fit on the
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers import SiglipConfig, SiglipModel, Trainer, TrainingArguments, set_seed
 
 from tinyvideo.processing import preprocess_frames
@@ -140,6 +142,34 @@ def contrastive_loss(logits_per_image: torch.Tensor, input_ids: torch.Tensor) ->
     return (F.cross_entropy(logits_per_image, targets) + F.cross_entropy(logits_per_image.T, targets)) / 2
 
 
+class FrameCaptionModel(SiglipModel):
+    """SigLIP's two towers, with a frame embedded where a video model reads the vision tower: the mean of
+    the layer-`feature_layer` patch tokens (token 0 dropped, as the published models do), projected.
+
+    SigLIP's own image embedding (its attention-pooling head over the last layer) is never used by a video
+    model, and a tower trained through it may keep what matters in tokens the connector does not see at
+    first: a new resampler starts out averaging the patch tokens, so those averages are what is trained.
+    Measured on the synthetic suite after the captioning stage: seeing the right video made colour words
+    0.2-0.65 nats cheaper with a tower trained this way, 0.01 with one trained through the head.
+    """
+
+    feature_layer = -2
+
+    def __init__(self, config: SiglipConfig):
+        super().__init__(config)
+        self.frame_projection = nn.Linear(config.vision_config.hidden_size, config.text_config.projection_size)
+        self.post_init()
+        with torch.no_grad():  # SigLIP's starting temperature (logits = 10 x cosine similarity)
+            self.logit_scale.fill_(math.log(10.0))
+
+    def similarity(self, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """Scaled cosine similarities [frames, captions]."""
+        hidden = self.vision_model(pixel_values, output_hidden_states=True).hidden_states[self.feature_layer]
+        frames = F.normalize(self.frame_projection(hidden[:, 1:].mean(1)), dim=-1)
+        captions = F.normalize(self.text_model(input_ids=input_ids).pooler_output, dim=-1)
+        return frames @ captions.T * self.logit_scale.exp()
+
+
 class VisionTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -147,12 +177,12 @@ class VisionTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self.skipped_rows.update(inputs.pop("skipped_rows", ()))
-        outputs = model(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"])
-        loss = contrastive_loss(outputs.logits_per_image, inputs["input_ids"])
-        return (loss, outputs) if return_outputs else loss
+        logits = model.similarity(inputs["pixel_values"], inputs["input_ids"])
+        loss = contrastive_loss(logits, inputs["input_ids"])
+        return (loss, {"logits": logits}) if return_outputs else loss
 
 
-def build_towers(config: VisionConfig, vocab_rows: int, pad_token_id: int) -> SiglipModel:
+def build_towers(config: VisionConfig, vocab_rows: int, pad_token_id: int) -> FrameCaptionModel:
     siglip = SiglipConfig(
         text_config={
             "vocab_size": vocab_rows,
@@ -176,11 +206,7 @@ def build_towers(config: VisionConfig, vocab_rows: int, pad_token_id: int) -> Si
             "patch_size": config.patch_size,
         },
     )
-    model = SiglipModel(siglip)
-    # SigLIP's starting temperature (logits = 10 x cosine similarity); transformers leaves it at random.
-    with torch.no_grad():
-        model.logit_scale.fill_(math.log(10.0))
-    return model
+    return FrameCaptionModel(siglip)
 
 
 def train(config: VisionConfig) -> Path:
