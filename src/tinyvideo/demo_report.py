@@ -7,6 +7,7 @@ Plots use matplotlib's object API (`Figure`), which needs no GUI backend and tou
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def plot_losses(histories: dict[str, list[dict]], path: Path) -> Path:
     for ax, (name, history) in zip(figure.subplots(1, len(histories), squeeze=False)[0], histories.items()):
         ax.plot(*series(history, "loss"), marker=".")
         ax.set(title=name, xlabel="step", ylabel="training loss")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         ax.grid(alpha=0.3)
     figure.savefig(path, dpi=100)
     return path
@@ -53,7 +54,7 @@ def plot_grpo(history: list[dict], path: Path) -> Path:
         else:
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
         ax.set(title=metric.replace("_", " "), xlabel="GRPO step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         ax.grid(alpha=0.3)
     figure.savefig(path, dpi=100)
     return path
@@ -276,6 +277,9 @@ def write_ablation_report(ws: Workspace, results: dict[str, dict], seconds: floa
     per_task = {cell["total"] for r in reports.values() for cell in r["breakdowns"]["task"].values()}
     top = max(value or 0.0 for value in groups["temporal"].values())
     leaders = [n for n, value in groups["temporal"].items() if (value or 0.0) == top]
+    first = next(iter(reports.values()))["breakdowns"]["task"]
+    temporal_questions = sum(cell["total"] for task, cell in first.items() if task in TEMPORAL_TASKS)
+    noise = 200 * math.sqrt(top / 100 * (1 - top / 100) / max(temporal_questions, 1))
     plot_accuracy({"Option mode, after fine-tuning": {n: task_accuracy(r) for n, r in reports.items()}}, root / "ablation.png")
     lines = [
         f"# Connector ablation ({ws.scale.suite} scale)",
@@ -288,7 +292,9 @@ def write_ablation_report(ws: Workspace, results: dict[str, dict], seconds: floa
         *table(header, sizes + rows),
         "",
         f"Highest accuracy on the temporal tasks: {pct(top)}%, by {', '.join(leaders)}"
-        + (" (a tie)." if len(leaders) > 1 else "."),
+        + (" (a tie)" if len(leaders) > 1 else "")
+        + f"; two standard errors of an accuracy over those {temporal_questions} questions are "
+        f"{pct(noise)} points, and a smaller gap between connectors is sampling noise.",
         "",
         "![accuracy per task and connector](ablation.png)",
         "",
