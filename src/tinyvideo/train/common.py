@@ -155,6 +155,13 @@ def config_overrides(args, config_class) -> list[str]:
     return [token for name, values in vars(args).items() if name in names for token in (f"--{name}", *values)]
 
 
+def run_stage(args, config_class, train) -> int:
+    """A training command: the YAML config with the command line's overrides, trained; prints the model folder."""
+    config = load_config(config_class, args.config, config_overrides(args, config_class))
+    print(f"final model: {train(config)}")
+    return 0
+
+
 # ---- model ------------------------------------------------------------------------------------------
 
 

@@ -30,10 +30,9 @@ from tinyvideo.train.common import (
     ModelArguments,
     add_config_arguments,
     apply_tuning,
-    config_overrides,
-    load_config,
     load_model_and_processor,
     load_video,
+    run_stage,
 )
 from tinyvideo.train.grpo_loss import LOSS_TYPES, SCALE_REWARDS
 from tinyvideo.train.grpo_trainer import GRPOTrainer, only_adapters_train
@@ -220,6 +219,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(GRPOConfig, args.config, config_overrides(args, GRPOConfig))
-    print(f"final model: {train(config)}")
-    return 0
+    return run_stage(args, GRPOConfig, train)

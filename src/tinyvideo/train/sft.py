@@ -21,9 +21,8 @@ from tinyvideo.train.common import (
     ModelArguments,
     add_config_arguments,
     apply_tuning,
-    config_overrides,
-    load_config,
     load_model_and_processor,
+    run_stage,
 )
 from tinyvideo.train.runs import train_and_save
 
@@ -101,6 +100,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(SFTConfig, args.config, config_overrides(args, SFTConfig))
-    print(f"final model: {train(config)}")
-    return 0
+    return run_stage(args, SFTConfig, train)

@@ -34,7 +34,7 @@ from transformers import SiglipConfig, SiglipModel, Trainer, TrainingArguments, 
 
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.scratch import train_tokenizer
-from tinyvideo.train.common import add_config_arguments, config_overrides, load_config
+from tinyvideo.train.common import add_config_arguments, run_stage
 from tinyvideo.train.runs import train_and_save
 from tinyvideo.video import VideoDecodeError, read_frames
 
@@ -230,6 +230,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(VisionConfig, args.config, config_overrides(args, VisionConfig))
-    print(f"final model: {train(config)}")
-    return 0
+    return run_stage(args, VisionConfig, train)
