@@ -10,7 +10,6 @@ indices of such rows travel with the batch (`skipped_rows`) so the trainer can r
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ import datasets
 import torch
 
 from tinyvideo.processing import preprocess_frames
-from tinyvideo.train.common import load_video
+from tinyvideo.train.common import load_video, read_json_rows
 from tinyvideo.video import VideoDecodeError
 
 logger = logging.getLogger(__name__)
@@ -53,13 +52,7 @@ def read_rows(path: str | os.PathLike) -> tuple[datasets.Dataset, list[int]]:
     fields (ids that are sometimes numbers) still load.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError:
-        raw = [json.loads(line) for line in text.splitlines() if line.strip()]
-    if not isinstance(raw, list):
-        raise ValueError(f"{path}: expected a json list of rows (or one json object per line)")
+    raw = read_json_rows(path)
     kept, dropped = [], []
     for index, row in enumerate(raw):
         problem = _row_problem(row)

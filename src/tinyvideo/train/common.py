@@ -162,6 +162,19 @@ def run_stage(args, config_class, train) -> int:
     return 0
 
 
+def read_json_rows(path: str | os.PathLike) -> list:
+    """The rows of a json list, or of a jsonl file (one json value per line)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a json list of rows (or one json object per line)")
+    return rows
+
+
 # ---- model ------------------------------------------------------------------------------------------
 
 

@@ -21,7 +21,6 @@ folder whose vision half a `tiny` model takes through `vision_tower_path`.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from transformers import SiglipConfig, SiglipModel, Trainer, TrainingArguments, 
 
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.scratch import train_tokenizer
-from tinyvideo.train.common import add_config_arguments, run_stage
+from tinyvideo.train.common import add_config_arguments, read_json_rows, run_stage
 from tinyvideo.train.runs import train_and_save
 from tinyvideo.video import VideoDecodeError, read_frames
 
@@ -68,13 +67,8 @@ class VisionConfig(TrainingArguments):
 
 def read_rows(path: str | Path) -> tuple[list[dict], list[int]]:
     """The rows with a video path and at least one {index, caption} frame, and the indices of the others."""
-    text = Path(path).read_text(encoding="utf-8")
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError:
-        raw = [json.loads(line) for line in text.splitlines() if line.strip()]
     kept, dropped = [], []
-    for index, row in enumerate(raw):
+    for index, row in enumerate(read_json_rows(path)):
         frames = row.get("frames") if isinstance(row, dict) else None
         usable = isinstance(row, dict) and isinstance(row.get("video"), str) and isinstance(frames, list) and frames
         if usable and all(
