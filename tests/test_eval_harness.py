@@ -218,3 +218,32 @@ def test_answers_made_under_other_settings_are_not_mixed(settings, loaded, refer
         harness.parse_shard("2")
     with pytest.raises(ValueError, match="between 0 and n-1"):
         harness.parse_shard("2/2")
+
+
+def test_cloze_mode_picks_the_option_likeliest_as_the_answer(settings, loaded, tmp_path):
+    """Each option's text scored as the answer to the bare question, one sequence at a time, unpadded."""
+    model, processor = loaded
+    cloze = Settings(**{**settings.__dict__, "mode": "cloze"})
+    evaluate(cloze, tmp_path, model, processor, batch_size=4)
+    records = {r["id"]: r for r in read_predictions(tmp_path / "predictions.jsonl")}
+    questions = {q.id: q for q in harness.load_questions(cloze)}
+    answered = [r for r in records.values() if r["status"] in ("ok", "truncated")]
+    assert len(answered) == QUESTIONS - 3 and len(records) == QUESTIONS
+    for record in answered:
+        question = questions[record["id"]]
+        assert record["prompt"] == question.text + "\nAnswer the question using a single word or phrase."
+        _, pixels, _, _ = harness.VideoFrames([(question.video, question.sampling)], cloze, processor.image_size)[0]
+        prompt = processor.tokenize(harness.chat_prompt(record["prompt"]), [len(pixels)])
+        expected = {}
+        for letter, text in question.options.items():
+            answer = processor.tokenize(f" {text}<|endoftext|>", [])
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([prompt + answer]), pixel_values_videos=pixels[None]).logits[0]
+            logprobs = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)
+            expected[letter] = logprobs[torch.arange(len(answer)), torch.tensor(answer)].sum().item()
+        assert record["scores"] == pytest.approx(expected, abs=1e-4)
+        assert record["letter"] == max(expected, key=expected.get) and record["method"] == "likelihood"
+        assert record["response"] == question.options[record["letter"]]
+        assert record["correct"] == (record["letter"] == question.answer)
+    assert len({round(r["scores"]["A"], 4) for r in answered}) > 1  # the scores depend on the video and question
+    assert build_report(tmp_path)["overall"]["total"] == QUESTIONS

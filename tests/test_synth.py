@@ -164,12 +164,16 @@ def test_training_formats(suite, tmp_path):
             assert (human["from"], gpt["from"]) == ("human", "gpt") and human["value"].startswith("<image>\n")
             assert (suite.video_root / item["video"]).is_file()
     qa = json.loads(suite.path("train", "qa").read_text())
-    assert len(qa) == len(records)
-    for item in qa:
-        record = records[item["id"]]
-        human, gpt = (turn["value"] for turn in item["conversations"])
+    assert len(qa) == 2 * len(records)
+    for choice, short in zip(qa[0::2], qa[1::2], strict=True):
+        record = records[choice["id"]]
+        assert short["id"] == record["id"] + "-short" and short["video"] == choice["video"]
+        human, gpt = (turn["value"] for turn in choice["conversations"])
         assert human.endswith("\nAnswer with the option's letter from the given choices directly.")
         assert "\nA. " in human and gpt == record["answer"]
+        human, gpt = (turn["value"] for turn in short["conversations"])
+        assert human == f"<image>\n{record['question']}\nAnswer the question using a single word or phrase."
+        assert gpt == record["answer_text"]
     cold = json.loads(suite.path("train", "coldstart").read_text())
     assert len(cold) == synth.SCALES["smoke"].coldstart and {records[c["id"]]["task"] for c in cold} == set(FAMILIES)
     for item in cold:

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from tinyvideo.data.synth_formats import write_json
-from tinyvideo.demo import MODES, STAGES, TEMPORAL_TASKS, Workspace, group_accuracy, task_accuracy
+from tinyvideo.demo import ABLATION_MODES, MODES, STAGES, TEMPORAL_TASKS, Workspace, group_accuracy, task_accuracy
 from tinyvideo.eval.harness import read_predictions, write_atomic
 from tinyvideo.train.rewards import is_reflective
 
@@ -202,6 +202,10 @@ def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float) -
         "",
         "## Test accuracy (%) per task and stage",
         "",
+        "Option and Reason modes generate an answer and read its letter (the published prompts). Cloze mode "
+        "asks the bare question and picks the option whose text the model finds likeliest as the answer: "
+        "whether it knows the answer, letter or not.",
+        "",
     ]
     for mode in MODES:
         header, rows = accuracy_rows({s: r["reports"][mode] for s, r in evaluated.items()}, tasks)
@@ -258,10 +262,8 @@ def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float) -
     return root / "report.md"
 
 
-def write_ablation_report(ws: Workspace, results: dict[str, dict], seconds: float) -> Path:
-    """`ablation.md`, `ablation.json` and `ablation.png`: Option-mode accuracy per connector."""
-    root, tasks = ws.root, ws.suite.manifest["tasks"]
-    reports = {name: result["report"] for name, result in results.items()}
+def _ablation_section(mode: str, reports: dict[str, dict], tasks, sizes: list[list[str]]) -> tuple[list[str], dict]:
+    """One mode's table (temporal tasks marked and grouped) and its reading against sampling noise."""
     header, rows = accuracy_rows(reports, tasks)
     rows = [[f"{row[0]} (temporal)" if row[0] in TEMPORAL_TASKS else row[0], *row[1:]] for row in rows]
     other = [task for task in tasks if task not in TEMPORAL_TASKS]
@@ -270,24 +272,13 @@ def write_ablation_report(ws: Workspace, results: dict[str, dict], seconds: floa
         "other": {n: group_accuracy(r, other) for n, r in reports.items()},
     }
     rows[-1:-1] = [[f"{name} tasks", "", *(pct(values[n]) for n in reports)] for name, values in groups.items()]
-    sizes = [
-        ["visual tokens per video", "", *(str(results[n]["visual_tokens"]) for n in reports)],
-        ["connector parameters", "", *(f"{results[n]['connector_parameters']:,}" for n in reports)],
-    ]
-    per_task = {cell["total"] for r in reports.values() for cell in r["breakdowns"]["task"].values()}
     top = max(value or 0.0 for value in groups["temporal"].values())
     leaders = [n for n, value in groups["temporal"].items() if (value or 0.0) == top]
     first = next(iter(reports.values()))["breakdowns"]["task"]
     temporal_questions = sum(cell["total"] for task, cell in first.items() if task in TEMPORAL_TASKS)
     noise = 200 * math.sqrt(top / 100 * (1 - top / 100) / max(temporal_questions, 1))
-    plot_accuracy({"Option mode, after fine-tuning": {n: task_accuracy(r) for n, r in reports.items()}}, root / "ablation.png")
     lines = [
-        f"# Connector ablation ({ws.scale.suite} scale)",
-        "",
-        "The same tiny model pretrained and fine-tuned with each connector at the same number of visual tokens, "
-        f"evaluated in Option mode on the test split ({', '.join(map(str, sorted(per_task)))} questions per task, "
-        f"so one question moves a task's accuracy by {', '.join(pct(100 / n) for n in sorted(per_task))} points). "
-        f"This run took {seconds:.0f} s.",
+        f"## {mode.capitalize()} mode",
         "",
         *table(header, sizes + rows),
         "",
@@ -296,9 +287,39 @@ def write_ablation_report(ws: Workspace, results: dict[str, dict], seconds: floa
         + f"; two standard errors of an accuracy over those {temporal_questions} questions are "
         f"{pct(noise)} points, and a smaller gap between connectors is sampling noise.",
         "",
-        "![accuracy per task and connector](ablation.png)",
+    ]
+    return lines, groups
+
+
+def write_ablation_report(ws: Workspace, results: dict[str, dict], seconds: float) -> Path:
+    """`ablation.md`, `ablation.json` and `ablation.png`: accuracy per connector in each of `ABLATION_MODES`."""
+    root, tasks = ws.root, ws.suite.manifest["tasks"]
+    names = list(results)
+    sizes = [
+        ["visual tokens per video", "", *(str(results[n]["visual_tokens"]) for n in names)],
+        ["connector parameters", "", *(f"{results[n]['connector_parameters']:,}" for n in names)],
+    ]
+    by_mode = {mode: {n: results[n]["reports"][mode] for n in names} for mode in ABLATION_MODES}
+    per_task = {cell["total"] for r in by_mode[ABLATION_MODES[0]].values() for cell in r["breakdowns"]["task"].values()}
+    lines = [
+        f"# Connector ablation ({ws.scale.suite} scale)",
+        "",
+        "The same tiny model pretrained and fine-tuned with each connector at the same number of visual tokens, "
+        f"evaluated on the test split in {' and '.join(m.capitalize() for m in ABLATION_MODES)} modes "
+        f"({', '.join(map(str, sorted(per_task)))} questions per task, so one question moves a task's accuracy by "
+        f"{', '.join(pct(100 / n) for n in sorted(per_task))} points). Cloze mode scores each option's text as "
+        f"the answer: what the model knows, whether or not it can name the letter. This run took {seconds:.0f} s.",
         "",
     ]
+    groups = {}
+    for mode, reports in by_mode.items():
+        section, groups[mode] = _ablation_section(mode, reports, tasks, sizes)
+        lines += section
+    plot_accuracy(
+        {f"{mode.capitalize()} mode, after fine-tuning": {n: task_accuracy(r) for n, r in reports.items()} for mode, reports in by_mode.items()},
+        root / "ablation.png",
+    )
+    lines += ["![accuracy per task and connector](ablation.png)", ""]
     write_atomic(root / "ablation.md", "\n".join(lines))
     write_json(
         root / "ablation.json",
@@ -309,13 +330,18 @@ def write_ablation_report(ws: Workspace, results: dict[str, dict], seconds: floa
             "temporal_tasks": list(TEMPORAL_TASKS),
             "connectors": {
                 n: {
-                    "accuracy": task_accuracy(reports[n]),
-                    **{key: values[n] for key, values in groups.items()},
                     "visual_tokens": results[n]["visual_tokens"],
                     "connector_parameters": results[n]["connector_parameters"],
-                    "invalid_answers": reports[n]["invalid_answers"],
+                    **{
+                        mode: {
+                            "accuracy": task_accuracy(reports[n]),
+                            **{key: values[n] for key, values in groups[mode].items()},
+                            "invalid_answers": reports[n]["invalid_answers"],
+                        }
+                        for mode, reports in by_mode.items()
+                    },
                 }
-                for n in reports
+                for n in names
             },
         },
     )

@@ -17,11 +17,13 @@ OPTION_INSTRUCTION = "Answer with the option's letter from the given choices dir
 REASON_INSTRUCTION = (
     "Output the thinking process in <think> </think> and final answer (option) in <answer> </answer> tags."
 )
-MODE_INSTRUCTIONS = {"option": OPTION_INSTRUCTION, "reason": REASON_INSTRUCTION}
+# Cloze mode asks the bare question; the harness scores each option's text as the short answer.
+SHORT_ANSWER_INSTRUCTION = "Answer the question using a single word or phrase."
+MODE_INSTRUCTIONS = {"option": OPTION_INSTRUCTION, "reason": REASON_INSTRUCTION, "cloze": SHORT_ANSWER_INSTRUCTION}
 
 
 def question_with_instruction(question: str, mode: str | None, separator: str = "\n") -> str:
-    """Append the Option or Reason instruction; evaluation joins with a newline, GRPO training with a space."""
+    """Append the mode's instruction (Option, Reason or Cloze); evaluation joins with a newline, GRPO training with a space."""
     if mode is None:
         return question
     if mode not in MODE_INSTRUCTIONS:

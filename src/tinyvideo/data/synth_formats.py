@@ -106,9 +106,13 @@ def frames_record(clip: Clip) -> dict:
     return {"id": clip.id, "video": clip.video, "frames": frames}
 
 
-def qa_record(clip: Clip) -> dict:
+def qa_records(clip: Clip) -> list[dict]:
+    """The clip's question twice, as instruction data mixes them: multiple choice, answered with the letter,
+    and short answer, answered with the option's text (what Cloze-mode evaluation scores)."""
     q = clip.question
-    return _conversation(clip, question_with_instruction(f"{q.question}\n{option_lines(q.options)}", "option"), q.answer)
+    choice = _conversation(clip, question_with_instruction(f"{q.question}\n{option_lines(q.options)}", "option"), q.answer)
+    short = _conversation(clip, question_with_instruction(q.question, "cloze"), q.answer_text)
+    return [choice, {**short, "id": f"{clip.id}-short"}]
 
 
 def coldstart_record(clip: Clip, rng: np.random.Generator, self_correct: bool) -> dict:
@@ -158,7 +162,7 @@ def write_training(root: Path, clips: list[Clip], n_coldstart: int, seed: int) -
     paths = {
         "captions": write_json(root / "train" / "captions.json", [caption_record(c, rng) for c in clips]),
         "frames": write_json(root / "train" / "frames.json", [frames_record(c) for c in clips]),
-        "qa": write_json(root / "train" / "qa.json", [qa_record(c) for c in clips]),
+        "qa": write_json(root / "train" / "qa.json", [row for c in clips for row in qa_records(c)]),
         "coldstart": write_json(
             root / "train" / "coldstart.json", [coldstart_record(c, rng, i % 5 == 4) for i, c in enumerate(cold)]
         ),

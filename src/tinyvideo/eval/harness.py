@@ -8,6 +8,10 @@ rest, built around three costs and one risk:
   passed to `generate` as `frame_features` for every question about it.
 - Generation: questions are answered in batches, left-padded. Greedy by default; sampling needs a
   seed, and each batch's seed is derived from the seed and its question ids.
+- Cloze mode generates nothing: the bare question is asked with the short-answer instruction and each
+  option's text is scored as the answer (the log-probability of its tokens and the end of turn, as
+  lm-eval-harness's `acc`); the likeliest option is the prediction. It measures whether a model
+  knows the answer when it cannot yet name the option's letter, which small models learn late.
 - Lost work: every answer is appended to a JSONL predictions file and flushed batch by batch. A
   rerun reads the file, drops a line cut off by a crash, and answers only what is missing (and the
   questions whose video could not be read, in case it has been fixed since).
@@ -40,6 +44,8 @@ from tinyvideo.eval.benchmarks import mlvu, mmvu, mvbench, nextqa, synth, videom
 from tinyvideo.eval.benchmarks.common import AnnotationError, Question, Sampling
 from tinyvideo.eval.report import ANSWERED, markdown, score
 from tinyvideo.processing import chat_prompt, preprocess_frames
+from tinyvideo.prompts import END_OF_TURN, question_with_instruction
+from tinyvideo.train.grpo_rollouts import completion_logprobs
 from tinyvideo.video import VideoDecodeError, read_frames
 
 logger = logging.getLogger(__name__)
@@ -49,6 +55,7 @@ BENCHMARKS = {"videomme": videomme, "mvbench": mvbench, "mlvu": mlvu, "mmvu": mm
 ADAPTER_OPTIONS = {"duration": ("videomme",), "split": ("nextqa", "synth")}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RUN_FILE = "run.json"
+MODES = ("option", "reason", "cloze")
 
 
 class UsageError(ValueError):
@@ -77,8 +84,8 @@ class Settings:
     def __post_init__(self):
         if self.benchmark not in BENCHMARKS:
             raise UsageError(f"unknown benchmark {self.benchmark!r}; expected one of {sorted(BENCHMARKS)}")
-        if self.mode not in ("option", "reason"):
-            raise UsageError(f"mode must be 'option' or 'reason', got {self.mode!r}")
+        if self.mode not in MODES:
+            raise UsageError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if (self.frames is None) == (self.fps is None):
             raise UsageError("give a frame count or a frame rate (fps), not both")
         if self.max_frames is not None and self.fps is None:
@@ -91,10 +98,13 @@ class Settings:
 
 
 def load_questions(settings: Settings) -> list[Question]:
-    """The benchmark's questions in its files' order, `limit` applied; ids must be unique."""
+    """The benchmark's questions in its files' order, `limit` applied; ids must be unique. In Cloze mode
+    the prompt is the bare question with the short-answer instruction."""
     adapter = BENCHMARKS[settings.benchmark]
     options = {name: getattr(settings, name) for name, users in ADAPTER_OPTIONS.items() if settings.benchmark in users}
-    questions = adapter.load(Path(settings.data), settings.mode, **options)
+    questions = adapter.load(Path(settings.data), "option" if settings.mode == "cloze" else settings.mode, **options)
+    if settings.mode == "cloze":
+        questions = [dataclasses.replace(q, prompt=question_with_instruction(q.text, "cloze")) for q in questions]
     seen: set[str] = set()
     for question in questions:
         if question.id in seen:
@@ -228,7 +238,9 @@ class Asked(NamedTuple):
 
 
 def answer_batch(model, processor, items: Sequence[Asked], settings: Settings) -> list[dict]:
-    """Generate for a batch of questions, left-padded; one predictions record each."""
+    """Generate for a batch of questions, left-padded (Cloze mode: score their options); one record each."""
+    if settings.mode == "cloze":
+        return score_options(model, processor, items)
     questions = [item.question for item in items]
     examples = [
         processor.truncate({"input_ids": processor.tokenize(chat_prompt(item.question.prompt), [len(item.features)])})
@@ -262,6 +274,49 @@ def answer_batch(model, processor, items: Sequence[Asked], settings: Settings) -
     return records
 
 
+def score_options(model, processor, items: Sequence[Asked]) -> list[dict]:
+    """Cloze mode: every option's text as the answer to the question, scored by the log-probability of
+    its tokens and the end of turn; the highest scoring option is chosen.
+
+    Each question's prompt is embedded once (left-padded, its video's features spliced in) and repeated
+    for its options; the answers follow, right-padded, and only their positions reach the output head.
+    """
+    prompts = [
+        processor.truncate({"input_ids": processor.tokenize(chat_prompt(item.question.prompt), [len(item.features)])})
+        for item in items
+    ]
+    prompts = {k: v.to(model.device) for k, v in processor.pad(prompts, padding_side="left").items()}
+    answer_ids = [processor.tokenize(f" {text}{END_OF_TURN}", []) for item in items for text in item.question.options.values()]
+    answers = {k: v.to(model.device) for k, v in processor.pad([{"input_ids": ids} for ids in answer_ids]).items()}
+    counts = torch.tensor([len(item.question.options) for item in items], device=model.device)
+    with torch.inference_mode():
+        embeds = model.embed_inputs(prompts["input_ids"], frame_features=[item.features for item in items])
+        logprobs = completion_logprobs(
+            model,
+            embeds.repeat_interleave(counts, 0),
+            prompts["attention_mask"].repeat_interleave(counts, 0),
+            answers["input_ids"],
+            num_generations=1,
+        )
+    totals = iter((logprobs * answers["attention_mask"]).sum(dim=-1).tolist())
+    records = []
+    for item in items:
+        scores = {letter: next(totals) for letter in item.question.options}
+        letter = max(scores, key=scores.get)
+        records.append(
+            record_of(
+                item.question,
+                item.status,
+                item.frames,
+                response=item.question.options[letter],
+                letter=letter,
+                method="likelihood",
+                scores=scores,
+            )
+        )
+    return records
+
+
 def record_of(question: Question, status: str, frames: dict, **answer) -> dict:
     """One line of the predictions file."""
     letter = answer.get("letter")
@@ -278,6 +333,7 @@ def record_of(question: Question, status: str, frames: dict, **answer) -> dict:
         "video": question.video,
         "frames": frames,
         "prompt": question.prompt,
+        **({"scores": answer["scores"]} if "scores" in answer else {}),
     }
 
 
@@ -405,7 +461,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("benchmark", choices=[*BENCHMARKS, "merge"], help="benchmark to run, or 'merge' to score shards")
     parser.add_argument("--model", help="checkpoint folder (tinyvideo or published TinyLLaVA format)")
     parser.add_argument("--data", help="the benchmark's folder, as downloaded (see each adapter for its layout)")
-    parser.add_argument("--mode", choices=["option", "reason"], default="option", help="published prompt and instruction")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="option",
+        help="option, reason: the published prompts, answers generated; cloze: each option's text scored as the answer",
+    )
     frames = parser.add_mutually_exclusive_group()
     frames.add_argument("--frames", type=int, help="frames per video (default 16)")
     frames.add_argument("--fps", type=float, help="frames per second of video instead of a fixed count")

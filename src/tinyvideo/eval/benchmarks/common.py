@@ -70,13 +70,14 @@ class Question:
     """One multiple-choice question, ready to prompt.
 
     `prompt` is the user text (question, options, mode instruction) without the chat template;
-    `options` maps each letter to its text; `categories` holds the grouping fields of the
+    `text` is the question alone, as asked (Cloze mode asks it without the options); `options` maps each letter to its text; `categories` holds the grouping fields of the
     benchmark's leaderboard (for example duration, domain and task type for Video-MME).
     """
 
     id: str
     video: str
     prompt: str
+    text: str
     options: dict[str, str]
     answer: str
     categories: dict[str, str] = field(default_factory=dict)

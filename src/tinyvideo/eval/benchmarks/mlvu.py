@@ -79,10 +79,12 @@ def _question(root: Path, task: str, row: dict, name: str, question_id: str, whe
     options = lettered([str(c) for c in row["candidates"]])
     folders = [f"video/{FILES[task]}", f"MLVU/video/{FILES[task]}", FILES[task]] if task in FILES else []
     video = first_existing([root / folder / name for folder in folders] + [root / name, root / "video" / name])
+    text = bare_question(str(row["question"]), options)
     return Question(
         id=question_id,
         video=str(video),
-        prompt=prompt(bare_question(str(row["question"]), options), options, mode),
+        prompt=prompt(text, options, mode),
+        text=text,
         options=options,
         answer=_answer(row["answer"], options, where),
         categories={"task": task},

@@ -60,6 +60,7 @@ def load(root: Path, mode: str) -> list[Question]:
                 id=str(item["id"]),
                 video=str(video),
                 prompt=prompt(str(item["question"]), choices, mode),
+                text=str(item["question"]),
                 options=choices,
                 answer=str(item["answer"]).strip(),
                 categories={"discipline": DISCIPLINE_OF.get(subject, "unknown"), "subject": subject},

@@ -117,6 +117,7 @@ def load(root: Path, mode: str) -> list[Question]:
                     id=f"{task}/{number}",
                     video=str(video),
                     prompt=prompt(str(item["question"]), options, mode),
+                    text=str(item["question"]),
                     options=options,
                     answer=letter_of(str(item["answer"]), options, where),
                     categories={"task": task},

@@ -74,6 +74,7 @@ def load(root: Path, mode: str, split: str = "test") -> list[Question]:
                 id=f"{video_id}_{row['qid']}",
                 video=str(video),
                 prompt=prompt(str(row["question"]), options, mode),
+                text=str(row["question"]),
                 options=options,
                 answer="ABCDE"[index],
                 categories={"type": kind},

@@ -62,6 +62,7 @@ def load(data: Path, mode: str, split: str = "test") -> list[Question]:
                 id=str(row["id"]),
                 video=str(first_existing(root / row["video"] for root in roots)),
                 prompt=options_prompt(str(row["question"]), format_options(options, "dot"), mode),
+                text=str(row["question"]),
                 options=options,
                 answer=str(row["answer"]).strip(),
                 categories={"task": str(row["task"])},

@@ -59,6 +59,7 @@ def load(root: Path, mode: str, duration: str = "all") -> list[Question]:
                 id=str(row["question_id"]),
                 video=str(video),
                 prompt=prompt(row["question"], options, mode),
+                text=str(row["question"]),
                 options=option_texts(options),
                 answer=str(row["answer"]).strip(),
                 categories={k: str(row.get(k, "")) for k in SCORING.breakdowns},
