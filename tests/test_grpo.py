@@ -111,6 +111,25 @@ def test_cached_feature_logprobs_equal_a_full_forward_on_pixels_and_each_prompt_
         assert not torch.allclose(ours[:3], other, atol=1e-3)
 
 
+def test_rollouts_never_sample_the_video_token(tiny):
+    """The output head keeps a row for the video token; a rollout holding it would break the log-prob pass."""
+    model, processor = tiny
+    videos = clips(processor, ["red"])
+    prompts = prompt_batch(model, processor, [processor.tokenize(grpo_prompt(PROBLEM), [len(videos[0])])], videos)
+    embeds = prompt_embeddings(model, prompts)
+    head = model.get_output_embeddings().weight
+    saved = head.detach().clone()
+    try:
+        with torch.no_grad():
+            head[model.config.video_token_id] = 10 * head.abs().max()  # the video token's logit dominates
+            torch.manual_seed(0)
+            completions = sample_completions(model, prompts, embeds, 4, 8)
+    finally:
+        with torch.no_grad():
+            head.copy_(saved)
+    assert completions.numel() and not (completions == model.config.video_token_id).any()
+
+
 def test_dataset_builds_the_published_prompt_and_skips_bad_rows(suite, tiny, tmp_path, caplog):
     _, processor = tiny
     rows = [json.loads(line) for line in (suite / "grpo.jsonl").read_text().splitlines()]

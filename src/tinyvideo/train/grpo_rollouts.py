@@ -67,7 +67,8 @@ def sample_completions(
     Generation runs on the language model with the ready prompt embeddings, so neither the vision
     tower nor the connector runs again; `num_return_sequences` expands the embeddings, not the video.
     The model is put in eval mode for the call (the KV cache is off in train mode under activation
-    checkpointing) and its mode restored afterwards. Sampling uses the global RNG: seed it to reproduce.
+    checkpointing) and its mode restored afterwards. The video token is never sampled (the output head
+    still has its row). Sampling uses the global RNG: seed it to reproduce.
     """
     training = model.training
     model.eval()
@@ -84,6 +85,7 @@ def sample_completions(
             top_k=top_k or None,
             eos_token_id=eos_token_id,
             pad_token_id=pad_token_id,
+            suppress_tokens=[model.config.video_token_id],
             use_cache=True,
         )
     finally:
