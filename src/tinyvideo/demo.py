@@ -239,7 +239,7 @@ def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES) -> dict[str
             max_new_tokens=new_tokens[mode],
         )
         folder = ws.eval_dir(run, mode)
-        evaluate(settings, folder, batch_size=16, num_workers=0, device=PartialState().device)
+        evaluate(settings, folder, batch_size=64, num_workers=0, device=PartialState().device)
         reports[mode] = build_report(folder)
     return reports
 
