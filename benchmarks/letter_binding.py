@@ -1,0 +1,158 @@
+"""Can a language model name the letter of an answer it is told? Multiple-choice symbol binding, text only.
+
+Option mode needs two skills: knowing the answer, and naming its option's letter. On the synthetic suite a
+tiny model trained from scratch gains the first (Cloze mode shows it) and not the second. This benchmark
+measures the second alone. Each row is one of the suite's questions with its lettered options and the
+Option-mode instruction, followed by "The answer is <option text>.", in the `qwen2_base` chat template; the
+model must reply with that option's letter. No video and no knowledge is needed, only matching the stated
+answer to its option line and copying the letter in front of it, which a pretrained language model does
+without training.
+
+The language model is trained on such rows (the letter's cross-entropy over the whole vocabulary, as
+supervised fine-tuning has it) and scored on held-out rows of fresh
+questions, per task, every `--eval-every` steps; accuracy at step 0 is the model as loaded.
+
+    python benchmarks/letter_binding.py [--layers 4 --hidden 128]   # a new tiny model, as the suite's recipes build
+    python benchmarks/letter_binding.py --model runs/synth/pretrain/model --steps 0   # a trained model as is
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import Qwen2ForCausalLM
+
+from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+from tinyvideo.data.synth_formats import option_lines
+from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Question, balanced, design
+from tinyvideo.processing import conversation_segments
+from tinyvideo.prompts import question_with_instruction
+from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def questions(seed: int, stream: int, per_task: int) -> list[Question]:
+    """`per_task` questions of every task, answers and letters balanced; each stream is a fresh draw."""
+    out = []
+    for f, family in enumerate(FAMILIES.values()):
+        values = balanced(np.random.default_rng([seed, 7, stream, f, 0]), family.n_values, per_task)
+        letters = balanced(np.random.default_rng([seed, 7, stream, f, 1]), family.n_options, per_task)
+        for i in range(per_task):
+            out.append(design(family, np.random.default_rng([seed, 7, stream, f, i]), values[i], letters[i])[1])
+    return out
+
+
+def prompt(question: Question) -> str:
+    told = question_with_instruction(f"{question.question}\n{option_lines(question.options)}", "option")
+    told += f"\nThe answer is {question.answer_text}."
+    return "".join(s.text for s in conversation_segments([{"from": "human", "value": told}]))
+
+
+class Rows:
+    """Prompts as token ids (left-padded into batches) and the id of each answer's letter token."""
+
+    def __init__(self, tokenizer, items: list[Question]):
+        self.items = items
+        self.ids = [tokenizer(prompt(q))["input_ids"] for q in items]
+        # The template answers after "ASSISTANT:" with a space: " B" is one token.
+        self.letters = torch.tensor([tokenizer(f" {letter}")["input_ids"][-1] for letter in LETTERS])
+        self.pad = tokenizer.pad_token_id
+
+    def batch(self, indices) -> tuple[dict, torch.Tensor]:
+        rows = [self.ids[i] for i in indices]
+        width = max(map(len, rows))
+        input_ids = torch.tensor([[self.pad] * (width - len(r)) + r for r in rows])
+        attention_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        answers = torch.tensor([self.items[i].answer_index for i in indices])
+        return {"input_ids": input_ids, "attention_mask": attention_mask}, answers
+
+
+def next_token_logits(model, inputs: dict) -> torch.Tensor:
+    """Logits of the token after each prompt [B, vocabulary]: the reply's first token, the letter."""
+    return model(**inputs).logits[:, -1]
+
+
+def accuracy(model, rows: Rows, batch_size: int = 128) -> dict[str, float]:
+    model.eval()
+    hits = []
+    with torch.no_grad():
+        for start in range(0, len(rows.items), batch_size):
+            indices = range(start, min(start + batch_size, len(rows.items)))
+            inputs, answers = rows.batch(indices)
+            logits = next_token_logits(model, inputs)[:, rows.letters]
+            for i, row_logits, answer in zip(indices, logits, answers, strict=True):
+                n = len(rows.items[i].options)  # only the letters this question offers
+                hits.append((rows.items[i].task, int(row_logits[:n].argmax()) == int(answer)))
+    model.train()
+    tasks = {task: 100.0 * np.mean([h for t, h in hits if t == task]) for task in FAMILIES}
+    return {**tasks, "all": 100.0 * np.mean([h for _, h in hits])}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a tinyvideo model folder (its language model and tokenizer); default: a new tiny one")
+    parser.add_argument("--layers", type=int, default=4, help="depth of a new tiny language model")
+    parser.add_argument("--hidden", type=int, default=128, help="width of a new tiny language model")
+    parser.add_argument("--train-per-task", type=int, default=430, help="training questions per task (3,010 in all)")
+    parser.add_argument("--test-per-task", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "letter_binding.json"))
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    train, test = questions(args.seed, 0, args.train_per_task), questions(args.seed, 1, args.test_per_task)
+    if args.model:
+        model = TinyVideoForConditionalGeneration.from_pretrained(args.model).language_model
+        tokenizer = TinyVideoProcessor.from_pretrained(args.model).tokenizer
+    else:
+        tokenizer = train_tokenizer([prompt(q) + f" {q.answer}" for q in train], vocab_size=1024)
+        config = tiny_config(spare_rows(tokenizer), tokenizer.eos_token_id, hidden_size=args.hidden, num_layers=args.layers)
+        model = Qwen2ForCausalLM(config.text_config)
+    model.to(args.device).train()
+    train_rows, test_rows = Rows(tokenizer, train), Rows(tokenizer, test)
+    letters = train_rows.letters.to(args.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    rng = np.random.default_rng(args.seed)
+    curve = [{"step": 0, "seconds": 0.0, **accuracy(model, test_rows)}]
+    started = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        inputs, answers = train_rows.batch(rng.choice(len(train), args.batch_size, replace=False))
+        logits = next_token_logits(model, {k: v.to(args.device) for k, v in inputs.items()})
+        loss = F.cross_entropy(logits, letters[answers.to(args.device)])  # over the whole vocabulary, as SFT
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % args.eval_every == 0 or step == args.steps:
+            point = {"step": step, "seconds": round(time.perf_counter() - started, 1), "loss": loss.item()}
+            curve.append({**point, **accuracy(model, test_rows)})
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in curve[-1].items()}), flush=True)
+    result = {
+        "model": args.model or f"new tiny Qwen2, {args.layers} layers, width {args.hidden}",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("output", "model")},
+        "train_questions": len(train),
+        "test_questions": len(test),
+        "chance": 100.0 * np.mean([1 / len(q.options) for q in test]),
+        "curve": curve,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
