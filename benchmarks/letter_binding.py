@@ -8,9 +8,10 @@ model must reply with that option's letter. No video and no knowledge is needed,
 answer to its option line and copying the letter in front of it, which a pretrained language model does
 without training.
 
-The language model is trained on such rows (the letter's cross-entropy over the whole vocabulary, as
-supervised fine-tuning has it) and scored on held-out rows of fresh
-questions, per task, every `--eval-every` steps; accuracy at step 0 is the model as loaded.
+The language model is trained on such rows from the suite's train split (the letter's cross-entropy over
+the whole vocabulary, as supervised fine-tuning has it) and scored on the test split, per task, every
+`--eval-every` steps; accuracy at step 0 is the model as loaded. The splits are the suite's own for `--seed`
+(0, the suite's default; `--train-per-task` beyond the small scale's 280 draws further questions of the same split).
 
     python benchmarks/letter_binding.py [--layers 4 --hidden 128]   # a new tiny model, as the suite's recipes build
     python benchmarks/letter_binding.py --model runs/synth/pretrain/model --steps 0   # a trained model as is
@@ -29,8 +30,9 @@ import torch.nn.functional as F
 from transformers import Qwen2ForCausalLM
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+from tinyvideo.data.synth import design_split
 from tinyvideo.data.synth_formats import option_lines
-from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Question, balanced, design
+from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Question
 from tinyvideo.processing import conversation_segments
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
@@ -38,15 +40,9 @@ from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def questions(seed: int, stream: int, per_task: int) -> list[Question]:
-    """`per_task` questions of every task, answers and letters balanced; each stream is a fresh draw."""
-    out = []
-    for f, family in enumerate(FAMILIES.values()):
-        values = balanced(np.random.default_rng([seed, 7, stream, f, 0]), family.n_values, per_task)
-        letters = balanced(np.random.default_rng([seed, 7, stream, f, 1]), family.n_options, per_task)
-        for i in range(per_task):
-            out.append(design(family, np.random.default_rng([seed, 7, stream, f, i]), values[i], letters[i])[1])
-    return out
+def questions(seed: int, split: str, per_task: int) -> list[Question]:
+    """The questions of the suite's `split` with this seed (no video rendered): `per_task` of every task."""
+    return [clip.question for clip in design_split(seed, split, per_task)]
 
 
 def prompt(question: Question) -> str:
@@ -101,7 +97,7 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=4, help="depth of a new tiny language model")
     parser.add_argument("--hidden", type=int, default=128, help="width of a new tiny language model")
     parser.add_argument("--train-per-task", type=int, default=430, help="training questions per task (3,010 in all)")
-    parser.add_argument("--test-per-task", type=int, default=60)
+    parser.add_argument("--test-per-task", type=int, default=40, help="the small scale's test split: 280 in all")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -112,7 +108,7 @@ def main() -> int:
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
-    train, test = questions(args.seed, 0, args.train_per_task), questions(args.seed, 1, args.test_per_task)
+    train, test = questions(args.seed, "train", args.train_per_task), questions(args.seed, "test", args.test_per_task)
     if args.model:
         model = TinyVideoForConditionalGeneration.from_pretrained(args.model).language_model
         tokenizer = TinyVideoProcessor.from_pretrained(args.model).tokenizer
