@@ -127,11 +127,20 @@ def design_split(seed: int, split: str, per_task: int) -> list[Clip]:
     return clips
 
 
+# The same seed gives byte-identical clips on any x86-64 machine only with x264's plain C code: its
+# SIMD kernels are not all bit-exact with it (AVX and AVX2 give other bytes than C and SSE2 on 50 of
+# 56 test clips), and on a CPU with AVX-512 those kernels even change the bytes from run to run (41 of
+# 560 repeated encodes; decoded pixels up to 6 levels apart). `asm=0` costs about 2.5x the encode time,
+# some 4 ms per clip. One encoder thread per clip (clips are encoded in parallel): x264's frame
+# threading may change the bytes with the thread count, which by default follows the core count.
+_DETERMINISTIC_X264 = {"threads": "1", "x264-params": "asm=0"}
+
+
 def _encode(job: tuple[str, Scene]) -> None:
     from tinyvideo.video import write_video  # PyAV loads only where videos are written
 
     # The frame size is also given to the encoder, so no default stream size can rescale the clips.
-    write_video(job[0], render(job[1]), fps=FPS, video_size=f"{SIZE}x{SIZE}")
+    write_video(job[0], render(job[1]), fps=FPS, video_size=f"{SIZE}x{SIZE}", **_DETERMINISTIC_X264)
 
 
 def encode_clips(clips: list[Clip], video_root: Path, workers: int = 1) -> None:
