@@ -15,6 +15,7 @@ the whole vocabulary, as supervised fine-tuning has it) and scored on the test s
 
     python benchmarks/letter_binding.py [--layers 4 --hidden 128]   # a new tiny model, as the suite's recipes build
     python benchmarks/letter_binding.py --model runs/synth/pretrain/model --steps 0   # a trained model as is
+    python benchmarks/letter_binding.py --model runs/base/language/model --steps 0   # a base language model as is
 """
 
 from __future__ import annotations
@@ -27,15 +28,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import Qwen2ForCausalLM
+from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.data.synth import design_split
-from tinyvideo.data.synth_formats import option_lines
-from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Question
-from tinyvideo.processing import conversation_segments
-from tinyvideo.prompts import question_with_instruction
+from tinyvideo.data.synth_questions import Question
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
+from tinyvideo.train.language import (
+    binding_accuracy,
+    binding_prompt,
+    left_padded,
+    letter_token_ids,
+    next_token_logits,
+    prompt_ids,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,57 +51,14 @@ def questions(seed: int, split: str, per_task: int) -> list[Question]:
     return [clip.question for clip in design_split(seed, split, per_task)]
 
 
-def prompt(question: Question) -> str:
-    told = question_with_instruction(f"{question.question}\n{option_lines(question.options)}", "option")
-    told += f"\nThe answer is {question.answer_text}."
-    return "".join(s.text for s in conversation_segments([{"from": "human", "value": told}]))
-
-
-class Rows:
-    """Prompts as token ids (left-padded into batches) and the id of each answer's letter token."""
-
-    def __init__(self, tokenizer, items: list[Question]):
-        self.items = items
-        self.ids = [tokenizer(prompt(q))["input_ids"] for q in items]
-        # The template answers after "ASSISTANT:" with a space: " B" is one token.
-        self.letters = torch.tensor([tokenizer(f" {letter}")["input_ids"][-1] for letter in LETTERS])
-        self.pad = tokenizer.pad_token_id
-
-    def batch(self, indices) -> tuple[dict, torch.Tensor]:
-        rows = [self.ids[i] for i in indices]
-        width = max(map(len, rows))
-        input_ids = torch.tensor([[self.pad] * (width - len(r)) + r for r in rows])
-        attention_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        answers = torch.tensor([self.items[i].answer_index for i in indices])
-        return {"input_ids": input_ids, "attention_mask": attention_mask}, answers
-
-
-def next_token_logits(model, inputs: dict) -> torch.Tensor:
-    """Logits of the token after each prompt [B, vocabulary]: the reply's first token, the letter."""
-    return model(**inputs).logits[:, -1]
-
-
-def accuracy(model, rows: Rows, batch_size: int = 128) -> dict[str, float]:
-    model.eval()
-    hits = []
-    with torch.no_grad():
-        for start in range(0, len(rows.items), batch_size):
-            indices = range(start, min(start + batch_size, len(rows.items)))
-            inputs, answers = rows.batch(indices)
-            logits = next_token_logits(model, inputs)[:, rows.letters]
-            for i, row_logits, answer in zip(indices, logits, answers, strict=True):
-                n = len(rows.items[i].options)  # only the letters this question offers
-                hits.append((rows.items[i].task, int(row_logits[:n].argmax()) == int(answer)))
-    model.train()
-    tasks = {task: 100.0 * np.mean([h for t, h in hits if t == task]) for task in FAMILIES}
-    return {**tasks, "all": 100.0 * np.mean([h for _, h in hits])}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a tinyvideo model folder (its language model and tokenizer); default: a new tiny one")
     parser.add_argument("--layers", type=int, default=4, help="depth of a new tiny language model")
     parser.add_argument("--hidden", type=int, default=128, help="width of a new tiny language model")
+    parser.add_argument(
+        "--letters-apart", action="store_true", help="a new model's tokenizer keeps ' A' as ' ' + 'A' (as the base model's)"
+    )
     parser.add_argument("--train-per-task", type=int, default=430, help="training questions per task (3,010 in all)")
     parser.add_argument("--test-per-task", type=int, default=40, help="the small scale's test split: 280 in all")
     parser.add_argument("--steps", type=int, default=1500)
@@ -109,31 +72,37 @@ def main() -> int:
 
     torch.manual_seed(args.seed)
     train, test = questions(args.seed, "train", args.train_per_task), questions(args.seed, "test", args.test_per_task)
-    if args.model:
+    language_model_only = args.model and json.loads((Path(args.model) / "config.json").read_text())["model_type"] == "qwen2"
+    if language_model_only:
+        model, tokenizer = Qwen2ForCausalLM.from_pretrained(args.model), AutoTokenizer.from_pretrained(args.model)
+    elif args.model:
         model = TinyVideoForConditionalGeneration.from_pretrained(args.model).language_model
         tokenizer = TinyVideoProcessor.from_pretrained(args.model).tokenizer
     else:
-        tokenizer = train_tokenizer([prompt(q) + f" {q.answer}" for q in train], vocab_size=1024)
+        texts = [binding_prompt(q) + f" {q.answer}" for q in train]
+        tokenizer = train_tokenizer(texts, vocab_size=1024, letters_apart=args.letters_apart)
         config = tiny_config(spare_rows(tokenizer), tokenizer.eos_token_id, hidden_size=args.hidden, num_layers=args.layers)
         model = Qwen2ForCausalLM(config.text_config)
     model.to(args.device).train()
-    train_rows, test_rows = Rows(tokenizer, train), Rows(tokenizer, test)
-    letters = train_rows.letters.to(args.device)
+    prompts = [prompt_ids(tokenizer, q) for q in train]
+    letters = letter_token_ids(tokenizer).to(args.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     rng = np.random.default_rng(args.seed)
-    curve = [{"step": 0, "seconds": 0.0, **accuracy(model, test_rows)}]
+    curve = [{"step": 0, "seconds": 0.0, **binding_accuracy(model, tokenizer, test)}]
     started = time.perf_counter()
     for step in range(1, args.steps + 1):
-        inputs, answers = train_rows.batch(rng.choice(len(train), args.batch_size, replace=False))
+        rows = rng.choice(len(train), args.batch_size, replace=False)
+        inputs = left_padded([prompts[i] for i in rows], tokenizer.pad_token_id)
         logits = next_token_logits(model, {k: v.to(args.device) for k, v in inputs.items()})
-        loss = F.cross_entropy(logits, letters[answers.to(args.device)])  # over the whole vocabulary, as SFT
+        answers = torch.tensor([train[i].answer_index for i in rows], device=args.device)
+        loss = F.cross_entropy(logits, letters[answers])  # over the whole vocabulary, as SFT
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
         if step % args.eval_every == 0 or step == args.steps:
             point = {"step": step, "seconds": round(time.perf_counter() - started, 1), "loss": loss.item()}
-            curve.append({**point, **accuracy(model, test_rows)})
+            curve.append({**point, **binding_accuracy(model, tokenizer, test)})
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in curve[-1].items()}), flush=True)
     result = {
         "model": args.model or f"new tiny Qwen2, {args.layers} layers, width {args.hidden}",

@@ -130,3 +130,26 @@ def test_ablation_connectors_make_the_same_number_of_visual_tokens():
     assert tokens == {"group": 32, "image": 32, "naive": 32}
     with pytest.raises(demo.UsageError, match="not a multiple"):
         demo.ablation_extra("image", "group", num_frames=12, num_queries=32)
+
+
+def test_a_base_language_model_is_what_pretraining_starts_from(smoke, tmp_path):
+    """`--language-model DIR`: the pretrain stage's new model carries that folder's language model and
+    tokenizer, with the demo's vision tower; a folder that is not a model is refused in one line."""
+    from transformers import Qwen2ForCausalLM
+
+    from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
+    from tinyvideo.train.common import load_model_and_processor
+
+    tokenizer = train_tokenizer(["Which object appears first? ASSISTANT: B"], vocab_size=300, letters_apart=True)
+    base = Qwen2ForCausalLM(tiny_config(spare_rows(tokenizer), tokenizer.eos_token_id).text_config)
+    base.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    ws = demo.open_workspace(smoke, "smoke", 0, demo.RECIPES, language_model=tmp_path / "base")
+    config = demo.load_stage_config(ws, demo.PRETRAIN, tmp_path / "run", "tiny")
+    model, processor = load_model_and_processor(config)
+    for name, weight in base.state_dict().items():
+        assert torch.equal(model.language_model.state_dict()[name], weight), name
+    assert processor.tokenizer("ASSISTANT: B")["input_ids"] == tokenizer("ASSISTANT: B")["input_ids"]
+    assert config.vision_tower_path == str(demo.final_model(ws.run_dir(demo.VISION.name)))
+    with pytest.raises(demo.UsageError, match="not a model folder"):
+        demo.open_workspace(smoke, "smoke", 0, demo.RECIPES, language_model=tmp_path)

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 import torch
 from transformers import TrainingArguments
 
@@ -70,7 +71,11 @@ RECIPES = [CONFIGS / folder / f"{stage}.yaml" for folder in ("", "synth") for st
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_every_recipe_loads(path):
-    config = load_config(SFTConfig, str(path), ["--use_cpu", "true"])  # bf16 recipes need a GPU or use_cpu
+    overrides = ["--use_cpu", "true"]  # bf16 recipes need a GPU or use_cpu
+    recipe = yaml.safe_load(path.read_text())
+    if "model_name_or_path" not in recipe and "language_model_path" not in recipe:  # the demo gives the source
+        overrides += ["--language_model_path", "base-language"]
+    config = load_config(SFTConfig, str(path), overrides)
     assert config.data_path and config.output_dir and config.learning_rate > 0
 
 

@@ -116,6 +116,6 @@ def test_rows_must_name_a_video_and_captioned_frames(frames_data, tmp_path):
 def test_the_synthetic_suite_recipe_loads_and_matches_the_pretraining_stage():
     configs = Path(__file__).resolve().parents[1] / "configs" / "synth"
     config = load_config(VisionConfig, str(configs / "vision.yaml"), [])
-    pretrain = load_config(SFTConfig, str(configs / "pretrain.yaml"), [])
+    pretrain = load_config(SFTConfig, str(configs / "pretrain.yaml"), ["--model_name_or_path", "tiny"])
     assert config.data_path == "synth/train/frames.json"
     assert pretrain.vision_tower_path == f"{config.output_dir}/{FINAL_MODEL}"

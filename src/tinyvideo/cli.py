@@ -17,6 +17,7 @@ COMMANDS = {
     "export": ("tinyvideo.checkpoints", "write a checkpoint back in the published TinyLLaVA format"),
     "synth": ("tinyvideo.data.synth", "generate the synthetic video-reasoning suite"),
     "train vision": ("tinyvideo.train.vision", "pretrain a tiny vision tower on frame-caption pairs (from scratch)"),
+    "train language": ("tinyvideo.train.language", "pretrain a tiny base language model on multiple-choice letter binding"),
     "train sft": ("tinyvideo.train.sft", "supervised training: pretraining, fine-tuning, cold start"),
     "train grpo": ("tinyvideo.train.grpo", "GRPO reinforcement learning"),
     "eval": ("tinyvideo.eval.harness", "evaluate on a benchmark, or merge shards: eval merge --output DIR"),

@@ -113,6 +113,7 @@ class Workspace:
     scale: Scale
     seed: int
     recipes: Path
+    language_model: Path | None = None  # the `pretrain` stage's base language model; None: from scratch
 
     def run_dir(self, stage: str, connector: str | None = None) -> Path:
         return self.root / "runs" / (stage if connector is None else f"{stage}-{connector}")
@@ -121,7 +122,9 @@ class Workspace:
         return self.root / "eval" / f"{run.name}-{mode}"
 
 
-def open_workspace(root: Path, scale_name: str, seed: int, recipes: Path) -> Workspace:
+def open_workspace(
+    root: Path, scale_name: str, seed: int, recipes: Path, language_model: Path | None = None
+) -> Workspace:
     """The folder with its suite, generated unless a finished one of the same scale and seed is there."""
     missing = [f"{s.name}.yaml" for s in STAGES if not (recipes / f"{s.name}.yaml").is_file()]
     if missing:
@@ -142,7 +145,9 @@ def open_workspace(root: Path, scale_name: str, seed: int, recipes: Path) -> Wor
     else:
         logger.info("synthetic suite: generating the %s scale into %s", scale.suite, folder)
         suite = generate_suite(folder, seed=seed, scale=scale.suite)
-    return Workspace(root, suite, scale, seed, recipes)
+    if language_model is not None and not (language_model / "config.json").is_file():
+        raise UsageError(f"--language-model {language_model} is not a model folder (no config.json)")
+    return Workspace(root, suite, scale, seed, recipes, language_model)
 
 
 # ---- training ---------------------------------------------------------------------------------------
@@ -150,7 +155,8 @@ def open_workspace(root: Path, scale_name: str, seed: int, recipes: Path) -> Wor
 
 def stage_overrides(ws: Workspace, stage: Stage, run: Path, start: str | None) -> list[str]:
     """The recipe's paths pointed into the workspace, the scale's step cap, and the seed. `start` is the
-    model to start from: a folder, `tiny` (with the vision stage's tower), or None (the vision stage)."""
+    model to start from: a folder; `tiny`, a new model around the vision stage's tower (its language model
+    the workspace's base language model, or one from scratch); or None (the vision stage)."""
     suite = ws.suite
     overrides = [
         "--data_path", str(suite.path("train", stage.data)),
@@ -160,11 +166,15 @@ def stage_overrides(ws: Workspace, stage: Stage, run: Path, start: str | None) -
         # The Trainer then also saves at the last step, and that checkpoint's state holds the whole log.
         "--save_strategy", "steps",
     ]  # fmt: skip
-    if start is not None:
-        overrides += ["--model_name_or_path", start]
     if start == "tiny":
-        texts = [str(suite.path("train", key)) for key in ("captions", "qa", "coldstart")]
-        overrides += ["--tokenizer_corpus", *texts, "--vision_tower_path", str(final_model(ws.run_dir(VISION.name)))]
+        overrides += ["--vision_tower_path", str(final_model(ws.run_dir(VISION.name)))]
+        if ws.language_model is not None:
+            overrides += ["--language_model_path", str(ws.language_model)]
+        else:
+            texts = [str(suite.path("train", key)) for key in ("captions", "qa", "coldstart")]
+            overrides += ["--model_name_or_path", start, "--tokenizer_corpus", *texts]
+    elif start is not None:
+        overrides += ["--model_name_or_path", start]
     if ws.scale.max_steps is not None:
         steps = str(ws.scale.max_steps[stage.name])
         overrides += ["--max_steps", steps, "--save_steps", steps, "--logging_steps", "1", "--dataloader_num_workers", "0"]
@@ -352,12 +362,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ablation", choices=["connectors"], help="compare the group, image-level and naive resamplers")
     parser.add_argument("--seed", type=int, default=0, help="seed of the suite and of every stage (default 0)")
     parser.add_argument("--recipes", type=Path, default=RECIPES, help="folder of the stage recipes (default: configs/synth)")
+    parser.add_argument(
+        "--language-model",
+        type=Path,
+        help="a base language model folder to start from (e.g. `tinyvideo train language`'s); default: from scratch",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
-        ws = open_workspace(args.out, args.scale, args.seed, args.recipes)
+        ws = open_workspace(args.out, args.scale, args.seed, args.recipes, args.language_model)
         report = run_ablation(ws, started) if args.ablation else run_demo(ws, started)
     except UsageError as error:
         logger.error("%s", error)

@@ -194,11 +194,17 @@ def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float) -
     lines = [
         f"# tinyvideo demo ({ws.scale.suite} scale)",
         "",
-        f"A tiny model trained from scratch on the synthetic suite (seed {ws.seed}: {counts['train']} training "
+        f"A tiny model trained on the synthetic suite (seed {ws.seed}: {counts['train']} training "
         f"clips, {counts['test']} test clips, {len(tasks)} tasks), stage after stage, and evaluated on the test "
         f"split after each stage. This run took {seconds:.0f} s; a rerun reuses the stages already done.",
         "",
-        f"Made with `tinyvideo demo --scale {ws.scale.suite} --seed {ws.seed}` from the recipes in `configs/synth/`.",
+        "Its language model starts from random weights." if ws.language_model is None else (
+            f"Its language model starts from the base language model in `{ws.language_model}`."
+        ),
+        "",
+        f"Made with `tinyvideo demo --scale {ws.scale.suite} --seed {ws.seed}"
+        + (f" --language-model {ws.language_model}" if ws.language_model is not None else "")
+        + "` from the recipes in `configs/synth/`.",
         "",
         "## Test accuracy (%) per task and stage",
         "",

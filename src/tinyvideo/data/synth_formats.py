@@ -155,17 +155,22 @@ def write_split(root: Path, split: str, clips: list[Clip]) -> dict:
     }
 
 
-def write_training(root: Path, clips: list[Clip], n_coldstart: int, seed: int) -> dict:
-    """Every training format, from the train split; one in five cold-start examples takes a second look."""
+def training_records(clips: list[Clip], n_coldstart: int, seed: int) -> dict[str, list[dict]]:
+    """Every training format's rows, from the train split; one in five cold-start examples takes a second look."""
     rng = np.random.default_rng([seed, 3])
     cold = coldstart_pick(clips, n_coldstart)
-    paths = {
-        "captions": write_json(root / "train" / "captions.json", [caption_record(c, rng) for c in clips]),
-        "frames": write_json(root / "train" / "frames.json", [frames_record(c) for c in clips]),
-        "qa": write_json(root / "train" / "qa.json", [row for c in clips for row in qa_records(c)]),
-        "coldstart": write_json(
-            root / "train" / "coldstart.json", [coldstart_record(c, rng, i % 5 == 4) for i, c in enumerate(cold)]
-        ),
-        "grpo": write_jsonl(root / "train" / "grpo.jsonl", map(grpo_record, clips)),
+    return {
+        "captions": [caption_record(c, rng) for c in clips],
+        "frames": [frames_record(c) for c in clips],
+        "qa": [row for c in clips for row in qa_records(c)],
+        "coldstart": [coldstart_record(c, rng, i % 5 == 4) for i, c in enumerate(cold)],
+        "grpo": [grpo_record(c) for c in clips],
     }
+
+
+def write_training(root: Path, clips: list[Clip], n_coldstart: int, seed: int) -> dict:
+    """Every training format (`training_records`) written under `root/train/`."""
+    records = training_records(clips, n_coldstart, seed)
+    paths = {name: write_json(root / "train" / f"{name}.json", rows) for name, rows in records.items() if name != "grpo"}
+    paths["grpo"] = write_jsonl(root / "train" / "grpo.jsonl", records["grpo"])
     return {k: str(p.relative_to(root)) for k, p in paths.items()}

@@ -228,9 +228,14 @@ def corpus_texts(paths) -> list[str]:
             rows = json.loads(raw)
         else:
             rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
-        turns = [turn for row in rows if isinstance(row.get("conversations"), list) for turn in row["conversations"]]
-        texts += [turn["value"] for turn in turns if isinstance(turn, dict) and isinstance(turn.get("value"), str)]
+        texts += conversation_texts(rows)
     return texts
+
+
+def conversation_texts(rows: list[dict]) -> list[str]:
+    """Every turn's text of LLaVA-style rows (`conversations: [{from, value}, ...]`)."""
+    turns = [turn for row in rows if isinstance(row.get("conversations"), list) for turn in row["conversations"]]
+    return [turn["value"] for turn in turns if isinstance(turn, dict) and isinstance(turn.get("value"), str)]
 
 
 def _keep_eval(module: nn.Module, mode: bool = True) -> nn.Module:

@@ -1,0 +1,320 @@
+"""Base language model pretraining: a tiny language model learns multiple-choice symbol binding.
+
+    tinyvideo train language --config configs/synth/language.yaml [--key value ...]
+
+Option and Reason modes need two skills: knowing the answer, and naming its option's letter. The published
+models get the second from Qwen2.5; a tiny language model trained from scratch inside the demo never does
+(chance after 1,500 steps of the suite's questions, `benchmarks/letter_binding.py`). This stage gives it
+that skill before it ever sees a video, on text alone: each row is one of the suite's train-split questions
+with its lettered options and the Option instruction, then "The answer is <option text>.", in the
+`qwen2_base` chat template; the target is that option's letter (only the letter is supervised).
+
+Two things make it learn (4 layers, width 128, 64 rows a step, one CPU thread): a tokenizer that keeps a
+lone letter apart from the space before it (`train_tokenizer(letters_apart=True)`: the reply's letter is
+the very token that starts its option line), and the order of the rows: first only the questions whose
+options are single words, then every task. Rows are drawn afresh for every step from a large pool of
+train-split questions, in a fixed order (`seed`), so a resumed run sees exactly the rows it would have.
+With `caption_rows`, some rows also carry a train-split caption with a next-token loss: a model trained on
+letters alone cannot describe a clip, so a frozen one cannot be pretrained on captions, and a trainable one
+forgets the letters while it learns them.
+
+The tokenizer is fit on the texts of every training format of the suite's train split (captions,
+questions, reasoning), so the base model reads the later stages' data as they will give it. Checkpoints
+and resume work as in the other stages; `output_dir/model` is a Qwen2 language model folder with its
+tokenizer and model card (`README.md`), which `language_model_path` takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Qwen2ForCausalLM, Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from tinyvideo.data.synth import design_split
+from tinyvideo.data.synth_formats import option_lines, training_records
+from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Clip, Question
+from tinyvideo.data.synth_text import caption
+from tinyvideo.processing import conversation_segments
+from tinyvideo.prompts import question_with_instruction
+from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
+from tinyvideo.train.common import add_config_arguments, conversation_texts, run_stage
+from tinyvideo.train.runs import train_and_save
+
+logger = logging.getLogger(__name__)
+
+TEST_PER_TASK = 40  # the small suite's test split, where the model card's accuracy is measured
+
+
+
+@dataclass
+class LanguageConfig(TrainingArguments):
+    """The suite the questions come from, the curriculum, the model's size, and the Trainer's settings.
+    `max_steps` sets the length of the run (rows are drawn afresh each step); `per_device_train_batch_size`
+    counts questions."""
+
+    suite_seed: int = field(default=0, metadata={"help": "seed of the synthetic suite whose train split is used"})
+    pool_per_task: int = field(default=2000, metadata={"help": "train-split questions per task to draw rows from"})
+    single_word_steps: int = field(default=800, metadata={"help": "first steps on single-word-option tasks only"})
+    eval_per_task: int = field(default=20, metadata={"help": "val-split questions per task scored at each eval"})
+    tokenizer_per_task: int = field(default=280, metadata={"help": "train-split clips whose texts fit the tokenizer"})
+    vocab_size: int = field(default=1024, metadata={"help": "BPE vocabulary size"})
+    hidden_size: int = field(default=128, metadata={"help": "language model width"})
+    num_layers: int = field(default=4, metadata={"help": "language model depth"})
+    caption_rows: int = field(
+        default=0, metadata={"help": "train-split captions per step with a next-token loss, so the model also reads the suite's language"}
+    )
+    remove_unused_columns: bool = field(default=False, metadata={"help": "the collator needs every column"})
+
+    def __post_init__(self):
+        if self.max_steps <= 0:
+            raise ValueError("max_steps is required: the rows are drawn afresh for every step")
+        super().__post_init__()
+
+
+def binding_prompt(question: Question) -> str:
+    """The question, its options, the Option instruction and the stated answer, as a `qwen2_base` prompt
+    that ends with "ASSISTANT:"."""
+    told = question_with_instruction(f"{question.question}\n{option_lines(question.options)}", "option")
+    told += f"\nThe answer is {question.answer_text}."
+    return "".join(s.text for s in conversation_segments([{"from": "human", "value": told}]))
+
+
+def letter_token_ids(tokenizer) -> torch.Tensor:
+    """Token ids [5] of the letters as the template answers them: after "ASSISTANT:" with a space."""
+    return torch.tensor([tokenizer(f" {letter}")["input_ids"][-1] for letter in LETTERS])
+
+
+def prompt_ids(tokenizer, question: Question) -> list[int]:
+    """`binding_prompt` as token ids, with whatever the reply holds before its letter (the space, where the
+    tokenizer keeps letters apart): the next token is the letter."""
+    return tokenizer(binding_prompt(question))["input_ids"] + tokenizer(" A")["input_ids"][:-1]
+
+
+class BindingRows(torch.utils.data.Dataset):
+    """Row i of the run: a question drawn with generator (seed, i) from those whose options are single
+    words while i < `single_word_rows`, from all after: its prompt ids and the id of its letter. Every
+    `caption_every`-th row also carries a clip's caption (ids ending with eos) for a next-token loss."""
+
+    def __init__(
+        self, tokenizer, clips: list[Clip], length: int, single_word_rows: int, seed: int, caption_every: int = 0
+    ):
+        self.length, self.single_word_rows, self.seed, self.caption_every = length, single_word_rows, seed, caption_every
+        self.questions = [c.question for c in clips]
+        self.prompts = [prompt_ids(tokenizer, q) for q in self.questions]
+        eos = [tokenizer.eos_token_id]
+        captions = [caption(c.scene) for c in clips] if caption_every else []
+        self.captions = [ids + eos for ids in tokenizer(captions)["input_ids"]] if captions else []
+        self.single_word = [i for i, q in enumerate(self.questions) if not any(" " in o for o in q.options)]
+        self.letters = letter_token_ids(tokenizer)
+        self.malformed_rows: list[int] = []
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng([self.seed, i])
+        pool = self.single_word if i < self.single_word_rows else range(len(self.questions))
+        index = pool[int(rng.integers(len(pool)))]
+        row = {"input_ids": self.prompts[index], "letter": int(self.letters[self.questions[index].answer_index])}
+        if self.caption_every and i % self.caption_every == 0:
+            row["caption_ids"] = self.captions[int(rng.integers(len(self.captions)))]
+        return row
+
+
+def left_padded(rows: list[list[int]], pad_token_id: int) -> dict:
+    """input_ids, attention_mask and position_ids [B, L], padded on the left so that every row ends at the
+    last position; positions count from each row's first real token, as they would unpadded."""
+    width = max(map(len, rows))
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return {
+        "input_ids": torch.tensor([[pad_token_id] * (width - len(r)) + r for r in rows]),
+        "attention_mask": mask,
+        "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+    }
+
+
+def collate(items: list[dict], pad_token_id: int) -> dict:
+    """Left-padded prompts with their letters; right-padded captions with their labels, where rows have them."""
+    batch = {
+        **left_padded([item["input_ids"] for item in items], pad_token_id),
+        "letters": torch.tensor([item["letter"] for item in items]),
+    }
+    captions = [item["caption_ids"] for item in items if "caption_ids" in item]
+    if captions:
+        width = max(map(len, captions))
+        ids = torch.tensor([c + [pad_token_id] * (width - len(c)) for c in captions])
+        mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in captions])
+        batch["captions"] = {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+    return batch
+
+
+def next_token_logits(model, batch: dict) -> torch.Tensor:
+    """Logits [B, vocabulary] of the token after each left-padded prompt: the reply's first token."""
+    return model(**batch, logits_to_keep=1).logits[:, -1]
+
+
+@torch.no_grad()
+def binding_accuracy(model, tokenizer, questions: list[Question], batch_size: int = 128) -> dict[str, float]:
+    """Percent of questions whose letter, among the letters the question offers, is the most likely
+    reply to `binding_prompt`; per task and over `all`."""
+    letters = letter_token_ids(tokenizer).to(model.device)
+    was_training = model.training
+    model.eval()
+    hits = []
+    for start in range(0, len(questions), batch_size):
+        chunk = questions[start : start + batch_size]
+        batch = left_padded([prompt_ids(tokenizer, q) for q in chunk], tokenizer.pad_token_id)
+        logits = next_token_logits(model, {k: v.to(model.device) for k, v in batch.items()})[:, letters]
+        for q, row in zip(chunk, logits, strict=True):
+            hits.append((q.task, int(row[: len(q.options)].argmax()) == q.answer_index))
+    model.train(was_training)
+    per_task = {task: 100.0 * float(np.mean([h for t, h in hits if t == task])) for task in FAMILIES}
+    return {**per_task, "all": 100.0 * float(np.mean([h for _, h in hits]))}
+
+
+class BindingEval(TrainerCallback):
+    """Scores `binding_accuracy` on held-out questions every `eval_steps` and logs it as `binding_*`, with
+    `wall_seconds`: the run's time so far, resumed runs included."""
+
+    def __init__(self, tokenizer, questions: list[Question]):
+        self.tokenizer, self.questions = tokenizer, questions
+        self.trainer: Trainer | None = None
+        self.started, self.before = time.perf_counter(), 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+        self.before = next((e["wall_seconds"] for e in reversed(state.log_history) if "wall_seconds" in e), 0.0)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if args.eval_steps and state.global_step % int(args.eval_steps) == 0:
+            scores = binding_accuracy(model, self.tokenizer, self.questions)
+            seconds = self.before + time.perf_counter() - self.started
+            self.trainer.log({**{f"binding_{k}": round(v, 2) for k, v in scores.items()}, "wall_seconds": round(seconds)})
+
+
+class LanguageTrainer(Trainer):
+    """Rows in the run's own order: the curriculum is in the dataset, so no shuffling."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skipped_rows: set[int] = set()
+
+    def _get_train_sampler(self, train_dataset=None):
+        return torch.utils.data.SequentialSampler(train_dataset or self.train_dataset)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The letter's cross-entropy over the whole vocabulary, as supervised fine-tuning scores it, plus the
+        captions' next-token loss where the batch has captions."""
+        letters, captions = inputs.pop("letters"), inputs.pop("captions", None)
+        logits = next_token_logits(model, inputs)
+        loss = torch.nn.functional.cross_entropy(logits, letters)
+        if captions is not None:
+            loss = loss + model(**captions).loss
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+
+def suite_tokenizer(config: LanguageConfig):
+    """A tokenizer fit on the binding prompts and every training text of the suite's train split."""
+    clips = design_split(config.suite_seed, "train", config.tokenizer_per_task)
+    records = training_records(clips, n_coldstart=len(clips), seed=config.suite_seed)
+    texts = [binding_prompt(c.question) for c in clips]
+    for name in ("captions", "qa", "coldstart"):
+        texts += conversation_texts(records[name])
+    return train_tokenizer(texts, config.vocab_size, letters_apart=True)
+
+
+def train(config: LanguageConfig) -> Path:
+    """Train the base language model and return its folder."""
+    set_seed(config.seed)
+    tokenizer = suite_tokenizer(config)
+    model_config = tiny_config(
+        spare_rows(tokenizer), tokenizer.eos_token_id, hidden_size=config.hidden_size, num_layers=config.num_layers
+    )
+    model = Qwen2ForCausalLM(model_config.text_config)
+    clips = design_split(config.suite_seed, "train", config.pool_per_task)
+    batch = config.per_device_train_batch_size * config.gradient_accumulation_steps * config.world_size
+    caption_every = config.per_device_train_batch_size // config.caption_rows if config.caption_rows else 0
+    rows = BindingRows(
+        tokenizer, clips, config.max_steps * batch, config.single_word_steps * batch, config.seed, caption_every
+    )
+    held_out = [c.question for c in design_split(config.suite_seed, "val", config.eval_per_task)]
+    evaluation = BindingEval(tokenizer, held_out)
+    trainer = LanguageTrainer(
+        model=model,
+        args=config,
+        train_dataset=rows,
+        data_collator=lambda items: collate(items, tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=[evaluation],
+    )
+    evaluation.trainer = trainer
+    final = train_and_save(trainer, tokenizer, rows)
+    if trainer.is_world_process_zero():
+        test = [c.question for c in design_split(config.suite_seed, "test", TEST_PER_TASK)]
+        scores = binding_accuracy(trainer.model, tokenizer, test)
+        card = model_card(config, trainer.model, trainer.state.log_history, scores, len(test))
+        (final / "README.md").write_text(card, encoding="utf-8")
+        logger.info("letter binding on the test split: %.1f%% (%d questions)", scores["all"], len(test))
+    return final
+
+
+def model_card(config: LanguageConfig, model, log_history: list[dict], test_scores: dict, n_test: int) -> str:
+    """The model card: how the model was made (data, objective, steps, wall time) and what it can do."""
+    curve = [e for e in log_history if "binding_all" in e]
+    seconds = curve[-1]["wall_seconds"] if curve else None
+    chance = 100.0 * float(np.mean([1 / FAMILIES[t].n_options for t in FAMILIES]))
+    lines = [
+        "# tinyvideo base language model",
+        "",
+        f"A tiny Qwen2 language model ({sum(p.numel() for p in model.parameters()):,} parameters: "
+        f"{config.num_layers} layers, width {config.hidden_size}, a {config.vocab_size}-token "
+        "byte-level BPE tokenizer) trained from random weights by tinyvideo, with no outside weights or data.",
+        "",
+        "## How it was made",
+        "",
+        "    tinyvideo train language --config configs/synth/language.yaml",
+        "",
+        f"- Data: the synthetic suite's train split (seed {config.suite_seed}), {config.pool_per_task} questions per "
+        "task, text only; the tokenizer is fit on the same split's captions, questions and reasoning. It never saw "
+        "a test-split question or any video.",
+        "- Objective: each row is a question with its lettered options, the Option instruction and \"The answer is "
+        "<option text>.\" in the `qwen2_base` chat template; the loss is the letter's cross-entropy.",
+        f"- Curriculum: the first {config.single_word_steps} steps draw only questions whose options are single "
+        "words, then every task.",
+        f"- {config.max_steps} steps of {config.per_device_train_batch_size} rows, AdamW at {config.learning_rate:g} "
+        f"({getattr(config.lr_scheduler_type, 'value', config.lr_scheduler_type)}), seed {config.seed}"
+        + (f"; wall time {seconds / 60:.0f} min (to the last evaluation)." if seconds else "."),
+        "",
+        "## What it can do",
+        "",
+        f"Letter binding on the test split ({n_test} questions; chance {chance:.1f}%): **{test_scores['all']:.1f}%**.",
+        "",
+        "| task | accuracy (%) |",
+        "|---|---:|",
+        *[f"| {task} | {test_scores[task]:.1f} |" for task in FAMILIES],
+        "",
+        f"On held-out val-split questions ({config.eval_per_task} per task) during training:",
+        "",
+        "| step | accuracy (%) |",
+        "|---:|---:|",
+        *[f"| {e['step']} | {e['binding_all']:.1f} |" for e in curve],
+        "",
+        "It is a base model: it answers letters to stated answers and knows the suite's words, nothing more. "
+        "The demo's stages teach it to see (`pretrain`) and to answer from the video (`finetune`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, LanguageConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_stage(args, LanguageConfig, train)
