@@ -284,7 +284,12 @@ def model_card(config: LanguageConfig, model, log_history: list[dict], test_scor
         "task, text only; the tokenizer is fit on the same split's captions, questions and reasoning. It never saw "
         "a test-split question or any video.",
         "- Objective: each row is a question with its lettered options, the Option instruction and \"The answer is "
-        "<option text>.\" in the `qwen2_base` chat template; the loss is the letter's cross-entropy.",
+        "<option text>.\" in the `qwen2_base` chat template; the loss is the letter's cross-entropy"
+        + (
+            f", plus the next-token loss of {config.caption_rows} train-split captions a step."
+            if config.caption_rows
+            else " (no other text: it cannot describe a clip)."
+        ),
         f"- Curriculum: the first {config.single_word_steps} steps draw only questions whose options are single "
         "words, then every task.",
         f"- {config.max_steps} steps of {config.per_device_train_batch_size} rows, AdamW at {config.learning_rate:g} "
@@ -305,8 +310,9 @@ def model_card(config: LanguageConfig, model, log_history: list[dict], test_scor
         "|---:|---:|",
         *[f"| {e['step']} | {e['binding_all']:.1f} |" for e in curve],
         "",
-        "It is a base model: it answers letters to stated answers and knows the suite's words, nothing more. "
-        "The demo's stages teach it to see (`pretrain`) and to answer from the video (`finetune`).",
+        "It is a base model: it names the letter of a stated answer"
+        + (" and knows how the suite's captions go" if config.caption_rows else "")
+        + "; the demo's stages teach it to see (`pretrain`) and to answer from the video (`finetune`).",
         "",
     ]
     return "\n".join(lines)
