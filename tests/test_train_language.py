@@ -90,7 +90,8 @@ def recipe(out, steps: int, **extra) -> LanguageConfig:
     settings = {
         "pool_per_task": 8, "single_word_steps": 2, "eval_per_task": 2, "tokenizer_per_task": 4, "vocab_size": 400,
         "hidden_size": 32, "num_layers": 1, "caption_rows": 2, "output_dir": str(out), "max_steps": steps,
-        "per_device_train_batch_size": 4, "learning_rate": 1e-3, "lr_scheduler_type": "constant", "save_strategy": "steps", "save_steps": 3,
+        "per_device_train_batch_size": 4, "learning_rate": 1e-3, "lr_scheduler_type": "constant",
+        "save_strategy": "steps", "save_steps": 3,
         "eval_steps": 3, "logging_steps": 1, "report_to": "none", "seed": 0, "use_cpu": True, **extra,
     }  # fmt: skip
     return load_config(LanguageConfig, None, [token for k, v in settings.items() for token in (f"--{k}", str(v))])

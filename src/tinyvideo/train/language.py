@@ -9,14 +9,19 @@ that skill before it ever sees a video, on text alone: each row is one of the su
 with its lettered options and the Option instruction, then "The answer is <option text>.", in the
 `qwen2_base` chat template; the target is that option's letter (only the letter is supervised).
 
-Two things make it learn (4 layers, width 128, 64 rows a step, one CPU thread): a tokenizer that keeps a
-lone letter apart from the space before it (`train_tokenizer(letters_apart=True)`: the reply's letter is
-the very token that starts its option line), and the order of the rows: first only the questions whose
-options are single words, then every task. Rows are drawn afresh for every step from a large pool of
-train-split questions, in a fixed order (`seed`), so a resumed run sees exactly the rows it would have.
-With `caption_rows`, some rows also carry a train-split caption with a next-token loss: a model trained on
-letters alone cannot describe a clip, so a frozen one cannot be pretrained on captions, and a trainable one
-forgets the letters while it learns them.
+Two things make it learn (4 layers, width 128, 64 rows a step): a tokenizer that keeps a lone letter
+apart from the space before it (`train_tokenizer(letters_apart=True)`: the reply's letter is the very
+token that starts its option line), and the order of the rows: first only the questions whose options are
+single words, then every task. Measured on held-out questions (chance 22.9%): with Qwen2's own split the
+model stayed at chance through 2,000 steps (loss flat at 1.48); with letters apart it reached 31% at step
+1,000, 50% at 1,750 and 65% at 5,000, still rising (39 minutes on one CPU thread).
+
+Rows are drawn afresh for every step from a large pool of train-split questions, in a fixed order
+(`seed`), so a resumed run sees exactly the rows it would have.
+
+With `caption_rows`, some rows also carry a train-split caption with a next-token loss. A model trained on
+letters alone cannot describe a clip: frozen in the demo's `pretrain` stage, its caption loss stayed at
+12.5; trainable, it forgot the letters there (binding 50% before the stage, 23% after).
 
 The tokenizer is fit on the texts of every training format of the suite's train split (captions,
 questions, reasoning), so the base model reads the later stages' data as they will give it. Checkpoints
@@ -40,7 +45,7 @@ from tinyvideo.data.synth import design_split
 from tinyvideo.data.synth_formats import option_lines, training_records
 from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Clip, Question
 from tinyvideo.data.synth_text import caption
-from tinyvideo.processing import conversation_segments
+from tinyvideo.processing import IGNORE_INDEX, conversation_segments
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
 from tinyvideo.train.common import add_config_arguments, conversation_texts, run_stage
@@ -49,7 +54,6 @@ from tinyvideo.train.runs import train_and_save
 logger = logging.getLogger(__name__)
 
 TEST_PER_TASK = 40  # the small suite's test split, where the model card's accuracy is measured
-
 
 
 @dataclass
@@ -67,7 +71,7 @@ class LanguageConfig(TrainingArguments):
     hidden_size: int = field(default=128, metadata={"help": "language model width"})
     num_layers: int = field(default=4, metadata={"help": "language model depth"})
     caption_rows: int = field(
-        default=0, metadata={"help": "train-split captions per step with a next-token loss, so the model also reads the suite's language"}
+        default=0, metadata={"help": "train-split captions per step with a next-token loss (the suite's language)"}
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "the collator needs every column"})
 
@@ -150,7 +154,8 @@ def collate(items: list[dict], pad_token_id: int) -> dict:
         width = max(map(len, captions))
         ids = torch.tensor([c + [pad_token_id] * (width - len(c)) for c in captions])
         mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in captions])
-        batch["captions"] = {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+        labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+        batch["captions"] = {"input_ids": ids, "attention_mask": mask, "labels": labels}
     return batch
 
 
