@@ -115,14 +115,17 @@ def test_a_run_stopped_and_resumed_ends_with_the_weights_of_one_that_was_not(tmp
 
 
 def test_letters_apart_tokenizer_names_an_option_with_its_own_letter_token(tmp_path, clips):
-    together = train_tokenizer([binding_prompt(c.question) + " A" for c in clips], vocab_size=400)
-    apart = train_tokenizer([binding_prompt(c.question) + " A" for c in clips], vocab_size=400, letters_apart=True)
+    texts = [binding_prompt(c.question) + f" {c.question.answer}" for c in clips] + ["ASSISTANT: A B C D E"] * 50
+    together = train_tokenizer(texts, vocab_size=700)
+    apart = train_tokenizer(texts, vocab_size=700, letters_apart=True)
     text = "USER: Which?\nA. up\nB. the red circle ASSISTANT: B<|endoftext|>"
+    assert [together.decode([i]) for i in together(text)["input_ids"]][-2:] == [" B", "<|endoftext|>"]
     tokens = [apart.decode([i]) for i in apart(text)["input_ids"]]
     assert tokens[-3:] == [" ", "B", "<|endoftext|>"] and tokens.count("B") == 2  # the option's token, repeated
-    pieces = [piece for piece, _ in together.backend_tokenizer.pre_tokenizer.pre_tokenize_str("ASSISTANT: B")]
-    assert pieces[-1] == "ĠB"  # Qwen2's split keeps the space with the letter
     assert "".join(tokens) == text  # nothing lost: it still encodes any text
+    # Saved beside a Qwen2 model, it loads as every loader of that model reads it.
+    config = tiny_config(spare_rows(apart), apart.eos_token_id)
+    Qwen2ForCausalLM(config.text_config).save_pretrained(tmp_path)
     apart.save_pretrained(tmp_path)
     again = AutoTokenizer.from_pretrained(tmp_path)
     assert again(text)["input_ids"] == apart(text)["input_ids"] and again.eos_token_id == apart.eos_token_id

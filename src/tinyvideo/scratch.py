@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import string
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, pre_tokenizers, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
+from tokenizers import pre_tokenizers, trainers
+from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
 from tinyvideo.config import TinyVideoConfig
@@ -20,41 +21,51 @@ from tinyvideo.prompts import END_OF_TURN, MODE_INSTRUCTIONS, SYSTEM
 
 logger = logging.getLogger(__name__)
 
-# A space before a capital letter that stands alone (" A" in "ASSISTANT: A"), matched on its own.
-LONE_LETTER_SPACE = r" (?=\p{Lu}(?![\p{L}\p{N}]))"
+BYTE_LEVEL_SPACE = "\u0120"  # how byte-level BPE writes a space: "Ġ"
 TEMPLATE_TEXTS = [SYSTEM, "USER: ", " ASSISTANT: ", *MODE_INSTRUCTIONS.values(), "<think> </think> <answer> </answer>"]
 
 
-def train_tokenizer(texts: Iterable[str] = (), vocab_size: int = 512, letters_apart: bool = False):
+def train_tokenizer(texts: Iterable[str] = (), vocab_size: int = 512, letters_apart: bool = False) -> Qwen2Tokenizer:
     """A byte-level BPE tokenizer of the Qwen2 kind (`<|endoftext|>` as eos and pad, no BOS) fit to `texts`.
 
     Byte-level, so it encodes any text; the merges only make the texts it was fit on shorter.
 
-    `letters_apart` keeps a lone capital letter apart from the space before it: " A" is " " then "A", the
-    token of "\nA. ..." in an option list and of "<answer>A</answer>". A model then names an option by
-    repeating its letter's token; with Qwen2's own split (" A" one token) a tiny model trained from
-    scratch must also learn to map "A" to " A", and on the suite's letter-binding rows it stayed at
-    chance for 2,000 steps where the same model with letters apart found the skill (`tinyvideo.train.language`).
+    `letters_apart` drops the merges of a space with a capital letter (and all built on them): " A" is then
+    " " and "A", the token of "\nA. ..." in an option list and of "<answer>A</answer>". A model names an
+    option by repeating its letter's token; with " A" one token, a tiny model trained from scratch must
+    also learn to map "A" to " A", and on the suite's letter-binding rows it stayed at chance for 2,000
+    steps where the same model with letters apart found the skill (`tinyvideo.train.language`). It is done
+    in the vocabulary, not in the pre-tokenizer, so any loader of a Qwen2 tokenizer reads it the same.
     """
     tokenizer = Qwen2Tokenizer()
-    backend = tokenizer._tokenizer
-    if letters_apart:
-        spec = json.loads(backend.to_str())
-        split = spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]
-        split["Regex"] = LONE_LETTER_SPACE + "|" + split["Regex"]
-        backend = Tokenizer.from_str(json.dumps(spec))
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=[END_OF_TURN],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
+    backend = tokenizer._tokenizer
     backend.train_from_iterator([*TEMPLATE_TEXTS, *texts], trainer=trainer)
-    if letters_apart:
-        return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=END_OF_TURN, pad_token=END_OF_TURN)
     model = json.loads(backend.to_str())["model"]
+    vocab = model["vocab"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
-    return Qwen2Tokenizer(vocab=model["vocab"], merges=merges)
+    if letters_apart:
+        vocab, merges = _without_merges_into(vocab, merges, {BYTE_LEVEL_SPACE + c for c in string.ascii_uppercase})
+    return Qwen2Tokenizer(vocab=vocab, merges=merges)
+
+
+def _without_merges_into(vocab: dict, merges: list[tuple[str, str]], unwanted: set[str]):
+    """The vocabulary and merges without the merges that make `unwanted` tokens, nor any merge that needs
+    a token no longer made; ids are renumbered in their old order."""
+    made = {a + b for a, b in merges}
+    reachable = {token for token in vocab if token not in made}  # the byte alphabet and special tokens
+    kept = []
+    for a, b in merges:  # a merge only uses the tokens of earlier merges
+        if a in reachable and b in reachable and a + b not in unwanted:
+            kept.append((a, b))
+            reachable.add(a + b)
+    tokens = sorted((token for token in vocab if token in reachable), key=vocab.get)
+    return {token: i for i, token in enumerate(tokens)}, kept
 
 
 def tiny_config(
