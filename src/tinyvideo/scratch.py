@@ -31,11 +31,11 @@ def train_tokenizer(texts: Iterable[str] = (), vocab_size: int = 512, letters_ap
     Byte-level, so it encodes any text; the merges only make the texts it was fit on shorter.
 
     `letters_apart` drops the merges of a space with a capital letter (and all built on them): " A" is then
-    " " and "A", the token of "\nA. ..." in an option list and of "<answer>A</answer>". A model names an
-    option by repeating its letter's token; with " A" one token, a tiny model trained from scratch must
-    also learn to map "A" to " A", and on the suite's letter-binding rows it stayed at chance for 2,000
-    steps where the same model with letters apart found the skill (`tinyvideo.train.language`). It is done
-    in the vocabulary, not in the pre-tokenizer, so any loader of a Qwen2 tokenizer reads it the same.
+    " " and "A", the token of "\nA. ..." in an option list and of "<answer>A</answer>", so a model names an
+    option by repeating its letter's token (see `tinyvideo.train.language` for what it changes). It is
+    done in the vocabulary, not in the pre-tokenizer, because `AutoTokenizer` loads any folder beside a
+    Qwen2 config as `Qwen2Tokenizer` and rebuilds Qwen2's own pre-tokenizer. Side effect: a space before
+    any capitalised word is a token of its own (" ASSISTANT" is " ", "A", ...).
     """
     tokenizer = Qwen2Tokenizer()
     trainer = trainers.BpeTrainer(

@@ -9,13 +9,15 @@ that skill before it ever sees a video, on text alone: each row is one of the su
 with its lettered options and the Option instruction, then "The answer is <option text>.", in the
 `qwen2_base` chat template; the target is that option's letter (only the letter is supervised).
 
-Two things make it learn (4 layers, width 128, 64 rows a step): a tokenizer that keeps a capital letter
-apart from the space before it (`train_tokenizer(letters_apart=True)`: the reply's letter is the very
-token that starts its option line), and the order of the rows: first only the questions whose options are
-single words, then every task. Measured on held-out questions (chance 22.9%): with Qwen2's own split the
-model stayed at chance through 2,000 steps (loss flat at 1.48); with letters apart (split off by the
-pre-tokenizer, in that run) it reached 31% at step 1,000, 50% at 1,750, 65% at 5,000 and 70% at 6,750,
-still rising (55 minutes on one CPU thread).
+What makes it learn, measured on held-out questions (4 layers, width 128, 64 rows a step; chance 22.9%):
+- With Qwen2's own tokenizer (" A" one token, "A" another in the option line) the model stayed at chance
+  through 2,000 steps (loss flat at 1.48), even with the curriculum below.
+- With the letter split from its space by the pre-tokenizer, and the rows ordered (first only the
+  questions whose options are single words, then every task), it reached 31% at step 1,000, 50% at
+  1,750, 65% at 5,000 and 70% at 6,750, still rising (55 minutes on one CPU thread). That tokenizer did
+  not survive loading (see `train_tokenizer`); the one used now (`letters_apart=True`) splits in the
+  vocabulary, which also splits the space off every capitalised word, and was still at chance at step
+  1,250. Which split learns and loads alike is open.
 
 Rows are drawn afresh for every step from a large pool of train-split questions, in a fixed order
 (`seed`), so a resumed run sees exactly the rows it would have.
