@@ -8,8 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 import torch
+import yaml
 from transformers import TrainingArguments
 
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
