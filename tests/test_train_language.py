@@ -123,6 +123,10 @@ def test_letters_apart_tokenizer_names_an_option_with_its_own_letter_token(tmp_p
     tokens = [apart.decode([i]) for i in apart(text)["input_ids"]]
     assert tokens[-3:] == [" ", "B", "<|endoftext|>"] and tokens.count("B") == 2  # the option's token, repeated
     assert "".join(tokens) == text  # nothing lost: it still encodes any text
+    # Only a lone letter loses its space: a longer word keeps it, so no stray letter token precedes a reply.
+    assert [apart.decode([i]) for i in apart(" ASSISTANT:")["input_ids"]] == [
+        together.decode([i]) for i in together(" ASSISTANT:")["input_ids"]
+    ]
     # Saved beside a Qwen2 model, it loads as every loader of that model reads it.
     config = tiny_config(spare_rows(apart), apart.eos_token_id)
     Qwen2ForCausalLM(config.text_config).save_pretrained(tmp_path)

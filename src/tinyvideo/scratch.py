@@ -30,12 +30,12 @@ def train_tokenizer(texts: Iterable[str] = (), vocab_size: int = 512, letters_ap
 
     Byte-level, so it encodes any text; the merges only make the texts it was fit on shorter.
 
-    `letters_apart` drops the merges of a space with a capital letter (and all built on them): " A" is then
-    " " and "A", the token of "\nA. ..." in an option list and of "<answer>A</answer>", so a model names an
-    option by repeating its letter's token (see `tinyvideo.train.language` for what it changes). It is
-    done in the vocabulary, not in the pre-tokenizer, because `AutoTokenizer` loads any folder beside a
-    Qwen2 config as `Qwen2Tokenizer` and rebuilds Qwen2's own pre-tokenizer. Side effect: a space before
-    any capitalised word is a token of its own (" ASSISTANT" is " ", "A", ...).
+    `letters_apart` drops the merges of a space with a capital letter, and merges the space with longer
+    capitalised words again (" ASSISTANT" keeps its tokens): a lone " A" is then " " and "A", the token of
+    "\nA. ..." in an option list and of "<answer>A</answer>", so a model names an option by repeating its
+    letter's token (see `tinyvideo.train.language` for what it changes). It is done in the vocabulary, not
+    in the pre-tokenizer, because `AutoTokenizer` loads any folder beside a Qwen2 config as
+    `Qwen2Tokenizer` and rebuilds Qwen2's own pre-tokenizer.
     """
     tokenizer = Qwen2Tokenizer()
     trainer = trainers.BpeTrainer(
@@ -56,7 +56,8 @@ def train_tokenizer(texts: Iterable[str] = (), vocab_size: int = 512, letters_ap
 
 def _without_merges_into(vocab: dict, merges: list[tuple[str, str]], unwanted: set[str]):
     """The vocabulary and merges without the merges that make `unwanted` tokens, nor any merge that needs
-    a token no longer made; ids are renumbered in their old order."""
+    a token no longer made; a lost token made of the space and a longer word comes back through a merge
+    of the space with that word (the word built first, from what is left). Ids keep their old order."""
     made = {a + b for a, b in merges}
     reachable = {token for token in vocab if token not in made}  # the byte alphabet and special tokens
     kept = []
@@ -64,8 +65,33 @@ def _without_merges_into(vocab: dict, merges: list[tuple[str, str]], unwanted: s
         if a in reachable and b in reachable and a + b not in unwanted:
             kept.append((a, b))
             reachable.add(a + b)
+    for token in sorted(vocab, key=vocab.get):
+        word = token[1:]
+        if token in reachable or not token.startswith(BYTE_LEVEL_SPACE) or len(word) < 2:
+            continue
+        pieces = _bpe(word, kept)
+        while len(pieces) > 1:  # build the word left to right from its pieces
+            kept.append((pieces[0], pieces[1]))
+            reachable.add(pieces[0] + pieces[1])
+            pieces = [pieces[0] + pieces[1], *pieces[2:]]
+        kept.append((BYTE_LEVEL_SPACE, word))
+        reachable |= {word, token}
     tokens = sorted((token for token in vocab if token in reachable), key=vocab.get)
+    tokens += sorted(reachable - set(vocab))
     return {token: i for i, token in enumerate(tokens)}, kept
+
+
+def _bpe(word: str, merges: list[tuple[str, str]]) -> list[str]:
+    """`word` (byte-level characters) split by applying `merges` in rank order, as BPE does."""
+    rank = {pair: i for i, pair in enumerate(merges)}
+    pieces = list(word)
+    while len(pieces) > 1:
+        pairs = [(rank.get((a, b), len(rank)), i) for i, (a, b) in enumerate(zip(pieces, pieces[1:]))]
+        best, i = min(pairs)
+        if best == len(rank):
+            break
+        pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
+    return pieces
 
 
 def tiny_config(
