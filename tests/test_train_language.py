@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -136,3 +138,11 @@ def test_letters_apart_tokenizer_names_an_option_with_its_own_letter_token(tmp_p
     # The rows end with the reply's space, so the next token is the letter.
     assert prompt_ids(apart, clips[0].question)[-1] == apart(" ")["input_ids"][-1]
     assert prompt_ids(together, clips[0].question) == together(binding_prompt(clips[0].question))["input_ids"]
+
+
+def test_the_recipe_loads():
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "synth" / "language.yaml"
+    config = load_config(LanguageConfig, str(recipe), [])
+    assert config.max_steps > config.single_word_steps > 0 and config.caption_rows == 0
+    with pytest.raises(ValueError, match="max_steps"):
+        load_config(LanguageConfig, str(recipe), ["--max_steps", "-1"])
