@@ -65,7 +65,7 @@ def _without_merges_into(vocab: dict, merges: list[tuple[str, str]], unwanted: s
         if a in reachable and b in reachable and a + b not in unwanted:
             kept.append((a, b))
             reachable.add(a + b)
-    for token in sorted(vocab, key=vocab.get):
+    for token in sorted(vocab, key=len, reverse=True):  # longest first: " ASSISTANT" before " ASS"
         word = token[1:]
         if token in reachable or not token.startswith(BYTE_LEVEL_SPACE) or len(word) < 2:
             continue
