@@ -92,7 +92,7 @@ def main() -> int:
     started = time.perf_counter()
     for step in range(1, args.steps + 1):
         rows = rng.choice(len(train), args.batch_size, replace=False)
-        inputs = left_padded([prompts[i] for i in rows], tokenizer.pad_token_id)
+        inputs = left_padded(tokenizer, [prompts[i] for i in rows])
         logits = next_token_logits(model, {k: v.to(args.device) for k, v in inputs.items()})
         answers = torch.tensor([train[i].answer_index for i in rows], device=args.device)
         loss = F.cross_entropy(logits, letters[answers])  # over the whole vocabulary, as SFT

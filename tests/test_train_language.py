@@ -67,7 +67,7 @@ def test_left_padding_gives_each_prompt_its_unpadded_logits(clips, tokenizer):
     model = Qwen2ForCausalLM(config.text_config).eval()
     prompts = [tokenizer(binding_prompt(c.question))["input_ids"] for c in clips[:5]]
     assert len({len(p) for p in prompts}) > 1
-    batched = next_token_logits(model, left_padded(prompts, tokenizer.pad_token_id))
+    batched = next_token_logits(model, left_padded(tokenizer, prompts))
     for prompt, row in zip(prompts, batched):
         alone = model(input_ids=torch.tensor([prompt])).logits[0, -1]
         torch.testing.assert_close(row, alone, atol=1e-5, rtol=1e-5)

@@ -10,7 +10,7 @@ import string
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import pre_tokenizers, trainers
+from tokenizers import models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
@@ -69,7 +69,8 @@ def _without_merges_into(vocab: dict, merges: list[tuple[str, str]], unwanted: s
         word = token[1:]
         if token in reachable or not token.startswith(BYTE_LEVEL_SPACE) or len(word) < 2:
             continue
-        pieces = _bpe(word, kept)
+        bpe = models.BPE({t: i for i, t in enumerate(sorted(reachable))}, kept)
+        pieces = [piece.value for piece in bpe.tokenize(word)]
         while len(pieces) > 1:  # build the word left to right from its pieces
             kept.append((pieces[0], pieces[1]))
             reachable.add(pieces[0] + pieces[1])
@@ -79,19 +80,6 @@ def _without_merges_into(vocab: dict, merges: list[tuple[str, str]], unwanted: s
     tokens = sorted((token for token in vocab if token in reachable), key=vocab.get)
     tokens += sorted(reachable - set(vocab))
     return {token: i for i, token in enumerate(tokens)}, kept
-
-
-def _bpe(word: str, merges: list[tuple[str, str]]) -> list[str]:
-    """`word` (byte-level characters) split by applying `merges` in rank order, as BPE does."""
-    rank = {pair: i for i, pair in enumerate(merges)}
-    pieces = list(word)
-    while len(pieces) > 1:
-        pairs = [(rank.get((a, b), len(rank)), i) for i, (a, b) in enumerate(zip(pieces, pieces[1:]))]
-        best, i = min(pairs)
-        if best == len(rank):
-            break
-        pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
-    return pieces
 
 
 def tiny_config(

@@ -136,31 +136,25 @@ class BindingRows(torch.utils.data.Dataset):
         return row
 
 
-def left_padded(rows: list[list[int]], pad_token_id: int) -> dict:
+def left_padded(tokenizer, rows: list[list[int]]) -> dict:
     """input_ids, attention_mask and position_ids [B, L], padded on the left so that every row ends at the
     last position; positions count from each row's first real token, as they would unpadded."""
-    width = max(map(len, rows))
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-    return {
-        "input_ids": torch.tensor([[pad_token_id] * (width - len(r)) + r for r in rows]),
-        "attention_mask": mask,
-        "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
-    }
+    batch = dict(tokenizer.pad({"input_ids": rows}, padding_side="left", return_tensors="pt"))
+    batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    return batch
 
 
-def collate(items: list[dict], pad_token_id: int) -> dict:
+def collate(items: list[dict], tokenizer) -> dict:
     """Left-padded prompts with their letters; right-padded captions with their labels, where rows have them."""
     batch = {
-        **left_padded([item["input_ids"] for item in items], pad_token_id),
+        **left_padded(tokenizer, [item["input_ids"] for item in items]),
         "letters": torch.tensor([item["letter"] for item in items]),
     }
     captions = [item["caption_ids"] for item in items if "caption_ids" in item]
     if captions:
-        width = max(map(len, captions))
-        ids = torch.tensor([c + [pad_token_id] * (width - len(c)) for c in captions])
-        mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in captions])
-        labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
-        batch["captions"] = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        padded = dict(tokenizer.pad({"input_ids": captions}, padding_side="right", return_tensors="pt"))
+        padded["labels"] = padded["input_ids"].masked_fill(padded["attention_mask"] == 0, IGNORE_INDEX)
+        batch["captions"] = padded
     return batch
 
 
@@ -179,7 +173,7 @@ def binding_accuracy(model, tokenizer, questions: list[Question], batch_size: in
     hits = []
     for start in range(0, len(questions), batch_size):
         chunk = questions[start : start + batch_size]
-        batch = left_padded([prompt_ids(tokenizer, q) for q in chunk], tokenizer.pad_token_id)
+        batch = left_padded(tokenizer, [prompt_ids(tokenizer, q) for q in chunk])
         logits = next_token_logits(model, {k: v.to(model.device) for k, v in batch.items()})[:, letters]
         for q, row in zip(chunk, logits, strict=True):
             hits.append((q.task, int(row[: len(q.options)].argmax()) == q.answer_index))
@@ -259,7 +253,7 @@ def train(config: LanguageConfig) -> Path:
         model=model,
         args=config,
         train_dataset=rows,
-        data_collator=lambda items: collate(items, tokenizer.pad_token_id),
+        data_collator=lambda items: collate(items, tokenizer),
         processing_class=tokenizer,
         callbacks=[evaluation],
     )
