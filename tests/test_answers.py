@@ -48,8 +48,29 @@ CORPUS = [
     ("A man is riding a bike along the river.", OPTIONS, None, "no_match"),
     ("I think the man rides away.", OPTIONS, None, "no_match"),
     ("e.g. the one on the left", OPTIONS, None, "no_match"),
-    ("A is correct", OPTIONS, "A", "leading_letter"),
-    ("A or B", OPTIONS, "A", "leading_letter"),  # a hedge reads as its first letter, as both published parsers do
+    ("A is correct", OPTIONS, "A", "answer_phrase"),
+    # An explicit statement wins over letters met on the way, wherever it stands.
+    ("A is wrong because the circle never moves, so the correct answer is C.", OPTIONS, "C", "answer_phrase"),
+    ("B is a square that never moves, so C is the correct answer.", OPTIONS, "C", "answer_phrase"),
+    ("The answer is B, C is wrong.", OPTIONS, "B", "answer_phrase"),
+    ("B. A is wrong because it stays still.", OPTIONS, "B", "leading_letter"),
+    # Lowercase letters count where an answer is expected; "a" before a word is the article.
+    ("the answer is b", OPTIONS, "B", "answer_phrase"),
+    ("The answer is 'c', it's clear.", OPTIONS, "C", "answer_phrase"),
+    ("The answer is probably (d).", OPTIONS, "D", "answer_phrase"),
+    ("The answer is a blue square.", OPTIONS, "B", "option_text"),
+    ("a", OPTIONS, "A", "leading_letter"),
+    ("it is a or b, hard to say", OPTIONS, None, "no_match"),
+    # A hedge names no single option (both published parsers read its first letter).
+    ("A or B", OPTIONS, None, "hedged"),
+    ("A/B/C", OPTIONS, None, "hedged"),
+    ("b or c", OPTIONS, None, "hedged"),
+    ("(A) and (D)", OPTIONS, None, "hedged"),
+    ("B, maybe C", OPTIONS, None, "hedged"),
+    ("A, B, or C", OPTIONS, None, "hedged"),
+    ("The answer is either A or B.", OPTIONS, None, "hedged"),
+    ("It could be **A** or **C**.", OPTIONS, None, "hedged"),
+    ("Both A and B move, but only C stops.", OPTIONS, "C", "standalone_letter"),
     ("the red circle", OPTIONS, "A", "option_text"),
     ("The Green Triangle.", OPTIONS, "C", "option_text"),
     # The last-mentioned option wins, even when the sentence rules it out.
@@ -80,7 +101,9 @@ TAGGED = [
     ("<think>x then <answer>C</answer>", "C", "leading_letter", "answer_tag", "x then"),
     ("<think>A or B? It moves.</think> The answer is B.", "B", "answer_phrase", "response", "A or B? It moves."),
     ("The square moves.</think><answer>B</answer>", "B", "leading_letter", "answer_tag", "The square moves."),
-    ("<think>x</think><answer>A</answer><answer>B</answer>", "A", "leading_letter", "answer_tag", "x"),
+    ("<think>x</think><answer>A</answer><answer>B</answer>", None, "hedged", "answer_tag", "x"),
+    ("<think>x</think><answer>A</answer><answer>A.</answer>", "A", "leading_letter", "answer_tag", "x"),
+    ("<think>x</think><answer>the answer is d</answer>", "D", "answer_phrase", "answer_tag", "x"),
     ("<think>x</think><answer></answer>", None, "empty_answer", "answer_tag", "x"),
     ("<think>x</think><answer>  \n</answer>", None, "empty_answer", "answer_tag", "x"),
     ("<think>x</think><answer>the man is sad</answer>", None, "no_match", "answer_tag", "x"),
@@ -123,6 +146,7 @@ def test_bad_options_are_refused(options):
 def test_letter_mentions():
     assert letter_mentions("A man saw B. I think C, not the U.S. flag") == [(10, "B"), (21, "C")]
     assert letter_mentions("A or B; I'm sure") == [(0, "A"), (5, "B")]
+    assert letter_mentions("a man, i think b or c; a is wrong, it's d") == [(15, "B"), (20, "C"), (23, "A"), (40, "D")]
 
 
 def test_prompt_pieces():

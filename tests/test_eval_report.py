@@ -6,8 +6,9 @@ from tinyvideo.eval.benchmarks import mlvu, nextqa, videomme
 from tinyvideo.eval.report import Scoring, markdown, score
 
 
-def record(qid: str, correct: bool, status: str = "ok", letter: str | None = "A", **categories) -> dict:
-    return {"id": qid, "status": status, "correct": correct, "letter": letter if status in ("ok", "truncated") else None, "categories": categories}
+def record(qid: str, correct: bool, status: str = "ok", letter: str | None = "A", method: str | None = None, **categories) -> dict:
+    answered = status in ("ok", "truncated")
+    return {"id": qid, "status": status, "correct": correct, "letter": letter if answered else None, "method": method, "categories": categories}
 
 
 def test_mlvu_m_avg_is_the_mean_of_task_accuracies_not_the_pooled_accuracy():
@@ -28,22 +29,27 @@ def test_nextqa_type_groups_and_a_group_without_questions():
     assert groups["Acc_T"]["accuracy"] == 50.0
     assert groups["Acc_D"]["accuracy"] == 100.0
     none = score([record("1", True, type="CW")], nextqa.SCORING)["groups"]["type"]["Acc_D"]
-    assert none == {"accuracy": None, "correct": 0, "total": 0, "invalid": 0, "unanswered": 0}
+    assert none == {"accuracy": None, "correct": 0, "total": 0, "invalid": 0, "hedged": 0, "unanswered": 0}
 
 
-def test_unreadable_answers_and_videos_count_wrong_and_are_reported():
+def test_unreadable_and_hedged_answers_and_videos_count_wrong_and_are_reported():
     records = [
         record("a", True),
-        record("b", False, letter=None),  # the answer could not be read
+        record("b", False, letter=None, method="no_match"),  # the answer could not be read
         record("c", False, status="missing"),
         record("d", False, status="unreadable"),
         record("e", True, status="truncated"),
+        record("f", False, letter=None, method="hedged"),  # "A or B"
     ]
-    report = score(records, Scoring(), expected=6)
-    assert report["overall"] == {"accuracy": 40.0, "correct": 2, "total": 5, "invalid": 1, "unanswered": 2}
-    assert report["status"] == {"missing": 1, "ok": 2, "truncated": 1, "unreadable": 1}
-    assert report["invalid_answers"] == 1 and report["invalid_rate"] == 1 / 3
-    assert (report["questions"], report["predicted"], report["pending"]) == (6, 5, 1)
+    report = score(records, Scoring(), expected=7)
+    assert report["overall"] == {"accuracy": 100 / 3, "correct": 2, "total": 6, "invalid": 1, "hedged": 1, "unanswered": 2}
+    assert report["status"] == {"missing": 1, "ok": 3, "truncated": 1, "unreadable": 1}
+    assert report["invalid_answers"] == 1 and report["invalid_rate"] == 1 / 4
+    assert report["hedged_answers"] == 1 and report["hedged_rate"] == 1 / 4
+    assert (report["questions"], report["predicted"], report["pending"]) == (7, 6, 1)
+    table = markdown(report, "synth")
+    assert "- hedged answers: 1 (25.0% of answered questions)" in table
+    assert "| all | 33.3 | 2 / 6 | 1 | 1 | 2 |" in table
 
 
 def test_empty_reports_and_empty_categories_do_not_break():
@@ -51,7 +57,7 @@ def test_empty_reports_and_empty_categories_do_not_break():
     assert report["headline"]["value"] is None and report["overall"]["accuracy"] is None and report["invalid_rate"] is None
     assert "**M-Avg: -**" in markdown(report, "mlvu")
     unlabelled = score([record("x", True, task=None), record("y", False)], Scoring(breakdowns=("task",)))
-    assert unlabelled["breakdowns"]["task"] == {"unknown": {"accuracy": 50.0, "correct": 1, "total": 2, "invalid": 0, "unanswered": 0}}
+    assert unlabelled["breakdowns"]["task"] == {"unknown": {"accuracy": 50.0, "correct": 1, "total": 2, "invalid": 0, "hedged": 0, "unanswered": 0}}
 
 
 def test_videomme_breakdowns_in_leaderboard_order_and_repeated_ids_counted_once():
@@ -68,4 +74,4 @@ def test_videomme_breakdowns_in_leaderboard_order_and_repeated_ids_counted_once(
     assert list(report["breakdowns"]["duration"]) == ["short", "medium", "long"]
     assert report["breakdowns"]["task_type"]["OCR Problems"]["accuracy"] == 100.0
     table = markdown(report, "videomme")
-    assert "| short | 0.0 | 0 / 1 | 0 | 0 |" in table and "## by task_type" in table
+    assert "| short | 0.0 | 0 / 1 | 0 | 0 | 0 |" in table and "## by task_type" in table

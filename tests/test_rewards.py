@@ -52,7 +52,10 @@ TABLE = [
     # Published: `<answer>(.*?)</answer>` without DOTALL misses a multi-line answer, and the
     # whole completion, which starts with "<", is compared instead.
     ("answer on its own line", f"{THINK}<answer>\nB\n</answer>", "B", 0, 1, SHORT_F, -SHORT_F),
-    ("lowercase letter", f"{THINK}<answer>b</answer>", "B", 0, 0, SHORT_F, -SHORT_F),
+    # Published: "b" is not "B"; evaluation, and so the strict reward, reads it as B.
+    ("lowercase letter", f"{THINK}<answer>b</answer>", "B", 0, 1, SHORT_F, -SHORT_F),
+    ("hedge with a slash", f"{THINK}<answer>B/C</answer>", "B", 1, 0, SHORT_F, 1 + SHORT_F),
+    ("explicit statement after a wrong letter", f"{THINK}<answer>A is wrong, so the answer is B</answer>", "B", 0, 1, SHORT_F, -SHORT_F),
     ("empty completion", "", "B", 0, 0, 0.0, -2.0),
 ]
 

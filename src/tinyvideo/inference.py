@@ -2,45 +2,46 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
 
+from tinyvideo.eval.answers import HEDGED, extract_answer, question_options
 from tinyvideo.processing import chat_prompt
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[.)]\s+\S", re.MULTILINE)
 
 
 @dataclass
 class Answer:
+    """A response; in option/reason mode also the option read from it, how (`method`, see
+    `tinyvideo.eval.answers.Extracted`), and its reasoning."""
+
     text: str
     letter: str | None = None
     reasoning: str | None = None
+    method: str | None = None
 
 
-def option_letters(question: str) -> list[str]:
-    """Letters of the options listed in a question ("A. ..." or "(A) ..." lines), in order."""
-    return _OPTION_LINE.findall(question)
+def read_answer(text: str, question: str, mode: str | None) -> Answer:
+    """The response with the option it chose, read against the options the question lists ("A. ..." lines)
+    as evaluation reads it; only the text when no mode was asked or the question lists no options."""
+    options = question_options(question)
+    if mode is None or not options:
+        return Answer(text)
+    extracted = extract_answer(text, options)
+    return Answer(text, extracted.letter, extracted.reasoning, extracted.method)
 
 
 def answer_question(
     model, processor, frames, question: str, mode: str | None = None, max_new_tokens: int = 512, **generate_kwargs
 ) -> Answer:
     """Greedy unless sampling arguments are given; in option/reason mode also extract the chosen option."""
-    from tinyvideo.eval.answers import extract_answer
-
     batch = processor(text=[chat_prompt(question, mode)], videos=[frames]).to(model.device)
     generate_kwargs.setdefault("do_sample", False)
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=max_new_tokens, **generate_kwargs)
-    text = processor.decode(out[0, batch["input_ids"].shape[1] :]).strip()
-    letters = option_letters(question)
-    if mode is None or not letters:
-        return Answer(text)
-    extracted = extract_answer(text, letters)
-    return Answer(text, extracted.letter, extracted.reasoning)
+    return read_answer(processor.decode(out[0, batch["input_ids"].shape[1] :]).strip(), question, mode)
 
 
 def add_arguments(parser) -> None:
@@ -77,5 +78,6 @@ def run(args) -> int:
         print(f"reasoning: {result.reasoning}")
     print(f"answer: {result.text}")
     if args.mode is not None:
-        print(f"option: {result.letter or 'none (no option could be read)'}")
+        reason = "the answer names more than one option" if result.method == HEDGED else "no option could be read"
+        print(f"option: {result.letter or f'none ({reason})'}")
     return 0

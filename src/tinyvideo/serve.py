@@ -17,7 +17,6 @@ The server binds to 127.0.0.1 unless told otherwise.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,11 +25,11 @@ from threading import Thread
 
 import numpy as np
 
+from tinyvideo.eval.answers import extract_answer, question_options
 from tinyvideo.video import VideoDecodeError, read_frames, uniform_indices
 
 MODES = ("option", "reason")
 SAMPLES_PER_TASK = 1
-_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[.)]\s+(\S.*?)\s*$", re.MULTILINE)
 
 
 class VideoRejected(ValueError):
@@ -112,16 +111,19 @@ def stream_answer(model, processor, frames, question: str, mode: str, max_new_to
 
 
 def answer_line(response: str, question: str, mode: str) -> str:
-    """The chosen option with its text when the question lists options ("A. ..." lines), else the response."""
-    from tinyvideo.eval.answers import extract_answer
+    """The chosen option with its text when the question lists options ("A. ..." lines), else the response.
 
-    options = dict(_OPTION_LINE.findall(question))
+    The option is read against the options' texts, as `tinyvideo infer` and evaluation read it.
+    """
+    options = question_options(question)
     if not options:
         return response
-    letter = extract_answer(response, options).letter
-    if letter is None:
+    extracted = extract_answer(response, options)
+    if extracted.hedged:
+        return f"the {mode}-mode response names more than one option"
+    if extracted.letter is None:
         return f"no option could be read from the {mode}-mode response"
-    return f"{letter}. {options[letter]}"
+    return f"{extracted.letter}. {options[extracted.letter]}"
 
 
 def load_samples(root: Path) -> dict[str, Sample]:

@@ -259,19 +259,19 @@ def answer_batch(model, processor, items: Sequence[Asked], settings: Settings) -
     texts = processor.batch_decode(new_tokens)
     records = []
     for item, text, tokens in zip(items, texts, new_tokens):
-        extracted = extract_answer(text.strip(), item.question.options)
+        answer = read_response(item.question, text)
         records.append(
-            record_of(
-                item.question,
-                item.status,
-                item.frames,
-                response=text.strip(),
-                letter=extracted.letter,
-                method=extracted.method,
-                new_tokens=int((tokens != processor.pad_token_id).sum()),
-            )
+            record_of(item.question, item.status, item.frames, **answer, new_tokens=int((tokens != processor.pad_token_id).sum()))
         )
     return records
+
+
+def read_response(question: Question, text: str) -> dict:
+    """The response as recorded, the option letter read from it against the question's options, and the
+    rule that read it (no letter for an answer that cannot be read or that hedges between options)."""
+    response = text.strip()
+    extracted = extract_answer(response, question.options)
+    return {"response": response, "letter": extracted.letter, "method": extracted.method}
 
 
 def score_options(model, processor, items: Sequence[Asked]) -> list[dict]:
@@ -537,7 +537,8 @@ def _print_summary(report: dict, output: Path) -> int:
     value = report["headline"]["value"]
     print(
         f"{report['benchmark']} {report['headline']['name']}: {'-' if value is None else f'{value:.1f}'} "
-        f"({report['predicted']} of {report['questions']} questions, {report['invalid_answers']} invalid answers, "
+        f"({report['predicted']} of {report['questions']} questions, {report['invalid_answers']} invalid and "
+        f"{report['hedged_answers']} hedged answers, "
         f"status {report['status']}); report in {output / 'report.md'}"
     )
     if report["pending"]:

@@ -1,7 +1,8 @@
 """Scores as the leaderboards count them, from a predictions file, as JSON and as a markdown table.
 
 Every question in the predictions counts: one whose video could not be read, or whose answer could
-not be read, is wrong (published parsers would guess a random letter instead, compat-spec 6.12).
+not be read (invalid) or names several options (hedged), is wrong (published parsers would guess a
+random letter instead, compat-spec 6.12, or take a hedge's first letter).
 Accuracies are percentages. Breakdowns are micro accuracies per value of a category field; the
 headline is the overall micro accuracy unless the leaderboard says otherwise (MLVU's M-Avg is the
 mean of its task accuracies). A category with no questions has no accuracy (None, shown as "-"),
@@ -13,6 +14,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from tinyvideo.eval.answers import HEDGED
 
 ANSWERED = ("ok", "truncated")  # statuses whose question reached the model
 
@@ -39,19 +42,36 @@ class Tally:
     total: int = 0
     correct: int = 0
     invalid: int = 0
+    hedged: int = 0
     unanswered: int = 0
 
     def add(self, record: dict) -> None:
         self.total += 1
         self.correct += bool(record.get("correct"))
-        if record["status"] in ANSWERED:
-            self.invalid += record.get("letter") is None
-        else:
+        if record["status"] not in ANSWERED:
             self.unanswered += 1
+        elif record.get("method") == HEDGED:
+            self.hedged += 1
+        else:
+            self.invalid += record.get("letter") is None
+
+    def merge(self, other: Tally) -> None:
+        self.total += other.total
+        self.correct += other.correct
+        self.invalid += other.invalid
+        self.hedged += other.hedged
+        self.unanswered += other.unanswered
 
     def as_dict(self) -> dict:
         accuracy = 100.0 * self.correct / self.total if self.total else None
-        return {"accuracy": accuracy, "correct": self.correct, "total": self.total, "invalid": self.invalid, "unanswered": self.unanswered}
+        return {
+            "accuracy": accuracy,
+            "correct": self.correct,
+            "total": self.total,
+            "invalid": self.invalid,
+            "hedged": self.hedged,
+            "unanswered": self.unanswered,
+        }
 
 
 def score(records: Iterable[dict], scoring: Scoring, expected: int | None = None) -> dict:
@@ -85,10 +105,7 @@ def score(records: Iterable[dict], scoring: Scoring, expected: int | None = None
             for value in members:
                 part = by_field.get(name, {}).get(value)
                 if part is not None:
-                    tally.total += part.total
-                    tally.correct += part.correct
-                    tally.invalid += part.invalid
-                    tally.unanswered += part.unanswered
+                    tally.merge(part)
             groups[name][group] = tally.as_dict()
 
     statuses = Counter(record["status"] for record in records)
@@ -107,6 +124,8 @@ def score(records: Iterable[dict], scoring: Scoring, expected: int | None = None
         "status": dict(sorted(statuses.items())),
         "invalid_answers": overall.invalid,
         "invalid_rate": overall.invalid / answered if answered else None,
+        "hedged_answers": overall.hedged,
+        "hedged_rate": overall.hedged / answered if answered else None,
         "breakdowns": breakdowns,
         "groups": groups,
     }
@@ -121,17 +140,26 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _share(count: int, rate: float | None) -> str:
+    return f"{count} ({'-' if rate is None else f'{100 * rate:.1f}%'} of answered questions)"
+
+
 def _table(title: str, cells: dict[str, dict]) -> list[str]:
-    lines = [f"| {title} | accuracy | correct / total | invalid answers | unanswered |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"| {title} | accuracy | correct / total | invalid answers | hedged answers | unanswered |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, cell in cells.items():
-        lines.append(f"| {name} | {_pct(cell['accuracy'])} | {cell['correct']} / {cell['total']} | {cell['invalid']} | {cell['unanswered']} |")
+        lines.append(
+            f"| {name} | {_pct(cell['accuracy'])} | {cell['correct']} / {cell['total']} | {cell['invalid']} "
+            f"| {cell['hedged']} | {cell['unanswered']} |"
+        )
     return lines
 
 
 def markdown(report: dict, title: str) -> str:
     """The report as markdown: headline, counts, then one table per breakdown and rollup."""
     headline = report["headline"]
-    rate = report["invalid_rate"]
     lines = [
         f"# {title}",
         "",
@@ -139,7 +167,8 @@ def markdown(report: dict, title: str) -> str:
         "",
         f"- questions: {report['questions']} (predicted {report['predicted']}, pending {report['pending']})",
         "- status: " + (", ".join(f"{k} {v}" for k, v in report["status"].items()) or "none"),
-        f"- invalid answers: {report['invalid_answers']} ({'-' if rate is None else f'{100 * rate:.1f}%'} of answered questions)",
+        f"- invalid answers: {_share(report['invalid_answers'], report['invalid_rate'])}",
+        f"- hedged answers: {_share(report['hedged_answers'], report['hedged_rate'])}",
         "",
     ]
     lines += _table("overall", {"all": report["overall"]}) + [""]

@@ -10,7 +10,7 @@ completion with surrounding whitespace stripped.
 `accuracy_reward`, `format_reward` and `combine_r1` are the TinyLLaVA-Video-R1 rewards, loose spots
 included (compat-spec §4.4 step 7): the accuracy reward pays for any answer whose first character
 is the right letter, so "A or B" earns 1.0 when A is right, and so does an untagged "Because...".
-`strict_accuracy_reward` pays only for one clear option.
+`strict_accuracy_reward` reads the answer as evaluation does and pays only for one clear option.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 
-from tinyvideo.eval.answers import letter_mentions
+from tinyvideo.eval.answers import LETTERS, extract_answer, question_options
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ FORMAT_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 _FIRST_ANSWER = re.compile(r"<answer>(.*?)</answer>")  # no DOTALL, as published
 _FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-_ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
 def completion_text(completion: Completion) -> str:
@@ -52,24 +51,31 @@ def accuracy_reward(completions: Sequence[Completion], solution: Sequence[str], 
     math_verify first (it only fires when the solution parses as maths, never for a bare letter),
     then string matching: the first `<answer>...</answer>` on one line of the completion (else the
     whole completion) against that of the solution; equal, or its first character equal to the
-    solution's answer.
+    solution's answer. A hedge keeps that first-letter reading: "A or B" and "A/B/C" earn 1.0 when
+    A is right (evaluation counts them hedged, and `strict_accuracy_reward` pays nothing for them).
     """
     return [_accuracy(completion_text(c), _check_solution(s)) for c, s in zip(completions, solution, strict=True)]
 
 
-def strict_accuracy_reward(completions: Sequence[Completion], solution: Sequence[str], **kwargs) -> list[float]:
-    """1.0 only when the answer names exactly one option, the right one, else 0.0.
+def strict_accuracy_reward(
+    completions: Sequence[Completion], solution: Sequence[str], problem: Sequence[str] | None = None, **kwargs
+) -> list[float]:
+    """1.0 when evaluation would count the answer right, else 0.0.
 
-    The answer is the content of the completion's only `<answer>` block, or the whole completion
-    when it has no answer tags; it must start with the letter ("B", "B.", "(B)", "B. the red circle")
-    and name no other ("A or B", "B, maybe C" earn nothing).
+    The completion and the solution are read by `tinyvideo.eval.answers.extract_answer` against the
+    options listed in the `problem` column ("A. text" lines), or the letters A-Z when there is no
+    such column or it lists none. So "B", "<answer>b</answer>", "(B)", "The answer is B." and the
+    text of option B all earn 1.0 when B is right; a hedge ("A or B", "A/B/C", two answer blocks
+    naming different options) or an answer that cannot be read earns nothing.
     """
+    problems = [""] * len(completions) if problem is None else problem
     rewards = []
-    for completion, sol in zip(completions, solution, strict=True):
-        truth = _clear_option(_published_answer(_check_solution(sol)))
+    for completion, sol, question in zip(completions, solution, problems, strict=True):
+        options = question_options(question) or len(LETTERS)
+        truth = extract_answer(_check_solution(sol), options).letter
         if truth is None:
             logger.warning("solution %r names no single option letter; strict accuracy is 0", sol)
-        answer = _strict_answer(completion_text(completion))
+        answer = extract_answer(completion_text(completion), options).letter
         rewards.append(1.0 if truth is not None and answer == truth else 0.0)
     return rewards
 
@@ -189,24 +195,6 @@ def _math_verified(content: str, solution: str) -> bool:
     except (Exception, TimeoutException):
         logger.debug("math_verify failed on %r", content, exc_info=True)
         return False
-
-
-def _clear_option(text: str) -> str | None:
-    """The option letter when `text` starts with one and names no other."""
-    text = text.strip()
-    mentions = letter_mentions(text)
-    if len({letter for _, letter in mentions}) != 1:
-        return None
-    position, letter = mentions[0]
-    return letter if position == (1 if text.startswith("(") else 0) else None
-
-
-def _strict_answer(content: str) -> str | None:
-    tags = content.count("<answer>"), content.count("</answer>")
-    if tags == (0, 0):
-        return _clear_option(content)
-    block = _ANSWER_BLOCK.search(content)
-    return _clear_option(block.group(1)) if tags == (1, 1) and block else None
 
 
 def _format(content: str) -> float:
