@@ -116,16 +116,26 @@ def test_visual_token_count_matches_processor(connector, frames, tokens):
 # ---- batching and cached features ------------------------------------------------------------------
 
 
-def test_batch_with_different_frame_counts_equals_one_by_one(tiny):
+BATCHES = {
+    "different frame counts": (["what is first?", "and what is the colour at the end of it all?"], [4, 2]),
+    "same frame count": (["q", "what colour is the circle at the end of the video, and where does it go?", "why?"], [3, 3, 3]),
+    "text only": (["USER: hi ASSISTANT:", "USER: what colour is the circle at the end of the video ASSISTANT:"], []),
+}
+
+
+@pytest.mark.parametrize("questions, frame_counts", BATCHES.values(), ids=BATCHES.keys())
+def test_batched_generate_answers_as_one_by_one(tiny, questions, frame_counts):
+    """The processor's default padding is the one `generate` needs: a short prompt answers the same in a batch."""
     model, processor = tiny
-    prompts = [chat_prompt("what is first?"), chat_prompt("and what is the colour at the end of it all?")]
-    videos = [video(4, 1), video(2, 2)]
-    batch = processor(text=prompts, videos=videos, padding_side="left")
+    prompts = [chat_prompt(q) for q in questions] if frame_counts else questions
+    videos = [video(n, seed) for seed, n in enumerate(frame_counts)]
+    batch = processor(text=prompts, videos=videos or None)
+    assert len(set((batch["attention_mask"].sum(1)).tolist())) > 1  # the prompts differ in length
     with torch.no_grad():
-        together = model.generate(**batch, max_new_tokens=6, do_sample=False)[:, batch["input_ids"].shape[1] :]
-        for row, (prompt, frames) in enumerate(zip(prompts, videos)):
-            single = processor(text=[prompt], videos=[frames])
-            alone = model.generate(**single, max_new_tokens=6, do_sample=False)[:, single["input_ids"].shape[1] :]
+        together = model.generate(**batch, max_new_tokens=8, do_sample=False)[:, batch["input_ids"].shape[1] :]
+        for row, prompt in enumerate(prompts):
+            single = processor(text=[prompt], videos=videos[row : row + 1] or None)
+            alone = model.generate(**single, max_new_tokens=8, do_sample=False)[:, single["input_ids"].shape[1] :]
             assert together[row].tolist() == alone[0].tolist()
 
 

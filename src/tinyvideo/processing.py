@@ -244,7 +244,11 @@ class TinyVideoProcessor:
         return {key: value[: self.model_max_length] for key, value in example.items()}
 
     def pad(self, examples: Sequence[dict[str, list[int]]], padding_side: str = "right") -> dict[str, torch.Tensor]:
-        """Pad input_ids (and labels, if present) into a batch with an attention mask."""
+        """Pad input_ids (and labels, if present) into a batch with an attention mask.
+
+        Right by default, for training batches and scored continuations; prompts that `generate`
+        continues need `padding_side="left"`.
+        """
         if padding_side not in ("left", "right"):
             raise ValueError("padding_side must be 'left' or 'right'")
         width = max(len(e["input_ids"]) for e in examples)
@@ -283,13 +287,16 @@ class TinyVideoProcessor:
         self,
         text: str | Sequence[str],
         videos: Sequence | torch.Tensor | None = None,
-        padding_side: str = "right",
+        padding_side: str = "left",
         return_tensors: str | None = "pt",
     ) -> BatchFeature:
-        """Prompts (one `<image>` per video, videos given in placeholder order) -> model inputs.
+        """Prompts (one `<image>` per video, videos given in placeholder order) -> generation inputs.
 
         `videos` is a list of uint8 frame arrays [T,H,W,3] (or PIL image lists), or float pixel values
-        [V,T,3,S,S]; use `padding_side="left"` for batched generation.
+        [V,T,3,S,S]. Returns `input_ids` and `attention_mask` [B,L], plus `pixel_values_videos`
+        [V,Tmax,3,S,S] and `video_num_frames` [V] when there are videos. Prompts are left-padded, so
+        each row's last token is its own and a batched `generate` answers every prompt as it would
+        alone; training examples, whose labels follow the prompt, are padded by `pad` (right by default).
         """
         texts = [text] if isinstance(text, str) else list(text)
         if videos is None:
