@@ -7,7 +7,7 @@ from tinyvideo.eval.report import Scoring, markdown, score
 
 
 def record(qid: str, correct: bool, status: str = "ok", letter: str | None = "A", **categories) -> dict:
-    return {"id": qid, "status": status, "correct": correct, "letter": letter if status in ("ok", "truncated") else None, "categories": categories}
+    return {"id": qid, "status": status, "correct": correct, "letter": letter if status in ("ok", "damaged", "truncated") else None, "categories": categories}
 
 
 def test_mlvu_m_avg_is_the_mean_of_task_accuracies_not_the_pooled_accuracy():
@@ -38,12 +38,13 @@ def test_unreadable_answers_and_videos_count_wrong_and_are_reported():
         record("c", False, status="missing"),
         record("d", False, status="unreadable"),
         record("e", True, status="truncated"),
+        record("f", False, status="damaged", letter=None),  # answered from the frames that decode
     ]
-    report = score(records, Scoring(), expected=6)
-    assert report["overall"] == {"accuracy": 40.0, "correct": 2, "total": 5, "invalid": 1, "unanswered": 2}
-    assert report["status"] == {"missing": 1, "ok": 2, "truncated": 1, "unreadable": 1}
-    assert report["invalid_answers"] == 1 and report["invalid_rate"] == 1 / 3
-    assert (report["questions"], report["predicted"], report["pending"]) == (6, 5, 1)
+    report = score(records, Scoring(), expected=7)
+    assert report["overall"] == {"accuracy": 100 * 2 / 6, "correct": 2, "total": 6, "invalid": 2, "unanswered": 2}
+    assert report["status"] == {"damaged": 1, "missing": 1, "ok": 2, "truncated": 1, "unreadable": 1}
+    assert report["invalid_answers"] == 2 and report["invalid_rate"] == 2 / 4
+    assert (report["questions"], report["predicted"], report["pending"]) == (7, 6, 1)
 
 
 def test_empty_reports_and_empty_categories_do_not_break():

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-ANSWERED = ("ok", "truncated")  # statuses whose question reached the model
+ANSWERED = ("ok", "damaged", "truncated")  # statuses whose question reached the model
 
 
 @dataclass(frozen=True)
