@@ -426,6 +426,18 @@ def test_damaged_file_returns_what_it_says(damaged, num, caplog):
     assert not info.truncated and info.timestamps == pytest.approx([i / 25 for i in info.indices])
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".ts"])
+@pytest.mark.parametrize("damage", [(80, 90), (150, 151)])
+def test_damaged_file_with_bframes_returns_what_it_says(media, suffix, damage):
+    """With B-frames, and in MPEG-TS, where damage also breaks the packets around it (the demuxer flags
+    them): frames predicted from a damaged one look valid but show stale pictures, and are not taken."""
+    path = make_indexed_video(media / f"damaged_b{damage[0]}{suffix}", 200, 25, gop=25, bframes=2)
+    corrupt_frames(path, range(*damage))
+    for num in (16, 200):
+        frames, info = read_frames(path, num_frames=num)
+        assert read_indices(frames) == list(info.indices) and info.damaged and not info.truncated
+
+
 def test_damaged_file_explicit_indices(media):
     path = corrupt_frames(make_indexed_video(media / "damaged_explicit.mp4", 200, 25, gop=25), range(75, 125))
     frames, info = read_frames(path, indices=[150, 80, 0, 80, 100])

@@ -622,9 +622,10 @@ def _decoded_frames(
 ) -> Iterator[tuple[av.VideoFrame, bool]]:
     """Every frame the decoder outputs, with whether it is sound.
 
-    Decoders conceal errors: after a packet fails to decode, the frames predicted from it come out
-    looking valid but show stale or mixed pictures. So every frame from a failed packet up to the next
-    keyframe is unsound, as is any frame the decoder itself marks corrupt.
+    Decoders conceal errors: after a packet fails to decode, or one the demuxer found damaged (MPEG-TS
+    continuity errors), the frames predicted from it come out looking valid but show stale or mixed
+    pictures. So every frame from such a packet up to the next keyframe is unsound, as is any frame the
+    decoder itself marks corrupt.
     """
     sound = True
 
@@ -641,6 +642,7 @@ def _decoded_frames(
             except av.FFmpegError:
                 sound = False
                 continue
+            sound = sound and not packet.is_corrupt
             yield from judged(frames)
     except av.FFmpegError:
         try:
