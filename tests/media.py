@@ -8,7 +8,7 @@ about 32x32 pixels. Up to 65,536 distinct indices fit (a 20-minute 30 fps video 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
@@ -170,6 +170,68 @@ def make_image(path: str | Path, index: int = 0, size: tuple[int, int] = (128, 9
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(index_pattern(index, *size)).save(path)
+    return path
+
+
+def corrupt_frames(path: str | Path, frames: Sequence[int], seed: int = 0) -> Path:
+    """Overwrite the coded bytes of ``frames`` with random bytes, as a failing disk or transfer would.
+
+    Frames are counted in decoding order, which is presentation order for a video without B-frames.
+    The container's index is untouched, so the file still opens and every other frame still decodes.
+    """
+    path = Path(path)
+    wanted = set(frames)
+    with av.open(str(path)) as container:
+        packets = [p for p in container.demux(container.streams.video[0]) if p.size]
+        spans = [(p.pos, p.size) for k, p in enumerate(packets) if k in wanted]
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    for position, size in spans:
+        data[position : position + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def cut_by_stream_copy(source: str | Path, path: str | Path, start: int) -> Path:
+    """The video of ``source`` from frame ``start`` on, cut without re-encoding (``ffmpeg -ss -c copy``).
+
+    Every packet is kept, so the frames before ``start`` can still be decoded as references; their times
+    become negative and the MP4 muxer writes an edit list that hides them. The header then counts every
+    stored frame, of which only the last ``len - start`` are shown.
+    """
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        shift = round(start / stream.average_rate / stream.time_base)
+
+    def retime(packet: av.Packet) -> None:
+        packet.pts -= shift
+        packet.dts -= shift
+
+    return _copy_packets(source, path, retime)
+
+
+def zero_frame_durations(source: str | Path, path: str | Path) -> Path:
+    """The video of ``source`` with every packet at time 0 and lasting 0: a file whose timestamps are all
+    equal, as some screen recorders and broken remuxers write. The header still counts every frame."""
+
+    def retime(packet: av.Packet) -> None:
+        packet.pts = packet.dts = 0
+        packet.duration = 0
+
+    return _copy_packets(source, path, retime)
+
+
+def _copy_packets(source: str | Path, path: str | Path, retime: Callable[[av.Packet], None]) -> Path:
+    """Copy the video packets of ``source`` into ``path`` without re-encoding, each retimed in place first."""
+    path = Path(path)
+    with av.open(str(source)) as container, av.open(str(path), "w") as output:
+        stream = container.streams.video[0]
+        copy = output.add_stream_from_template(stream)
+        for packet in container.demux(stream):
+            if packet.size:
+                retime(packet)
+                packet.stream = copy
+                output.mux(packet)
     return path
 
 

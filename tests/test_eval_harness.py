@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from media import make_frame_folder, make_indexed_video, truncate_file
+from media import corrupt_frames, cut_by_stream_copy, make_frame_folder, make_indexed_video, truncate_file, zero_frame_durations
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.eval import harness
+from tinyvideo.eval.benchmarks.common import Sampling
 from tinyvideo.eval.harness import Settings, build_report, evaluate, read_predictions
 from tinyvideo.scratch import build_tiny
 
@@ -247,3 +248,21 @@ def test_cloze_mode_picks_the_option_likeliest_as_the_answer(settings, loaded, t
         assert record["correct"] == (record["letter"] == question.answer)
     assert len({round(r["scores"]["A"], 4) for r in answered}) > 1  # the scores depend on the video and question
     assert build_report(tmp_path)["overall"]["total"] == QUESTIONS
+
+
+def test_frame_status_tells_damage_from_cuts_and_missing_timestamps(tmp_path, caplog):
+    """A file with undecodable frames is answered but flagged, its record naming the frames taken; an
+    edit-list cut and a file whose timestamps are all equal are read right, so they are not damage."""
+    damaged = corrupt_frames(make_indexed_video(tmp_path / "damaged.mp4", 200, 25, gop=25), range(73, 125))
+    cut = cut_by_stream_copy(make_indexed_video(tmp_path / "uncut.mp4", 94, 30, gop=100), tmp_path / "cut.mp4", 81)
+    untimed = zero_frame_durations(make_indexed_video(tmp_path / "timed.mp4", 96, 25), tmp_path / "untimed.mp4")
+    videos = [(str(path), Sampling()) for path in (damaged, cut, untimed)]
+    items = harness.VideoFrames(videos, Settings("synth", "data", "model", frames=16), image_size=32)
+    (_, pixels, record, status), cut_item, untimed_item = items[0], items[1], items[2]
+    assert status == "damaged" and "damaged.mp4 is damaged" in caplog.text
+    assert record["missing"] == [79, 92, 106] and len(pixels) == len(record["indices"]) == 13
+    assert (record["targets"][6], record["indices"][6]) == (119, 125)
+    assert (cut_item[3], cut_item[2]["total_frames"], cut_item[2]["truncated"]) == ("ok", 13, False)
+    assert (untimed_item[3], untimed_item[2]["duration"], len(set(untimed_item[2]["indices"]))) == ("ok", None, 16)
+    by_rate = harness.VideoFrames(videos[2:], Settings("synth", "data", "model", frames=None, fps=1.0), image_size=32)[0]
+    assert by_rate[3] == "unreadable" and "timestamps cannot tell its frames apart" in by_rate[2]["error"]

@@ -7,7 +7,7 @@ from tinyvideo.eval.report import Scoring, markdown, score
 
 
 def record(qid: str, correct: bool, status: str = "ok", letter: str | None = "A", method: str | None = None, **categories) -> dict:
-    answered = status in ("ok", "truncated")
+    answered = status in ("ok", "damaged", "truncated")
     return {"id": qid, "status": status, "correct": correct, "letter": letter if answered else None, "method": method, "categories": categories}
 
 
@@ -40,16 +40,17 @@ def test_unreadable_and_hedged_answers_and_videos_count_wrong_and_are_reported()
         record("d", False, status="unreadable"),
         record("e", True, status="truncated"),
         record("f", False, letter=None, method="hedged"),  # "A or B"
+        record("g", False, status="damaged", letter=None, method="no_match"),  # answered from the frames that decode
     ]
-    report = score(records, Scoring(), expected=7)
-    assert report["overall"] == {"accuracy": 100 / 3, "correct": 2, "total": 6, "invalid": 1, "hedged": 1, "unanswered": 2}
-    assert report["status"] == {"missing": 1, "ok": 3, "truncated": 1, "unreadable": 1}
-    assert report["invalid_answers"] == 1 and report["invalid_rate"] == 1 / 4
-    assert report["hedged_answers"] == 1 and report["hedged_rate"] == 1 / 4
-    assert (report["questions"], report["predicted"], report["pending"]) == (7, 6, 1)
+    report = score(records, Scoring(), expected=8)
+    assert report["overall"] == {"accuracy": 100 * 2 / 7, "correct": 2, "total": 7, "invalid": 2, "hedged": 1, "unanswered": 2}
+    assert report["status"] == {"damaged": 1, "missing": 1, "ok": 3, "truncated": 1, "unreadable": 1}
+    assert report["invalid_answers"] == 2 and report["invalid_rate"] == 2 / 5
+    assert report["hedged_answers"] == 1 and report["hedged_rate"] == 1 / 5
+    assert (report["questions"], report["predicted"], report["pending"]) == (8, 7, 1)
     table = markdown(report, "synth")
-    assert "- hedged answers: 1 (25.0% of answered questions)" in table
-    assert "| all | 33.3 | 2 / 6 | 1 | 1 | 2 |" in table
+    assert "- hedged answers: 1 (20.0% of answered questions)" in table
+    assert "| all | 28.6 | 2 / 7 | 2 | 1 | 2 |" in table
 
 
 def test_empty_reports_and_empty_categories_do_not_break():

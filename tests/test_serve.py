@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from media import make_indexed_video, read_indices, zero_frame_durations
 from tinyvideo.inference import answer_question
 from tinyvideo.serve import Limits, VideoRejected, answer_line, build_app, launch, load_frames, load_samples, stream_answer
 from tinyvideo.video import write_video
@@ -61,6 +62,13 @@ def test_frames_are_sampled_uniformly(clip):
 def test_limits_refuse_with_the_reason(clip, limits, message):
     with pytest.raises(VideoRejected, match=message):
         load_frames(clip, limits)
+
+
+def test_a_clip_without_usable_timestamps_gets_no_made_up_length(tmp_path):
+    """Every frame at time 0: not refused for a length it does not have, and not one frame shown 4 times."""
+    clip = zero_frame_durations(make_indexed_video(tmp_path / "timed.mp4", 96, 25), tmp_path / "untimed.mp4")
+    frames = load_frames(clip, Limits(num_frames=4, max_duration=1))
+    assert read_indices(frames) == [0, 31, 63, 95]
 
 
 def test_unreadable_files_are_named_without_server_paths(broken, tmp_path):

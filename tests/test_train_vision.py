@@ -13,11 +13,12 @@ import pytest
 import torch
 from transformers import AutoTokenizer, SiglipVisionModel
 
+from media import corrupt_frames, make_indexed_video
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.train.common import load_config, load_model_and_processor
 from tinyvideo.train.runs import FINAL_MODEL
 from tinyvideo.train.sft import SFTConfig
-from tinyvideo.train.vision import FrameCaptionModel, VisionConfig, contrastive_loss, read_rows, train
+from tinyvideo.train.vision import FrameCaptionDataset, FrameCaptionModel, VisionConfig, contrastive_loss, read_rows, train
 from tinyvideo.video import read_frames, write_video
 
 COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 90, 240), "yellow": (235, 215, 40)}
@@ -103,6 +104,20 @@ def test_a_run_learns_colours_and_a_tiny_model_sees_through_its_tower(frames_dat
     assert processor.image_size == 32 and model.config.vision_config.hidden_size == 32
     expected = tower.state_dict()
     assert all(torch.equal(value, expected[name]) for name, value in model.vision_tower.state_dict().items())
+
+
+def test_a_row_whose_captioned_frames_cannot_be_decoded_is_skipped(tmp_path, caplog):
+    """A nearby frame standing in for a captioned one would pair the caption with another picture."""
+    corrupt_frames(make_indexed_video(tmp_path / "damaged.mp4", 60, 25, gop=25), range(25, 50))
+    make_indexed_video(tmp_path / "sound.mp4", 60, 25, gop=25)
+    rows = [
+        {"video": "damaged.mp4", "frames": [{"index": 10, "caption": "ten"}, {"index": 27, "caption": "twenty-seven"}]},
+        {"video": "sound.mp4", "frames": [{"index": 10, "caption": "ten"}, {"index": 27, "caption": "twenty-seven"}]},
+    ]
+    (tmp_path / "frames.json").write_text(json.dumps(rows))
+    item = FrameCaptionDataset(str(tmp_path / "frames.json"), None, image_size=32)[0]
+    assert item["skipped"] == [0] and len(item["pixel_values"]) == len(item["captions"]) == 2
+    assert "captioned frames [27] cannot be decoded" in caplog.text
 
 
 def test_rows_must_name_a_video_and_captioned_frames(frames_data, tmp_path):

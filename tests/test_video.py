@@ -7,8 +7,10 @@ come back are decoded to indices and compared exactly with the indices the sampl
 from __future__ import annotations
 
 import gc
+import logging
 import pickle
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -18,6 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media import (
+    corrupt_frames,
+    cut_by_stream_copy,
     index_pattern,
     make_frame_folder,
     make_image,
@@ -25,6 +29,7 @@ from media import (
     read_index,
     read_indices,
     truncate_file,
+    zero_frame_durations,
 )
 from tinyvideo import video
 from tinyvideo.video import (
@@ -35,6 +40,9 @@ from tinyvideo.video import (
     uniform_indices,
     write_video,
 )
+
+
+CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"  # inputs that were read wrong, when present
 
 
 def linspace(total: int, num: int) -> list[int]:
@@ -372,6 +380,131 @@ def test_write_video_round_trip(tmp_path):
     assert decoded.shape == (5, 48, 64, 3)
     with pytest.raises(ValueError, match="no frames"):
         write_video(tmp_path / "none.mp4", [])
+
+
+# ---- damaged files, edit lists and timestamps that cannot tell frames apart ------------------------
+
+# Frames overwritten in a 200-frame, 25 fps clip with a keyframe every 25 frames -> the frames that cannot
+# be decoded: every frame predicted from a damaged one, up to the next keyframe.
+DAMAGE = {(75, 125): range(75, 125), (0, 25): range(0, 25), (80, 90): range(80, 100), (40, 41): range(40, 50)}
+
+
+def shared_case(name: str) -> Path:
+    path = CASES / name
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+def reach(asked: list[int], target: int) -> float:
+    """How far a stand-in may be: half the way to the nearest other target (half the video for a lone one)."""
+    return min((abs(other - target) for other in set(asked) if other != target), default=199) / 2
+
+
+@pytest.fixture(scope="module", params=list(DAMAGE), ids=lambda r: f"frames{r[0]}-{r[1] - 1}")
+def damaged(media, request):
+    first, end = request.param
+    path = make_indexed_video(media / f"damaged_{first}_{end}.mp4", 200, 25, gop=25)
+    return corrupt_frames(path, range(first, end)), set(DAMAGE[request.param])
+
+
+@pytest.mark.parametrize("num", [1, 7, 16, 60, 200])
+def test_damaged_file_returns_what_it_says(damaged, num, caplog):
+    """Every frame that comes back is the one FrameInfo names; a target that cannot be decoded gets the
+    nearest frame that can within half the sampling spacing, or is left out, and the clip is flagged."""
+    path, lost = damaged
+    asked = linspace(200, num)
+    frames, info = read_frames(path, num_frames=num)
+    assert read_indices(frames) == list(info.indices) and not set(info.indices) & lost
+    assert sorted(info.targets + info.missing) == asked
+    decodable = [k for k in range(200) if k not in lost]
+    for target, index in zip(info.targets, info.indices):
+        assert abs(index - target) == min(abs(k - target) for k in decodable) <= reach(asked, target)
+    for target in info.missing:
+        assert all(abs(k - target) > reach(asked, target) for k in decodable)
+    assert info.damaged == any(t in lost for t in asked) == ("is damaged" in caplog.text)
+    assert not info.truncated and info.timestamps == pytest.approx([i / 25 for i in info.indices])
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".ts"])
+@pytest.mark.parametrize("damage", [(80, 90), (150, 151)])
+def test_damaged_file_with_bframes_returns_what_it_says(media, suffix, damage):
+    """With B-frames, and in MPEG-TS, where damage also breaks the packets around it (the demuxer flags
+    them): frames predicted from a damaged one look valid but show stale pictures, and are not taken."""
+    path = make_indexed_video(media / f"damaged_b{damage[0]}{suffix}", 200, 25, gop=25, bframes=2)
+    corrupt_frames(path, range(*damage))
+    for num in (16, 200):
+        frames, info = read_frames(path, num_frames=num)
+        assert read_indices(frames) == list(info.indices) and info.damaged and not info.truncated
+
+
+def test_damaged_file_explicit_indices(media):
+    path = corrupt_frames(make_indexed_video(media / "damaged_explicit.mp4", 200, 25, gop=25), range(75, 125))
+    frames, info = read_frames(path, indices=[150, 80, 0, 80, 100])
+    # 80's neighbours are 100 and 0: a stand-in within 10 frames; 74 is 6 away. 100's nearest is 125 (25 away).
+    assert (info.indices, info.targets, info.missing) == ((150, 74, 0, 74), (150, 80, 0, 80), (100,))
+    assert read_indices(frames) == [150, 74, 0, 74] and info.damaged
+
+
+def test_shared_file_damaged_mid_file(caplog):
+    """An H.264 file with frames 73-124 undecodable: targets 79...119 used to all come back as frame 125."""
+    frames, info = read_frames(shared_case("corrupt_mid.mp4"), num_frames=16)
+    assert info.targets == (0, 13, 26, 39, 53, 66, 119, 132, 145, 159, 172, 185, 199)
+    assert info.indices == (0, 13, 26, 39, 53, 66, 125, 132, 145, 159, 172, 185, 199)
+    assert info.missing == (79, 92, 106) and read_indices(frames) == list(info.indices)
+    assert info.damaged and not info.truncated and "3 left out" in caplog.text
+
+
+@pytest.mark.parametrize(("start", "gop", "bframes"), [(81, 100, 0), (30, 25, 0), (45, 20, 2)])
+def test_edit_list_cut_is_not_damage(media, start, gop, bframes):
+    """A cut by stream copy keeps the hidden frames in the file and in its header's count."""
+    source = make_indexed_video(media / f"uncut_{start}.mp4", 94, 30, gop=gop, bframes=bframes)
+    path = cut_by_stream_copy(source, media / f"editlist_{start}.mp4", start)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 94
+    shown = 94 - start
+    for num in (5, 16, shown):
+        frames, info = read_frames(path, num_frames=num)
+        assert list(info.indices) == linspace(shown, num) and read_indices(frames) == [start + i for i in info.indices]
+        assert (info.total_frames, info.truncated, info.damaged) == (shown, False, False)
+        assert info.fps == 30 and info.duration == pytest.approx(shown / 30)
+
+
+def test_shared_file_edit_list_cut():
+    frames, info = read_frames(shared_case("editlist_cut.mp4"), num_frames=16)
+    assert read_indices(frames) == [81 + i for i in linspace(13, 16)]
+    assert (info.total_frames, info.truncated, info.damaged) == (13, False, False)
+
+
+@pytest.fixture(scope="module", params=["zero_durations.mp4", "raw.h264"])
+def untimed(media, request):
+    """96 frames whose timestamps are all equal (every frame duration zero), or absent (raw H.264)."""
+    if request.param == "raw.h264":
+        return make_indexed_video(media / request.param, 96, 25, gop=25)
+    source = make_indexed_video(media / "timed.mp4", 96, 25, gop=25, bframes=2)
+    return zero_frame_durations(source, media / request.param)
+
+
+@pytest.mark.parametrize("num", [1, 8, 96, 200])
+def test_timestamps_that_cannot_tell_frames_apart(untimed, num):
+    """Frames are counted in decoding order, and no length is made up for the clip."""
+    frames, info = read_frames(untimed, num_frames=num)
+    assert_frames(frames, info, linspace(96, num))
+    assert (info.total_frames, info.fps, info.duration, info.timestamps) == (96, None, None, None)
+    assert not info.damaged and not info.truncated
+
+
+def test_timestamps_that_cannot_tell_frames_apart_by_index(untimed, caplog):
+    frames, info = read_frames(untimed, indices=[90, 3, 3, 50])
+    assert_frames(frames, info, [90, 3, 3, 50])
+    frames, info = read_frames(untimed)
+    assert_frames(frames, info, list(range(96)))
+    with pytest.raises(ValueError, match="timestamps cannot tell frames apart"):
+        read_frames(untimed, fps=1.0)
+    with pytest.raises(ValueError, match="timestamps cannot tell frames apart"):
+        read_frames(untimed, num_frames=4, start=1.0)
+    if untimed.suffix == ".mp4":
+        assert "frames are counted in decoding order" in caplog.text
 
 
 class Clips(torch.utils.data.Dataset):

@@ -10,7 +10,8 @@ alone than shared.
 
 Bad input gets a message, never a stack trace: uploads above `--max-upload-mb` are refused by the
 server before they are stored, a video longer than `--max-duration` is refused once its frame count
-and rate are known (before any frame is decoded), and an unreadable file is named with the reason.
+and rate are known (before any frame is decoded; a video whose timestamps cannot tell its frames apart
+has no known length and is bounded by its size alone), and an unreadable file is named with the reason.
 The server binds to 127.0.0.1 unless told otherwise.
 """
 
@@ -63,8 +64,8 @@ def load_frames(path: str | Path | None, limits: Limits) -> np.ndarray:
     if size_mb > limits.max_upload_mb:
         raise VideoRejected(f"{path.name} is {size_mb:.1f} MB; videos up to {limits.max_upload_mb:g} MB are accepted.")
 
-    def choose(total: int, rate: float):
-        if total / rate > limits.max_duration:
+    def choose(total: int, rate: float | None):
+        if rate is not None and total / rate > limits.max_duration:
             raise VideoRejected(
                 f"{path.name} lasts {total / rate:.0f} s; videos up to {limits.max_duration:g} s are accepted."
             )

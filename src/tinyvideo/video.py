@@ -12,12 +12,19 @@ fps sampling takes ``min(max_frames, max(1, int(duration * fps)))`` frames the s
 Decoding uses PyAV and touches only what it needs: the targets are visited in time order, the decoder
 seeks only when a keyframe lies between its position and the next target (so dense sampling becomes
 one sequential pass), and a target is matched to the first frame whose timestamp reaches it. Frames
-are matched by timestamp, never by counting, because counters are meaningless after a seek.
+are matched by timestamp, not by counting, because counters are meaningless after a seek.
+
+What comes back is what :class:`FrameInfo` says came back. A target that cannot be decoded (a damaged
+file) gets the nearest frame that can, if that frame lies within half the spacing to the neighbouring
+targets, and is left out otherwise; the clip is then ``damaged`` and a warning is logged. Timestamps
+that cannot tell frames apart (missing, or repeated as when every frame duration is zero) are not used
+at all: frames are then counted in decoding order and the clip has no fps, duration or timestamps.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,13 +37,15 @@ import numpy as np
 import PIL
 from PIL import Image, ImageOps
 
+logger = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
 # x264's default keyframe interval is 250 frames, 10 s at 25 fps.
 UNINDEXED_KEYFRAME_INTERVAL = 10.0
 
-IndexChooser = Callable[[int, float], Sequence[int]]  # (total_frames, fps) -> frame indices
-_Chooser = Callable[..., np.ndarray]  # (frame times from the first, fps, truncated=False) -> frame indices
+IndexChooser = Callable[[int, float | None], Sequence[int]]  # (total_frames, fps or None) -> frame indices
+_Chooser = Callable[..., np.ndarray]  # (frame times from the first, fps or None, truncated=False) -> frame indices
 
 
 class VideoDecodeError(RuntimeError):
@@ -47,24 +56,38 @@ class VideoDecodeError(RuntimeError):
 class FrameInfo:
     """What was sampled from a video, for logs and reproducibility.
 
-    ``indices`` index the frames of the video (0-based, presentation order, repeats allowed) and
-    ``timestamps`` are the matching presentation times in seconds from the first frame.
-    ``total_frames`` is the frame count the indices were drawn from, and ``frame_count_source`` says
+    ``indices`` index the frames returned, one per returned frame (0-based, presentation order, repeats
+    allowed), and ``targets`` the frames they were sampled for: the same unless a target could not be
+    decoded and a stand-in was taken. A stand-in lies within half the spacing to the neighbouring
+    targets (half the video for a lone target); a target without one is listed in ``missing`` and left
+    out, so fewer frames come back. ``damaged`` tells whether either happened.
+    ``timestamps`` are the presentation times of the returned frames in seconds from the first frame.
+    ``total_frames`` is the frame count the targets were drawn from, and ``frame_count_source`` says
     where it came from: ``"header"`` (the container's frame count), ``"estimated"`` (duration x average
-    rate, e.g. Matroska/WebM, whose headers carry no count), ``"scanned"`` (counted packet by packet:
-    no usable header, variable frame rate, or a file that ends early), ``"files"`` (a frame folder) or
-    ``"image"``. ``truncated`` is True when the header promised more frames than could be decoded; the
-    indices are then drawn from the decodable part. ``duration`` is ``total_frames / fps``.
+    rate, e.g. Matroska/WebM, whose headers carry no count), ``"scanned"`` (counted packet by packet: no
+    usable header, variable frame rate, an MP4 edit list that shows fewer frames than the file stores,
+    or a file that ends early), ``"files"`` (a frame folder) or ``"image"``. ``truncated`` is True when
+    the header promised more frames than could be decoded; the targets are then drawn from the
+    decodable part. ``duration`` is ``total_frames / fps``. ``fps``, ``duration`` and ``timestamps``
+    are None when the file's timestamps cannot tell its frames apart; frames are then indexed in
+    decoding order.
     """
 
     indices: tuple[int, ...]
-    timestamps: tuple[float, ...]
+    targets: tuple[int, ...]
+    missing: tuple[int, ...]
+    timestamps: tuple[float, ...] | None
     total_frames: int
     frame_count_source: str
-    fps: float
-    duration: float
+    fps: float | None
+    duration: float | None
     backend: str
     truncated: bool = False
+
+    @property
+    def damaged(self) -> bool:
+        """Whether some frames are not the ones sampled: stand-ins taken or targets left out."""
+        return bool(self.missing) or self.indices != self.targets
 
 
 def uniform_indices(total: int, num: int) -> np.ndarray:
@@ -107,8 +130,10 @@ def read_frames(
     - ``fps=f``: ``max(1, int(duration * f))`` frames spread uniformly, at most ``max_frames``;
     - neither: every frame, or ``max_frames`` spread uniformly if the video has more;
     - ``indices``: explicit frame indices, or a function ``(total_frames, fps) -> indices`` for rules
-      that need the frame count first (e.g. :func:`segment_centre_indices`).
+      that need the frame count first (e.g. :func:`segment_centre_indices`); ``fps`` is None for a
+      video whose timestamps cannot tell its frames apart.
     ``start``/``end`` (seconds from the first frame) restrict the first three to frames inside that window.
+    ``fps`` sampling and ``start``/``end`` need timestamps: a video without usable ones raises ``ValueError``.
 
     A folder of images (``00001.jpg``, ``00002.jpg``, ... sorted by name) is a video at ``folder_fps``
     frames per second. A still image is a one-frame video lasting one second, so N frames are N copies.
@@ -117,7 +142,8 @@ def read_frames(
     dense sampling of large videos in a single process.
 
     Returns ``(frames, info)``: uint8 RGB [T, H, W, 3], upright (rotation metadata applied), and a
-    :class:`FrameInfo`. Raises :class:`VideoDecodeError` for a missing, empty or undecodable input and
+    :class:`FrameInfo` naming the frames returned. T is the number of frames sampled, less any left out of
+    a damaged file (``info.missing``). Raises :class:`VideoDecodeError` for a missing, empty or undecodable input and
     ``ValueError`` for contradictory arguments or a window outside the video.
     """
     if indices is not None and any(a is not None for a in (num_frames, fps, max_frames, start, end)):
@@ -187,7 +213,7 @@ def write_video(
 
 def _sample(
     times: np.ndarray,
-    rate: float,
+    rate: float | None,
     num_frames: int | None,
     fps: float | None,
     max_frames: int | None,
@@ -196,6 +222,8 @@ def _sample(
     path: Path,
 ) -> np.ndarray:
     """Indices for uniform / fps / all-frames sampling inside the ``[start, end]`` window."""
+    if rate is None and (fps is not None or start is not None or end is not None):
+        raise ValueError(f"{path}: its timestamps cannot tell frames apart, so fps, start and end cannot apply")
     eps = 1e-6
     lo = int(np.searchsorted(times, start - eps)) if start is not None else 0
     hi = int(np.searchsorted(times, end + eps, side="right")) - 1 if end is not None else len(times) - 1
@@ -220,7 +248,8 @@ def _read_image(path: Path, choose: _Chooser) -> tuple[np.ndarray, FrameInfo]:
         raise VideoDecodeError(f"{path}: cannot read image ({error})") from error
     chosen = choose(np.zeros(1), 1.0)
     frames = np.repeat(frame[None], len(chosen), axis=0)
-    info = FrameInfo(tuple(int(i) for i in chosen), (0.0,) * len(chosen), 1, "image", 1.0, 1.0, _pillow_backend())
+    taken = tuple(int(i) for i in chosen)
+    info = FrameInfo(taken, taken, (), (0.0,) * len(chosen), 1, "image", 1.0, 1.0, _pillow_backend())
     return frames, info
 
 
@@ -241,9 +270,10 @@ def _read_folder(path: Path, choose: _Chooser, rate: float) -> tuple[np.ndarray,
             raise VideoDecodeError(f"{files[i]}: cannot read frame ({error})") from error
         if frames[-1].shape != frames[0].shape:
             raise VideoDecodeError(f"{files[i]}: size {frames[-1].shape[:2]} differs from {frames[0].shape[:2]}")
+    taken = tuple(int(i) for i in chosen)
     info = FrameInfo(
-        tuple(int(i) for i in chosen), tuple(float(times[i]) for i in chosen), len(files), "files",
-        float(rate), len(files) / rate, _pillow_backend(),
+        taken, taken, (), tuple(float(times[i]) for i in chosen), len(files), "files", float(rate),
+        len(files) / rate, _pillow_backend(),
     )
     return np.stack(frames)[inverse], info
 
@@ -259,14 +289,12 @@ def _pillow_backend() -> str:
 
 def _read_video(path: Path, choose: _Chooser, threads: int) -> tuple[np.ndarray, FrameInfo]:
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoDecodeError(f"{path}: no video stream")
-            return _sample_video(path, _Decoder(container, threads), choose)
+        with _Decoder(path, threads) as decoder:
+            return _sample_video(path, decoder, choose)
     except av.FFmpegError as error:
         raise VideoDecodeError(f"{path}: cannot decode ({error.strerror or error})") from error
     except _NoTimestamps:
-        raise VideoDecodeError(f"{path}: frames carry no timestamps (a raw elementary stream?)") from None
+        raise VideoDecodeError(f"{path}: the first frame after a seek carries no timestamp") from None
 
 
 def _sample_video(path: Path, decoder: _Decoder, choose: _Chooser) -> tuple[np.ndarray, FrameInfo]:
@@ -278,57 +306,103 @@ def _sample_video(path: Path, decoder: _Decoder, choose: _Chooser) -> tuple[np.n
     while True:
         chosen = choose(times, rate, truncated=len(times) < promised)
         targets, inverse = np.unique(times[chosen], return_inverse=True)
-        tolerance = _tolerance(times, rate)
-        frames, found = None, []
-        for time, rgb in decoder.frames_at(decoder.origin + targets, tolerance):
-            if frames is None:  # filled in place: no second copy of a long clip
-                frames = np.empty((len(chosen), *rgb.shape), dtype=np.uint8)
-            if rgb.shape != frames.shape[1:]:
-                raise VideoDecodeError(f"{path}: frame size changes from {frames.shape[1:3]} to {rgb.shape[:2]}")
-            frames[inverse == len(found)] = rgb
-            found.append(time - decoder.origin)
+        tolerance = _tolerance(times, rate or 1.0)  # a counting clock ticks once per frame
+        reach = _reach(targets, times[-1], tolerance)
+        frames, found = None, []  # found: per target, the time of the frame taken, or None
+        for match in decoder.frames_at(decoder.origin + targets, tolerance, reach):
+            if match is not None:
+                time, rgb = match
+                if frames is None:  # filled in place: no second copy of a long clip
+                    frames = np.empty((len(chosen), *rgb.shape), dtype=np.uint8)
+                if rgb.shape != frames.shape[1:]:
+                    raise VideoDecodeError(f"{path}: frame size changes from {frames.shape[1:3]} to {rgb.shape[:2]}")
+                frames[inverse == len(found)] = rgb
+            found.append(None if match is None else match[0] - decoder.origin)
         if len(found) == len(targets):
             break
         # The file ends before a target: keep only what lies before it, counted packet by packet.
         if source != "scanned":
-            times, source = _scan_times(path, decoder.stamp), "scanned"
+            times, source = _scan(path, decoder), "scanned"
+            if decoder.counting:  # the times are positions now: sample them afresh
+                rate = None
+                continue
         times = times[times < targets[len(found)] - tolerance]
         if len(times) == 0:
             raise VideoDecodeError(f"{path}: no decodable frames")
+    if frames is None:
+        raise VideoDecodeError(f"{path}: none of the sampled frames, nor any frame near them, can be decoded")
+    kept = np.array([found[i] is not None for i in inverse])
+    taken = np.array([found[i] for i in inverse[kept]])
+    indices = np.minimum(np.searchsorted(times, taken - tolerance), len(times) - 1)
     info = FrameInfo(
-        indices=tuple(int(i) for i in chosen),
-        timestamps=tuple(found[i] for i in inverse),
+        indices=tuple(int(i) for i in indices),
+        targets=tuple(int(i) for i in chosen[kept]),
+        missing=tuple(int(i) for i in chosen[~kept]),
+        timestamps=None if rate is None else tuple(float(t) for t in taken),
         total_frames=len(times),
         frame_count_source=source,
-        fps=float(rate),
-        duration=len(times) / float(rate),
+        fps=None if rate is None else float(rate),
+        duration=None if rate is None else len(times) / float(rate),
         backend=f"pyav {av.__version__}",
         truncated=len(times) < promised - slack,
     )
-    return frames, info
+    if info.damaged:
+        stand_ins = int(np.sum(indices != chosen[kept]))
+        logger.warning(
+            "%s is damaged: %d of %d sampled frames cannot be decoded (%d replaced by a frame within half the "
+            "sampling spacing, %d left out)", path, stand_ins + len(info.missing), len(chosen), stand_ins,
+            len(info.missing),
+        )
+    return (frames if kept.all() else frames[kept]), info
 
 
-def _frame_times(path: Path, decoder: _Decoder) -> tuple[float, np.ndarray, str]:
+def _reach(targets: np.ndarray, span: float, tolerance: float) -> np.ndarray:
+    """How far from each target (sorted times) a stand-in for it may lie: half the way to the nearest
+    other target, so a stand-in is always nearer its own target than any other (a lone target: half of
+    ``span``, the video's length); never less than ``tolerance``, so an exact frame always matches."""
+    gaps = np.diff(targets)
+    nearest = np.minimum(np.concatenate([[span], gaps]), np.concatenate([gaps, [span]]))
+    return np.maximum(nearest / 2, tolerance)
+
+
+def _frame_times(path: Path, decoder: _Decoder) -> tuple[float | None, np.ndarray, str]:
     """``(fps, time of every frame in seconds from the first, count source)``.
 
-    A constant-rate video has frame ``k`` at ``k / fps``. A variable-rate one (average rate differs from
-    the base rate) or one without any count or duration is scanned for its real timestamps, and its fps
-    is then measured from them.
+    A constant-rate video whose header agrees with itself (:func:`_header_grid_holds`) has frame ``k``
+    at ``k / fps``. Any other is scanned for its real timestamps, and its fps is then measured from
+    them. Frames that the timestamps cannot tell apart are counted instead (:func:`_scan`): the
+    "times" are then positions 0, 1, 2, ... and fps is None.
     """
+    if decoder.counting:  # the frames carry no timestamps
+        return None, _scan(path, decoder), "scanned"
     stream = decoder.stream
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     if not rate:
         raise VideoDecodeError(f"{path}: the video stream has no frame rate")
-    variable = bool(stream.base_rate) and stream.average_rate != stream.base_rate
     count, source = stream.frames, "header"
     if count <= 0:
         seconds = _duration(decoder.container, stream, decoder.origin)
         count, source = round(seconds * rate) if seconds else 0, "estimated"
-    if variable or count <= 0:
-        times = _scan_times(path, decoder.stamp)
-        measured = (len(times) - 1) / times[-1] if len(times) > 1 and times[-1] > 0 else float(rate)
-        return measured, times, "scanned"
-    return float(rate), np.arange(count) / float(rate), source
+    if count > 0 and _header_grid_holds(stream, count, rate):
+        return float(rate), np.arange(count) / float(rate), source
+    times = _scan(path, decoder)
+    if decoder.counting:
+        return None, times, "scanned"
+    measured = (len(times) - 1) / times[-1] if len(times) > 1 and times[-1] > 0 else float(rate)
+    return measured, times, "scanned"
+
+
+def _header_grid_holds(stream: av.video.stream.VideoStream, count: int, rate: Fraction) -> bool:
+    """Whether frame ``k`` of the header's ``count`` frames is at ``k / rate``: the rate is constant
+    (the average rate is the base rate) and the stream's duration, where given, holds ``count`` frames.
+
+    An MP4 cut without re-encoding keeps every sample of the cut GOPs but its edit list shows only
+    some: the header then counts more frames than its duration holds. Zero frame durations leave no
+    base rate.
+    """
+    constant = bool(stream.base_rate) and stream.average_rate == stream.base_rate
+    seconds = float(stream.duration * stream.time_base) if stream.duration else None
+    return constant and (seconds is None or abs(seconds * float(rate) - count) <= 1)
 
 
 def _duration(
@@ -351,23 +425,40 @@ def _duration(
     return None
 
 
-def _scan_times(path: Path, stamp: str) -> np.ndarray:
-    """Times (s, from the first) of every readable video packet, read in a second pass without decoding."""
-    stamps = []
+def _scan(path: Path, decoder: _Decoder) -> np.ndarray:
+    """Times (s, from the first) of every frame shown, read in a second pass without decoding.
+
+    When the timestamps cannot tell the frames apart (one is missing, or two are equal, as when every
+    frame duration is zero), the decoder is switched to counting frames, and their positions 0, 1,
+    2, ... in decoding order are returned instead.
+    """
+    stamps = _packet_times(path, decoder.stamp)
+    times = np.sort(stamps)
+    if decoder.counting or np.isnan(times).any() or (np.diff(times) <= 0).any():
+        if not decoder.counting:
+            logger.warning("%s: its timestamps cannot tell frames apart; frames are counted in decoding order", path)
+            decoder.count_frames()
+        return np.arange(len(stamps), dtype=np.float64)
+    return times - times[0] if len(times) else times
+
+
+def _packet_times(path: Path, stamp: str) -> np.ndarray:
+    """The time (s) of every readable video packet that is shown, in file order; NaN for one without.
+
+    Packets an edit list hides (flagged to discard) are not shown.
+    """
+    times = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         time_base = float(stream.time_base)
         try:
             for packet in container.demux(stream):
-                if packet.size:
+                if packet.size and not packet.is_discard:
                     value = getattr(packet, stamp)
-                    if value is None:
-                        raise _NoTimestamps
-                    stamps.append(value)
+                    times.append(np.nan if value is None else value * time_base)
         except av.FFmpegError:
             pass  # a damaged tail: what was read so far is the decodable part
-    times = np.sort(np.array(stamps, dtype=np.float64)) * time_base
-    return times - times[0] if len(times) else times
+    return np.array(times, dtype=np.float64)
 
 
 def _tolerance(times: np.ndarray, rate: float) -> float:
@@ -378,43 +469,94 @@ def _tolerance(times: np.ndarray, rate: float) -> float:
 
 
 class _NoTimestamps(Exception):
-    """Decoded frames without timestamps cannot be matched to target times."""
+    """The first frame decoded from some position carries no timestamp: at the start of the file (a raw
+    elementary stream), frames are then counted instead."""
 
 
 class _Decoder:
-    """Frames of one video stream by time, decoding as little as possible.
+    """Frames of one video file's first video stream by time, decoding as little as possible.
 
-    It starts at the beginning of the file (``origin`` is the first frame's time), moves only forward
-    through the targets, and seeks only when a keyframe lies between its position and the next target.
+    It opens the file and starts at its beginning (``origin`` is the first frame's time, even if that
+    frame cannot be decoded), moves only forward through the targets, and seeks only when a keyframe
+    lies between its position and the next target. Its clock is the frames' timestamps in seconds or,
+    once counting (frames without timestamps, or :meth:`count_frames`), their positions in decoding
+    order; a counting decoder never seeks: to go back it starts over.
     """
 
-    def __init__(self, container: av.container.InputContainer, threads: int):
-        self.container = container
-        self.stream = container.streams.video[0]
-        self.stream.thread_type = "AUTO"
-        self.stream.thread_count = threads
-        self.time_base = float(self.stream.time_base)
-        # AVI stores decode times only; its presentation times are wrong when B-frames are packed in.
-        self.stamp = "dts" if container.format.name == "avi" else "pts"
-        if "matroska" in container.format.name:
-            container.seek(0, stream=self.stream)  # Matroska reads its index (cues) at the first seek
-        self.frames = _decode(self.container, self.stream, self.stamp)
-        self.current = next(self.frames, None)
-        self.origin = self.current[0] if self.current else None
+    def __init__(self, path: Path, threads: int):
+        self.path, self.threads = path, threads
+        self.counting = False
+        try:
+            self._open()
+        except _NoTimestamps:
+            self.counting = True
+            self._open()
 
-    def frames_at(self, targets: np.ndarray, tolerance: float) -> Iterator[tuple[float, np.ndarray]]:
-        """``(time, rgb)`` of the first frame at or after each target time (sorted, seconds).
+    def __enter__(self) -> _Decoder:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.container.close()
+
+    def count_frames(self) -> None:
+        """Index frames by their position in decoding order from now on, starting over."""
+        self.counting = True
+        self._start_over()
+
+    def frames_at(
+        self, targets: np.ndarray, tolerance: float, reach: np.ndarray
+    ) -> Iterator[tuple[float, np.ndarray] | None]:
+        """For each target time (sorted, seconds), ``(time, rgb)`` of the frame at it; if that frame
+        cannot be decoded, of the nearest decodable one within the target's ``reach``; else None.
 
         Stops early, yielding fewer results, when the file ends before a target.
         """
-        for target in targets:
+        for target, limit in zip(targets, reach):
             if self.current is None or self._keyframe_between(self.current[0], target, tolerance):
                 self._seek(target, tolerance)
             while self.current is not None and self.current[0] < target - tolerance:
-                self.current = next(self.frames, None)
+                self.previous, self.current = self.current, next(self.frames, None)
             if self.current is None:
                 return
-            yield self.current[0], _to_rgb(self.current[1])
+            time, frame = min(filter(None, (self.previous, self.current)), key=lambda f: abs(f[0] - target))
+            yield (time, _to_rgb(frame)) if abs(time - target) <= limit else None
+
+    def _open(self) -> None:
+        """Open the file and decode its first frame; the file is closed again if that fails."""
+        self.container = av.open(str(self.path))
+        try:
+            if not self.container.streams.video:
+                raise VideoDecodeError(f"{self.path}: no video stream")
+            self.stream = self.container.streams.video[0]
+            self.stream.thread_type = "AUTO"
+            self.stream.thread_count = self.threads
+            self.time_base = float(self.stream.time_base)
+            # AVI stores decode times only; its presentation times are wrong when B-frames are packed in.
+            self.stamp = "dts" if self.container.format.name == "avi" else "pts"
+            if "matroska" in self.container.format.name:
+                self.container.seek(0, stream=self.stream)  # Matroska reads its index (cues) at the first seek
+            self.frames = _decode(self.container, self.stream, None if self.counting else self.stamp)
+            self.current, self.previous = next(self.frames, None), None
+            self.origin = self._start_time()
+        except BaseException:
+            self.container.close()
+            raise
+
+    def _start_time(self) -> float | None:
+        """The time of the stream's first frame, even when it cannot be decoded; None when none can.
+
+        The header's start time is a presentation time: decode times (AVI) start from the first frame.
+        """
+        if self.current is None:
+            return None
+        start = self.stream.start_time
+        if self.counting or start is None or self.stamp != "pts":
+            return self.current[0]
+        return min(self.current[0], start * self.time_base)
+
+    def _start_over(self) -> None:
+        self.container.close()
+        self._open()
 
     def _keyframe_between(self, position: float, target: float, tolerance: float) -> bool:
         """Whether a keyframe lies after ``position`` and at or before ``target``: only then does seeking pay.
@@ -422,7 +564,10 @@ class _Decoder:
         The container's index answers exactly where it reaches. Where it does not (MPEG-TS and live
         recordings have none or build it while reading) a keyframe is assumed within
         ``UNINDEXED_KEYFRAME_INTERVAL`` seconds, and nearer targets are reached by decoding forward.
+        A counting decoder's position is no time, so it decodes forward.
         """
+        if self.counting:
+            return False
         entries = self.stream.index_entries
         if len(entries) == 0 or entries[len(entries) - 1].timestamp * self.time_base < target:
             return target - position > UNINDEXED_KEYFRAME_INTERVAL
@@ -430,63 +575,95 @@ class _Decoder:
         return i >= 0 and entries[i].timestamp * self.time_base > position + tolerance
 
     def _seek(self, target: float, tolerance: float) -> None:
-        """Seek to the keyframe before ``target`` and decode its first frame.
+        """Seek to the keyframe before ``target`` and decode its first frame (a counting decoder starts over).
 
         Some files land after the target, or past the end (MPEG-TS seeks to the next keyframe, truncated
         files index data they lack): then seek again from further back, doubling the step, until the first
         frame is not too late.
         """
+        if self.counting:
+            self._start_over()
+            return
         floor = min(self.origin, 0.0)  # some demuxers refuse to seek before the start
         back = 0.0
         while True:
             position = max(target - back, floor)
             self.container.seek(int(position / self.time_base), stream=self.stream, backward=True)
             self.frames = _decode(self.container, self.stream, self.stamp)
-            self.current = next(self.frames, None)
+            self.current, self.previous = next(self.frames, None), None
             if (self.current is not None and self.current[0] <= target + tolerance) or position <= floor:
                 return
             back = max(1.0, 2 * back)
 
 
 def _decode(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, stamp: str
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, stamp: str | None
 ) -> Iterator[tuple[float, av.VideoFrame]]:
     """``(time, frame)`` in presentation order; a corrupt packet is skipped, a damaged tail ends it.
+
+    The time is the frame's ``stamp`` (``"pts"`` or ``"dts"``) in seconds, or with ``stamp`` None its
+    position: 0, 1, 2, ...
 
     A free function, not a method: a generator holding its decoder would form a reference cycle, and a
     codec context left for the garbage collector can be freed in a forked DataLoader worker, where it
     waits forever for decoder threads that were not copied by the fork.
     """
     time_base = float(stream.time_base)
-    step = 1 / float(stream.average_rate or stream.guessed_rate or 1)
+    step = 1.0 if stamp is None else 1 / float(stream.average_rate or stream.guessed_rate or 1)
     time = None
+    for frame, sound in _decoded_frames(container, stream):
+        time = _frame_time(frame, stamp, time_base, time, step)
+        if sound:
+            yield time, frame
+
+
+def _decoded_frames(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> Iterator[tuple[av.VideoFrame, bool]]:
+    """Every frame the decoder outputs, with whether it is sound.
+
+    Decoders conceal errors: after a packet fails to decode, or one the demuxer found damaged (MPEG-TS
+    continuity errors), the frames predicted from it come out looking valid but show stale or mixed
+    pictures. So every frame from such a packet up to the next keyframe is unsound, as is any frame the
+    decoder itself marks corrupt.
+    """
+    sound = True
+
+    def judged(frames: Iterable[av.VideoFrame]) -> Iterator[tuple[av.VideoFrame, bool]]:
+        nonlocal sound
+        for frame in frames:
+            sound = sound or frame.key_frame
+            yield frame, sound and not frame.is_corrupt
+
     try:
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
             except av.FFmpegError:
+                sound = False
                 continue
-            for frame in frames:
-                time = _frame_time(frame, stamp, time_base, time, step)
-                yield time, frame
+            sound = sound and not packet.is_corrupt
+            yield from judged(frames)
     except av.FFmpegError:
         try:
-            for frame in stream.decode(None):
-                time = _frame_time(frame, stamp, time_base, time, step)
-                yield time, frame
+            yield from judged(stream.decode(None))
         except av.FFmpegError:
             return
 
 
-def _frame_time(frame: av.VideoFrame, stamp: str, time_base: float, previous: float | None, step: float) -> float:
-    """The frame's time in seconds. Frames drained from the decoder at the end carry no decode time
-    (AVI), so they follow the previous frame by one frame interval."""
-    value = getattr(frame, stamp)
+def _frame_time(
+    frame: av.VideoFrame, stamp: str | None, time_base: float, previous: float | None, step: float
+) -> float:
+    """The frame's time in seconds, or its position when counting (``stamp`` None). Frames drained from
+    the decoder at the end carry no decode time (AVI), so they follow the previous frame by one step."""
+    value = getattr(frame, stamp) if stamp is not None else None
     if value is not None:
         return value * time_base
-    if previous is None:
-        raise _NoTimestamps
-    return previous + step
+    if previous is not None:
+        return previous + step
+    if stamp is None:
+        return 0.0
+    raise _NoTimestamps
 
 
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:

@@ -17,8 +17,9 @@ rest, built around three costs and one risk:
   questions whose video could not be read, in case it has been fixed since).
 
 Each question's `status` says what became of its video, and the run goes on whatever it is: "ok";
-"truncated" (the file ends early; answered from the part that decodes); "missing" or "unreadable"
-(not answered, counted wrong).
+"damaged" (some sampled frames cannot be decoded: answered with nearby frames standing in or fewer
+frames, as its `frames` record lists); "truncated" (the file ends early; answered from the part that
+decodes); "missing" or "unreadable" (not answered, counted wrong).
 `--shard i/n` (or the process index under `accelerate launch`) splits the videos deterministically;
 each shard writes its own predictions file, and `tinyvideo eval merge --output DIR` scores them all.
 """
@@ -159,7 +160,8 @@ class VideoFrames(Dataset):
             status = "unreadable" if Path(path).exists() else "missing"
             return index, None, {**rule, "error": str(error)}, status
         record = {**rule, **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(info).items()}}
-        return index, preprocess_frames(frames, self.image_size), record, "truncated" if info.truncated else "ok"
+        status = "damaged" if info.damaged else "truncated" if info.truncated else "ok"
+        return index, preprocess_frames(frames, self.image_size), record, status
 
 
 # ---- predictions file ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from tinyvideo.eval.answers import HEDGED
 
-ANSWERED = ("ok", "truncated")  # statuses whose question reached the model
+ANSWERED = ("ok", "damaged", "truncated")  # statuses whose question reached the model
 
 
 @dataclass(frozen=True)

@@ -84,8 +84,9 @@ def read_rows(path: str | Path) -> tuple[list[dict], list[int]]:
 
 
 class FrameCaptionDataset(torch.utils.data.Dataset):
-    """Each item is one row's frames, decoded and preprocessed, with its captions. A row whose video fails
-    is logged and replaced by the next good one (its index travels in `skipped`), so batches keep their size."""
+    """Each item is one row's frames, decoded and preprocessed, with its captions. A row whose video fails,
+    or whose captioned frames cannot all be decoded, is logged and replaced by the next good one (its index
+    travels in `skipped`), so batches keep their size."""
 
     def __init__(self, data_path: str, video_root: str | None, image_size: int):
         self.rows, self.malformed_rows = read_rows(data_path)
@@ -103,7 +104,11 @@ class FrameCaptionDataset(torch.utils.data.Dataset):
         for offset in range(min(len(self.rows), MAX_CONSECUTIVE_BAD_ROWS)):
             row = self.rows[(i + offset) % len(self.rows)]
             try:
-                frames, _ = read_frames(self.video_root / row["video"], indices=[f["index"] for f in row["frames"]])
+                path = self.video_root / row["video"]
+                frames, info = read_frames(path, indices=[f["index"] for f in row["frames"]])
+                if info.damaged:  # another frame in place of a captioned one would pair the caption with it
+                    lost = [t for t, i in zip(info.targets, info.indices) if t != i] + list(info.missing)
+                    raise VideoDecodeError(f"{path}: captioned frames {lost} cannot be decoded")
             except (VideoDecodeError, ValueError) as err:
                 logger.warning("row %d skipped: %s", row["row"], err)
                 skipped.append(row["row"])

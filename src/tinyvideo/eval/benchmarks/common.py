@@ -49,9 +49,13 @@ class Sampling:
         The frame count is `frames`, or one per 1/`fps` seconds of the whole video (at least one, at
         most `max_frames`), as the published scripts count it. In MVBench's rule a JPEG-frame folder
         numbers its files from 1 (compat-spec 2.2 C); the indices returned are 0-based either way.
+        A video whose timestamps cannot tell frames apart has no rate (None): the rules that count in
+        seconds (`fps`, MVBench's segments) raise `ValueError` for it.
         """
 
-        def choose(total: int, rate: float) -> np.ndarray:
+        def choose(total: int, rate: float | None) -> np.ndarray:
+            if rate is None and (frames is None or self.rule == "segment_centre"):
+                raise ValueError("the video's timestamps cannot tell its frames apart, so its frame rate is unknown")
             count = frames if frames is not None else max(1, int(total / rate * fps))
             if frames is None and max_frames is not None:
                 count = min(count, max_frames)
