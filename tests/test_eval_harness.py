@@ -7,7 +7,6 @@ index is lost: unreadable) and an mkv cut short (its first part still decodes).
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 
 from media import make_frame_folder, make_indexed_video, truncate_file
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+from tinyvideo.cli import main
 from tinyvideo.eval import harness
 from tinyvideo.eval.harness import Settings, build_report, evaluate, read_predictions
 from tinyvideo.scratch import build_tiny
@@ -101,9 +101,7 @@ def reference(settings, loaded, tmp_path_factory) -> Path:
 
 
 def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    harness.add_arguments(parser)
-    return harness.run(parser.parse_args(list(argv)))
+    return main(["eval", *argv])
 
 
 def responses(output: Path) -> dict[str, str | None]:
@@ -247,3 +245,11 @@ def test_cloze_mode_picks_the_option_likeliest_as_the_answer(settings, loaded, t
         assert record["correct"] == (record["letter"] == question.answer)
     assert len({round(r["scores"]["A"], 4) for r in answered}) > 1  # the scores depend on the video and question
     assert build_report(tmp_path)["overall"]["total"] == QUESTIONS
+
+
+def test_a_run_refused_at_the_start_leaves_no_run_file(suite, checkpoint, tmp_path, capsys):
+    output = tmp_path / "out"
+    assert cli("synth", "--model", str(tmp_path / "typo"), "--data", str(suite), "--output", str(output)) == 2
+    assert "typo: no such model folder" in capsys.readouterr().err and not (output / "run.json").exists()
+    assert cli("synth", "--model", str(checkpoint), "--data", str(tmp_path / "nothing"), "--output", str(output)) == 2
+    assert not (output / "run.json").exists()

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from tinyvideo.config import TinyVideoConfig
+from tinyvideo.errors import InputError
 
 # Published names of our connectors; `mlp` is written as `mlp{depth}x_gelu`.
 PUBLISHED_CONNECTOR_NAMES = {"group": "groupresampler", "naive": "naiveresampler", "image": "resampler"}
@@ -24,7 +25,7 @@ PUBLISHED_PREFIXES = {"vision_tower.": "vision_tower._vision_tower.vision_model.
 DEFAULT_DTYPE = torch.float32  # the published evaluation ran in float32 (compat-spec 1.3)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint folder that cannot be loaded; the message says which file and what is wrong."""
 
 

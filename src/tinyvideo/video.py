@@ -30,6 +30,8 @@ import numpy as np
 import PIL
 from PIL import Image, ImageOps
 
+from tinyvideo.errors import InputError
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
 # x264's default keyframe interval is 250 frames, 10 s at 25 fps.
@@ -39,7 +41,7 @@ IndexChooser = Callable[[int, float], Sequence[int]]  # (total_frames, fps) -> f
 _Chooser = Callable[..., np.ndarray]  # (frame times from the first, fps, truncated=False) -> frame indices
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(InputError):
     """A video, frame folder or image that is missing, empty or cannot be decoded."""
 
 
@@ -126,6 +128,10 @@ def read_frames(
         raise ValueError("give num_frames or fps, not both")
     if num_frames is not None and num_frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {num_frames}")
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be greater than 0, got {fps}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
     if start is not None and end is not None and end < start:
         raise ValueError(f"end ({end}) is before start ({start})")
 

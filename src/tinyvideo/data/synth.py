@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from tinyvideo.cli import non_negative_int, positive_int
 from tinyvideo.data.synth_benchmarks import write_benchmarks
 from tinyvideo.data.synth_formats import write_json, write_split, write_training
 from tinyvideo.data.synth_preview import write_preview
@@ -215,7 +216,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", required=True, type=Path, help="folder to write the suite to (new, empty, or a previous suite)"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="random seed; the same seed gives the same files (default 0)"
+        "--seed", type=non_negative_int, default=0, help="random seed; the same seed gives the same files (default 0)"
     )
     parser.add_argument(
         "--scale",
@@ -226,7 +227,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preview", action="store_true", help="also write preview.png, one row of frames and text per task"
     )
-    parser.add_argument("--workers", type=int, default=None, help="encoding threads (default: one per core, at most 8)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="encoding threads (default: one per core, at most 8)")
 
 
 def run(args: argparse.Namespace) -> int:

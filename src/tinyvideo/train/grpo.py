@@ -24,6 +24,7 @@ import torch
 from transformers import TrainingArguments, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
+from tinyvideo.errors import InputError
 from tinyvideo.processing import chat_prompt, preprocess_frames
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.train.common import (
@@ -88,22 +89,21 @@ class GRPOConfig(ModelArguments, TrainingArguments):
         choices = (("loss_type", LOSS_TYPES), ("scale_rewards", SCALE_REWARDS), ("reward_combination", COMBINATIONS))
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+                raise InputError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         unknown = [name for name in self.reward_funcs if name not in REWARD_FUNCS]
         if unknown:
-            raise ValueError(f"unknown reward_funcs {unknown}; expected names from {', '.join(REWARD_FUNCS)}")
+            raise InputError(f"unknown reward_funcs {unknown}; expected names from {', '.join(REWARD_FUNCS)}")
         # A dry run of the combination raises now, not at the first step, if it does not fit the functions.
-        combine_rewards([[0.0]] * len(self.reward_funcs), self.reward_combination, self.reward_weights)
-        if self.num_generations < 2:
-            raise ValueError("num_generations must be at least 2: advantages compare rollouts of the same prompt")
-        if self.num_iterations < 1:
-            raise ValueError("num_iterations must be at least 1")
+        try:
+            combine_rewards([[0.0]] * len(self.reward_funcs), self.reward_combination, self.reward_weights)
+        except ValueError as error:
+            raise InputError(f"reward_funcs, reward_combination and reward_weights do not fit: {error}") from error
         if self.tune_vision_tower != "frozen":
-            raise ValueError(
+            raise InputError(
                 "GRPO keeps the vision tower frozen (its features are cached); set tune_vision_tower: frozen"
             )
         if self.data_path is None:
-            raise ValueError("data_path is required: a GRPO jsonl with problem, solution and video_filename")
+            raise InputError("data_path is required: a GRPO jsonl with problem, solution and video_filename")
         super().__post_init__()
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from transformers import Trainer, TrainingArguments, set_seed
 
 from tinyvideo.data.llava import LlavaCollator, LlavaDataset
+from tinyvideo.errors import InputError
 from tinyvideo.train.common import (
     ModelArguments,
     add_config_arguments,
@@ -43,9 +44,9 @@ class SFTConfig(ModelArguments, TrainingArguments):
 
     def __post_init__(self):
         if self.template not in ("qwen2_base", "pretrain"):
-            raise ValueError(f"template must be 'qwen2_base' or 'pretrain'; got {self.template!r}")
+            raise InputError(f"template must be 'qwen2_base' or 'pretrain'; got {self.template!r}")
         if self.data_path is None:
-            raise ValueError("data_path is required: a LLaVA-style json file")
+            raise InputError("data_path is required: a LLaVA-style json file")
         super().__post_init__()
 
 

@@ -31,9 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import SiglipConfig, SiglipModel, Trainer, TrainingArguments, set_seed
 
+from tinyvideo.errors import InputError
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.scratch import train_tokenizer
-from tinyvideo.train.common import add_config_arguments, read_json_rows, run_stage
+from tinyvideo.train.common import add_config_arguments, check_ranges, read_json_rows, run_stage
 from tinyvideo.train.runs import train_and_save
 from tinyvideo.video import VideoDecodeError, read_frames
 
@@ -60,8 +61,9 @@ class VisionConfig(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "the collator needs every column"})
 
     def __post_init__(self):
+        check_ranges(self)
         if self.data_path is None:
-            raise ValueError("data_path is required: json rows of video and captioned frames")
+            raise InputError("data_path is required: json rows of video and captioned frames")
         super().__post_init__()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyvideo.errors import InputError
 from tinyvideo.eval.answers import LETTERS
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.video import segment_centre_indices, uniform_indices
@@ -28,7 +29,7 @@ from tinyvideo.video import segment_centre_indices, uniform_indices
 FRAME_RULES = ("uniform", "unique", "segment_centre")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError):
     """A benchmark file or row that does not have the shape its benchmark publishes."""
 
 
@@ -162,4 +163,4 @@ def find_one(root: Path, patterns: Sequence[str], what: str) -> Path:
         found = sorted(root.glob(pattern))
         if found:
             return found[0]
-    raise FileNotFoundError(f"{root}: no {what} found (looked for {', '.join(patterns)})")
+    raise AnnotationError(f"{root}: no {what} found (looked for {', '.join(patterns)})")
