@@ -10,6 +10,7 @@ import torch
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.config import TinyVideoConfig
+from tinyvideo.errors import InputError
 from tinyvideo.processing import chat_prompt
 from tinyvideo.scratch import build_tiny, full_size_config, tiny_config
 
@@ -226,3 +227,15 @@ def test_generation_never_emits_the_video_token(tiny):
         finally:
             model.get_output_embeddings().weight[model.config.video_token_id] -= 100.0
     assert model.config.video_token_id not in out[0, batch["input_ids"].shape[1] :].tolist()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_non_finite_scores_stop_generation_with_a_clear_error(tiny_dir, bad, do_sample):
+    model = TinyVideoForConditionalGeneration.from_pretrained(tiny_dir).eval()
+    processor = TinyVideoProcessor.from_pretrained(tiny_dir)
+    batch = processor(text=[chat_prompt("q")], videos=[video(2)])
+    with torch.no_grad():
+        model.language_model.model.norm.weight[0] = bad
+    with pytest.raises(InputError, match="NaN or infinite"):
+        model.generate(**batch, max_new_tokens=4, do_sample=do_sample)

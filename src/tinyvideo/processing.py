@@ -149,11 +149,7 @@ class TinyVideoProcessor:
         from tinyvideo import checkpoints
 
         folder = Path(folder)
-        raw = checkpoints.read_config_json(folder)
-        if raw.get("model_type") == "tinyllava":
-            config = checkpoints.config_from_published(raw)
-        else:
-            config = TinyVideoConfig.from_pretrained(folder)
+        config = checkpoints.checkpoint_config(folder)
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, config=config)
         except (OSError, ValueError) as err:
