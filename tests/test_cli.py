@@ -117,6 +117,8 @@ def test_max_frames_without_fps_is_refused_by_infer_as_by_eval(tmp_path, capsys)
         (["serve", "--model", "{tmp}/model"], "model"),
         (["train", "sft", "--model_name_or_path", "tiny", "--data_path", "{tmp}/rows.json", "--num_frames", "0"], "num_frames"),
         (["train", "grpo", "--config", "{tmp}/recipe.yaml"], "recipe.yaml"),
+        (["train", "sft", "--model_name_or_path", "{tmp}/model", "--data_path", "{tmp}/rows.json"], "rows.json: no such"),
+        (["train", "grpo", "--model_name_or_path", "{tmp}/model", "--data_path", "{tmp}/rows.json"], "rows.json: no such"),
         (["eval", "synth", "--model", "{tmp}/model", "--data", "{tmp}/suite"], "suite"),
     ],
 )

@@ -46,6 +46,7 @@ from tinyvideo.eval.benchmarks import mlvu, mmvu, mvbench, nextqa, synth, videom
 from tinyvideo.eval.benchmarks.common import AnnotationError, Question, Sampling
 from tinyvideo.eval.report import ANSWERED, markdown, score
 from tinyvideo.processing import chat_prompt, preprocess_frames
+from tinyvideo.rows import read_json
 from tinyvideo.prompts import END_OF_TURN, question_with_instruction
 from tinyvideo.train.grpo_rollouts import completion_logprobs
 from tinyvideo.video import VideoDecodeError, read_frames
@@ -385,7 +386,7 @@ def check_run_file(output: Path, wanted: dict) -> None:
     path = output / RUN_FILE
     if not path.is_file():
         return
-    found = json.loads(path.read_text(encoding="utf-8"))
+    found = read_json(path)
     if found != wanted:
         changed = sorted(k for k in wanted["settings"] if found.get("settings", {}).get(k) != wanted["settings"][k])
         raise InputError(
@@ -406,7 +407,7 @@ def build_report(output: Path) -> dict:
     path = output / RUN_FILE
     if not path.is_file():
         raise InputError(f"{output}: no {RUN_FILE}; is this the --output folder of a tinyvideo eval run?")
-    run = json.loads(path.read_text(encoding="utf-8"))
+    run = read_json(path)
     settings = run["settings"]
     records = [r for p in sorted(output.glob("predictions*.jsonl")) for r in read_predictions(p)]
     report = {

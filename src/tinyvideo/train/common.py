@@ -10,7 +10,6 @@ exactly; `save_model` folds the adapters into plain weights for the final folder
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -30,6 +29,7 @@ from transformers import HfArgumentParser
 from tinyvideo.errors import InputError
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
+from tinyvideo.rows import read_json_rows, read_text
 from tinyvideo.video import IMAGE_SUFFIXES, read_frames
 
 logger = logging.getLogger(__name__)
@@ -211,19 +211,6 @@ def run_stage(args, config_class, train) -> int:
     return 0
 
 
-def read_json_rows(path: str | os.PathLike) -> list:
-    """The rows of a json list, or of a jsonl file (one json value per line)."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError:
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a json list of rows (or one json object per line)")
-    return rows
-
-
 # ---- model ------------------------------------------------------------------------------------------
 
 
@@ -269,21 +256,17 @@ def corpus_texts(paths) -> list[str]:
     """Texts to fit a tokenizer on: the lines of text files, the turns of LLaVA json (list or jsonl) files."""
     texts = []
     for path in map(Path, paths):
-        if path.suffix not in (".json", ".jsonl"):
-            texts += path.read_text(encoding="utf-8").splitlines()
-            continue
-        raw = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            rows = json.loads(raw)
+        if path.suffix in (".json", ".jsonl"):
+            texts += conversation_texts([row.value for row in read_json_rows(path) if row.error is None])
         else:
-            rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
-        texts += conversation_texts(rows)
+            texts += read_text(path).splitlines()
     return texts
 
 
 def conversation_texts(rows: list[dict]) -> list[str]:
     """Every turn's text of LLaVA-style rows (`conversations: [{from, value}, ...]`)."""
-    turns = [turn for row in rows if isinstance(row.get("conversations"), list) for turn in row["conversations"]]
+    rows = [row for row in rows if isinstance(row, dict) and isinstance(row.get("conversations"), list)]
+    turns = [turn for row in rows for turn in row["conversations"]]
     return [turn["value"] for turn in turns if isinstance(turn, dict) and isinstance(turn.get("value"), str)]
 
 

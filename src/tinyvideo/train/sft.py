@@ -16,7 +16,7 @@ from pathlib import Path
 
 from transformers import Trainer, TrainingArguments, set_seed
 
-from tinyvideo.data.llava import LlavaCollator, LlavaDataset
+from tinyvideo.data.llava import LlavaCollator, LlavaDataset, read_rows
 from tinyvideo.errors import InputError
 from tinyvideo.train.common import (
     ModelArguments,
@@ -83,9 +83,10 @@ class SFTTrainer(Trainer):
 def train(config: SFTConfig) -> Path:
     """Run one stage and return the final model folder."""
     set_seed(config.seed)
+    rows = read_rows(config.data_path)  # a bad data file is reported before the model loads
     model, processor = load_model_and_processor(config)
     model = apply_tuning(model, config)
-    dataset = LlavaDataset(config.data_path, config.video_root, processor, config, template=config.template)
+    dataset = LlavaDataset(config.data_path, config.video_root, processor, config, config.template, rows)
     trainer = SFTTrainer(
         model=model,
         args=config,
