@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from media import make_frame_folder, make_indexed_video, truncate_file
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
@@ -253,3 +254,17 @@ def test_a_run_refused_at_the_start_leaves_no_run_file(suite, checkpoint, tmp_pa
     assert "typo: no such model folder" in capsys.readouterr().err and not (output / "run.json").exists()
     assert cli("synth", "--model", str(checkpoint), "--data", str(tmp_path / "nothing"), "--output", str(output)) == 2
     assert not (output / "run.json").exists()
+
+
+def test_an_image_too_large_to_decode_is_its_questions_error_and_the_run_goes_on(loaded, checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's limit, lowered: 64 x 48 becomes a bomb
+    Image.new("RGB", (64, 48)).save(tmp_path / "bomb.png")
+    Image.new("RGB", (20, 20)).save(tmp_path / "small.png")
+    rows = [{"id": name, "video": f"{name}.png", "task": "t", "question": "q", "options": ["a", "b"], "answer": "A"}
+            for name in ("bomb", "small")]
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    settings = Settings("synth", str(tmp_path / "test.jsonl"), str(checkpoint), frames=2, max_new_tokens=2)
+    path = evaluate(settings, tmp_path / "out", *loaded, num_workers=1)
+    records = {r["id"]: r for r in read_predictions(path)}
+    assert records["bomb"]["status"] == "unreadable" and "DecompressionBombError" in records["bomb"]["frames"]["error"]
+    assert records["small"]["status"] == "ok" and isinstance(records["small"]["response"], str)

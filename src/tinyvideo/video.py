@@ -218,12 +218,22 @@ def _sample(
     return lo + uniform_indices(span, num_frames)
 
 
-def _read_image(path: Path, choose: _Chooser) -> tuple[np.ndarray, FrameInfo]:
+def _decode_image(path: Path, upright: bool) -> np.ndarray:
+    """One image file as uint8 RGB [H, W, 3], turned upright by its EXIF orientation if asked.
+
+    Any failure of the decoder is this file's `VideoDecodeError`, so that one bad image never stops a run:
+    Pillow raises OSError for most broken files, but also `DecompressionBombError` (an image too large to
+    decode safely, no OSError), SyntaxError, ValueError or struct.error for some malformed ones.
+    """
     try:
         with Image.open(path) as image:
-            frame = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    except OSError as error:  # PIL.UnidentifiedImageError included
-        raise VideoDecodeError(f"{path}: cannot read image ({error})") from error
+            return np.asarray((ImageOps.exif_transpose(image) if upright else image).convert("RGB"))
+    except Exception as error:
+        raise VideoDecodeError(f"{path}: cannot read image ({type(error).__name__}: {error})") from error
+
+
+def _read_image(path: Path, choose: _Chooser) -> tuple[np.ndarray, FrameInfo]:
+    frame = _decode_image(path, upright=True)
     chosen = choose(np.zeros(1), 1.0)
     frames = np.repeat(frame[None], len(chosen), axis=0)
     info = FrameInfo(tuple(int(i) for i in chosen), (0.0,) * len(chosen), 1, "image", 1.0, 1.0, _pillow_backend())
@@ -240,11 +250,7 @@ def _read_folder(path: Path, choose: _Chooser, rate: float) -> tuple[np.ndarray,
     unique, inverse = np.unique(chosen, return_inverse=True)
     frames = []
     for i in unique:
-        try:
-            with Image.open(files[i]) as image:
-                frames.append(np.asarray(image.convert("RGB")))
-        except OSError as error:  # PIL.UnidentifiedImageError included
-            raise VideoDecodeError(f"{files[i]}: cannot read frame ({error})") from error
+        frames.append(_decode_image(files[i], upright=False))
         if frames[-1].shape != frames[0].shape:
             raise VideoDecodeError(f"{files[i]}: size {frames[-1].shape[:2]} differs from {frames[0].shape[:2]}")
     info = FrameInfo(
