@@ -7,6 +7,7 @@ index is lost: unreadable) and an mkv cut short (its first part still decodes).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -268,3 +269,15 @@ def test_an_image_too_large_to_decode_is_its_questions_error_and_the_run_goes_on
     records = {r["id"]: r for r in read_predictions(path)}
     assert records["bomb"]["status"] == "unreadable" and "DecompressionBombError" in records["bomb"]["frames"]["error"]
     assert records["small"]["status"] == "ok" and isinstance(records["small"]["response"], str)
+
+
+@pytest.mark.parametrize("mode", ["option", "cloze"])
+def test_a_question_too_long_for_the_model_keeps_its_options_instruction_and_turn(loaded, settings, mode):
+    _, processor = loaded
+    question = harness.load_questions(dataclasses.replace(settings, mode=mode))[0]
+    text = "what happens to the shape " * 2000
+    long = dataclasses.replace(question, text=text, prompt=question.prompt.replace(question.text, text))
+    ids = harness.prompt_ids(processor, harness.Asked(long, torch.zeros(4, 1), {}, "ok"))
+    end = harness.chat_prompt(question.prompt).split(question.text)[1]
+    assert len(ids) <= processor.model_max_length
+    assert processor.decode(ids).endswith(processor.decode(processor.tokenize(end, [])))

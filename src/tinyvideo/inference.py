@@ -26,13 +26,21 @@ def option_letters(question: str) -> list[str]:
     return _OPTION_LINE.findall(question)
 
 
+def question_prompt(processor, question: str, mode: str | None, num_frames: int) -> str:
+    """The chat prompt for a question about a video of `num_frames` frames, fit to the model's length by
+    shortening the question's text before its option lines (see `TinyVideoProcessor.fit_prompt`)."""
+    first_option = _OPTION_LINE.search(question)
+    free_text = question[: first_option.start()] if first_option else question
+    return processor.fit_prompt(chat_prompt(question, mode), free_text.strip(), [num_frames])
+
+
 def answer_question(
     model, processor, frames, question: str, mode: str | None = None, max_new_tokens: int = 512, **generate_kwargs
 ) -> Answer:
     """Greedy unless sampling arguments are given; in option/reason mode also extract the chosen option."""
     from tinyvideo.eval.answers import extract_answer
 
-    batch = processor(text=[chat_prompt(question, mode)], videos=[frames]).to(model.device)
+    batch = processor(text=[question_prompt(processor, question, mode, len(frames))], videos=[frames]).to(model.device)
     generate_kwargs.setdefault("do_sample", False)
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=max_new_tokens, **generate_kwargs)

@@ -87,9 +87,9 @@ def stream_answer(model, processor, frames, question: str, mode: str, max_new_to
     import torch
     from transformers import TextIteratorStreamer
 
-    from tinyvideo.processing import chat_prompt
+    from tinyvideo.inference import question_prompt
 
-    batch = processor(text=[chat_prompt(question, mode)], videos=[frames]).to(model.device)
+    batch = processor(text=[question_prompt(processor, question, mode, len(frames))], videos=[frames]).to(model.device)
     streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     failure: list[BaseException] = []
 

@@ -236,15 +236,19 @@ class Asked(NamedTuple):
     status: str
 
 
+def prompt_ids(processor, item: Asked) -> list[int]:
+    """The token ids of a question's chat prompt; a question too long for the model loses the middle of
+    its text, never its options, instruction or turn markers."""
+    counts = [len(item.features)]
+    return processor.tokenize(processor.fit_prompt(chat_prompt(item.question.prompt), item.question.text, counts), counts)
+
+
 def answer_batch(model, processor, items: Sequence[Asked], settings: Settings) -> list[dict]:
     """Generate for a batch of questions, left-padded (Cloze mode: score their options); one record each."""
     if settings.mode == "cloze":
         return score_options(model, processor, items)
     questions = [item.question for item in items]
-    examples = [
-        processor.truncate({"input_ids": processor.tokenize(chat_prompt(item.question.prompt), [len(item.features)])})
-        for item in items
-    ]
+    examples = [{"input_ids": prompt_ids(processor, item)} for item in items]
     batch = {k: v.to(model.device) for k, v in processor.pad(examples, padding_side="left").items()}
     sampling = {"do_sample": False}
     if settings.temperature > 0:
@@ -280,10 +284,7 @@ def score_options(model, processor, items: Sequence[Asked]) -> list[dict]:
     Each question's prompt is embedded once (left-padded, its video's features spliced in) and repeated
     for its options; the answers follow, right-padded, and only their positions reach the output head.
     """
-    prompts = [
-        processor.truncate({"input_ids": processor.tokenize(chat_prompt(item.question.prompt), [len(item.features)])})
-        for item in items
-    ]
+    prompts = [{"input_ids": prompt_ids(processor, item)} for item in items]
     prompts = {k: v.to(model.device) for k, v in processor.pad(prompts, padding_side="left").items()}
     answer_ids = [processor.tokenize(f" {text}{END_OF_TURN}", []) for item in items for text in item.question.options.values()]
     answers = {k: v.to(model.device) for k, v in processor.pad([{"input_ids": ids} for ids in answer_ids]).items()}
