@@ -120,15 +120,24 @@ def test_max_frames_without_fps_is_refused_by_infer_as_by_eval(tmp_path, capsys)
         (["train", "sft", "--model_name_or_path", "{tmp}/model", "--data_path", "{tmp}/rows.json"], "rows.json: no such"),
         (["train", "grpo", "--model_name_or_path", "{tmp}/model", "--data_path", "{tmp}/rows.json"], "rows.json: no such"),
         (["eval", "synth", "--model", "{tmp}/model", "--data", "{tmp}/suite"], "suite"),
+        (["init", "--out", "{tmp}/model", "--texts", "{tmp}/texts.txt"], "texts.txt: no such file"),
+        (["synth", "--out", "{tmp}"], "holds no synthetic suite"),
+        (["serve", "--model", "{tmp}/model", "--samples", "{tmp}/suite"], "suite.json not found"),
+        (["train", "sft", "--config", "{tmp}/bad.yaml"], "bad.yaml: not valid YAML"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2_with_the_traceback_behind_debug(tmp_path, capsys, argv, named):
     argv = [arg.format(tmp=tmp_path) for arg in argv]
+    (tmp_path / "notes.txt").write_text("not a suite")
+    (tmp_path / "bad.yaml").write_text("learning_rate: [1e-5\n")
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert named in captured.err and len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err
     with pytest.raises((InputError, FileNotFoundError)):
         main(["--debug", *argv])
+    if argv[0] != "train":  # the training commands' own --debug is the Trainer's
+        with pytest.raises((InputError, FileNotFoundError)):
+            main([*argv, "--debug"])
 
 
 def test_init_refuses_to_overwrite_a_folder_without_overwrite(tmp_path, capsys):

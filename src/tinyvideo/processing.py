@@ -22,6 +22,7 @@ from transformers import AutoTokenizer, BatchFeature
 
 from tinyvideo.config import TinyVideoConfig
 from tinyvideo.errors import InputError
+from tinyvideo.rows import read_json
 from tinyvideo.prompts import END_OF_TURN, SYSTEM, question_with_instruction
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class TinyVideoProcessor:
             raise checkpoints.CheckpointError(f"{folder}: cannot load the tokenizer files ({err})") from err
         settings_file = folder / PROCESSOR_FILE
         if settings_file.is_file():
-            settings = json.loads(settings_file.read_text())
+            settings = read_json(settings_file)
             settings.pop("processor_class", None)
             return cls(tokenizer, **{**settings, **kwargs})
         processor = cls.from_config(tokenizer, config)

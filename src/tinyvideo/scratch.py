@@ -17,6 +17,7 @@ from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 from tinyvideo.cli import non_negative_int, positive_int
 from tinyvideo.config import TinyVideoConfig
 from tinyvideo.errors import InputError
+from tinyvideo.rows import read_text
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.prompts import END_OF_TURN, MODE_INSTRUCTIONS, SYSTEM
@@ -236,7 +237,7 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} already exists and is not empty: choose another --out, or pass --overwrite to replace it")
-    texts = Path(args.texts).read_text().splitlines() if args.texts else ()
+    texts = read_text(args.texts).splitlines() if args.texts else ()
     model, processor = build_tiny(
         texts,
         seed=args.seed,

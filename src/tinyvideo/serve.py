@@ -223,10 +223,10 @@ def run(args: argparse.Namespace) -> int:
 
     from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 
+    samples = load_samples(args.samples) if args.samples else {}
+    processor = TinyVideoProcessor.from_pretrained(args.model)
     model = TinyVideoForConditionalGeneration.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
     model.to(args.device).eval()
-    processor = TinyVideoProcessor.from_pretrained(args.model)
-    samples = load_samples(args.samples) if args.samples else {}
     limits = Limits(args.max_upload_mb, args.max_duration, args.frames, args.max_new_tokens)
     launch(build_app(model, processor, samples, limits), args.host, args.port, limits, samples)
     return 0

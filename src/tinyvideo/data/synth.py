@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from tinyvideo.data.synth_formats import write_json, write_split, write_training
 from tinyvideo.data.synth_preview import write_preview
 from tinyvideo.data.synth_questions import FAMILIES, Clip, balanced, design
 from tinyvideo.data.synth_scenes import FPS, FRAMES, SIZE, Scene, render
+from tinyvideo.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def encode_clips(clips: list[Clip], video_root: Path, workers: int = 1) -> None:
 def _prepare(root: Path) -> None:
     """Clear a previous suite in `root` (only the entries it wrote); refuse a folder holding other files."""
     if root.exists() and any(root.iterdir()) and not (root / MANIFEST).exists() and not (root / _INCOMPLETE).exists():
-        raise FileExistsError(f"{root} is not empty and holds no synthetic suite: choose a new or empty folder")
+        raise InputError(f"{root} is not empty and holds no synthetic suite: choose a new or empty folder")
     for name in _OWNED:
         target = root / name
         if target.is_dir():
@@ -232,11 +232,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    try:
-        suite = generate_suite(args.out, seed=args.seed, scale=args.scale, preview=args.preview, workers=args.workers)
-    except FileExistsError as error:
-        print(f"tinyvideo synth: {error}", file=sys.stderr)
-        return 1
+    suite = generate_suite(args.out, seed=args.seed, scale=args.scale, preview=args.preview, workers=args.workers)
     counts = ", ".join(f"{n} {split}" for split, n in suite.manifest["counts"].items())
     seconds = time.perf_counter() - started
     print(f"wrote {counts} clips to {suite.root} in {seconds:.1f} s; layout in {suite.root / MANIFEST}")

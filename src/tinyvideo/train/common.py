@@ -171,7 +171,10 @@ def load_config(config_class, path: str | None, overrides: list[str]):
     parser = HfArgumentParser(config_class)
     values = {}
     if path is not None:
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            values = yaml.safe_load(read_text(path)) or {}
+        except yaml.YAMLError as err:
+            raise InputError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from err
         if not isinstance(values, dict):
             raise InputError(f"{path}: expected a YAML mapping of settings, found a {type(values).__name__}")
         known = {f.name for f in fields(config_class)}
