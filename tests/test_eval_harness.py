@@ -19,6 +19,7 @@ from PIL import Image
 from media import make_frame_folder, make_indexed_video, truncate_file
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.cli import main
+from tinyvideo.errors import InputError
 from tinyvideo.eval import harness
 from tinyvideo.eval.harness import Settings, build_report, evaluate, read_predictions
 from tinyvideo.scratch import build_tiny
@@ -281,3 +282,18 @@ def test_a_question_too_long_for_the_model_keeps_its_options_instruction_and_tur
     end = harness.chat_prompt(question.prompt).split(question.text)[1]
     assert len(ids) <= processor.model_max_length
     assert processor.decode(ids).endswith(processor.decode(processor.tokenize(end, [])))
+
+
+@pytest.mark.parametrize(
+    "change", [{"frames": 0}, {"frames": -3}, {"frames": None, "fps": 0.0}, {"frames": None, "fps": -2.0},
+               {"frames": None, "fps": 1.0, "max_frames": 0}, {"limit": -1}, {"max_new_tokens": 0}, {"temperature": -1.0, "seed": 0}],
+)
+def test_settings_out_of_range_are_refused_before_anything_runs(settings, change):
+    with pytest.raises(InputError):
+        dataclasses.replace(settings, **change)
+
+
+def test_a_batch_size_below_one_is_refused(settings, loaded, tmp_path):
+    with pytest.raises(InputError, match="batch_size"):
+        evaluate(settings, tmp_path, *loaded, batch_size=0)
+    assert not any(tmp_path.iterdir())

@@ -91,6 +91,15 @@ class Settings:
             raise InputError("max_frames caps fps sampling; with a frame count it has no effect")
         if self.temperature > 0 and self.seed is None:
             raise InputError("sampling (temperature > 0) needs a seed, so that the run can be repeated")
+        for name in ("frames", "max_frames", "limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_new_tokens < (0 if self.mode == "cloze" else 1):  # Cloze mode generates nothing
+            raise InputError(f"max_new_tokens must be at least 1 for {self.mode} mode, got {self.max_new_tokens}")
+        if self.fps is not None and not self.fps > 0:
+            raise InputError(f"fps must be greater than 0, got {self.fps}")
+        if not self.temperature >= 0:
+            raise InputError(f"temperature must be at least 0, got {self.temperature}")
 
 
 # ---- questions -------------------------------------------------------------------------------------
@@ -439,6 +448,8 @@ def evaluate(
     The folder's run file is written only once the questions and the model have loaded: a run refused
     at the start leaves nothing behind.
     """
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
     questions = load_questions(settings)
     output = Path(output)
     wanted = run_record(settings, len(questions))
