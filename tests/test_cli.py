@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 
 import numpy as np
 import pytest
 
+from tinyvideo import cli
 from tinyvideo.cli import main
+from tinyvideo.errors import InputError
 from tinyvideo.video import write_video
 
 
@@ -29,3 +33,118 @@ def test_unknown_command_fails(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["nonsense"])
     assert exited.value.code == 2 and "unknown command" in capsys.readouterr().err
+
+
+# ---- numeric flags --------------------------------------------------------------------------------
+
+VALIDATORS = {cli.positive_int, cli.non_negative_int, cli.positive_float, cli.non_negative_float, cli.port_number}
+
+
+def command_parsers():
+    for name, (module_name, _) in cli.COMMANDS.items():
+        if not name.startswith("train"):  # training settings are dataclass fields, checked by check_ranges
+            parser = argparse.ArgumentParser(prog=name)
+            importlib.import_module(module_name).add_arguments(parser)
+            yield name, parser
+
+
+def test_every_numeric_flag_of_every_command_has_a_range():
+    for name, parser in command_parsers():
+        for action in parser._actions:
+            assert action.type not in (int, float), f"tinyvideo {name} {action.option_strings}: unchecked number"
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "-0.5", "nan", "inf", "-inf", "three", "", "1e400"])
+def test_positive_flags_refuse_what_is_not_positive(text):
+    for parse in (cli.positive_int, cli.positive_float):
+        with pytest.raises(argparse.ArgumentTypeError) as refused:
+            parse(text)
+        assert repr(text) in str(refused.value)
+
+
+@pytest.mark.parametrize("value", [0, 1, 2, 17, 10**6])
+def test_flags_accept_every_value_in_range(value):
+    assert cli.non_negative_int(str(value)) == value
+    assert cli.non_negative_float(str(value / 4)) == value / 4
+    if value:
+        assert cli.positive_int(str(value)) == value and cli.positive_float(f"{value}e-3") == value / 1000
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.non_negative_int(str(-value - 1))
+
+
+REQUIRED = {  # each command's required arguments (their values are never used: the flag is refused first)
+    "infer": ["--model", "m", "--video", "v.mp4", "--question", "q"],
+    "eval synth": [],
+    "init": ["--out", "m"],
+    "serve": ["--model", "m"],
+    "synth": ["--out", "s"],
+}
+
+
+@pytest.mark.parametrize(
+    "command, flag",
+    [
+        ("infer", "--frames"), ("infer", "--fps"), ("infer", "--max-frames"), ("infer", "--max-new-tokens"),
+        ("eval synth", "--frames"), ("eval synth", "--fps"), ("eval synth", "--max-frames"),
+        ("eval synth", "--batch-size"), ("eval synth", "--limit"), ("eval synth", "--max-new-tokens"),
+        ("init", "--num-queries"), ("init", "--group"), ("init", "--image-size"), ("serve", "--frames"),
+        ("synth", "--workers"),
+    ],
+)
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_commands_refuse_a_count_below_one_at_the_door(capsys, command, flag, value):
+    with pytest.raises(SystemExit) as exited:
+        main([*command.split(), *REQUIRED[command], flag, value])
+    error = capsys.readouterr().err
+    assert exited.value.code == 2 and f"argument {flag}" in error and repr(value) in error
+
+
+def test_max_frames_without_fps_is_refused_by_infer_as_by_eval(tmp_path, capsys):
+    for command in (["infer", "--video", "v.mp4", "--question", "q"], ["eval", "synth", "--data", str(tmp_path)]):
+        assert main([*command, "--model", str(tmp_path / "none"), "--max-frames", "4"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert "--max-frames caps --fps" in error and len(error.splitlines()) == 1
+
+
+# ---- errors a person can read ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["infer", "--model", "{tmp}/model", "--video", "{tmp}/gone.mp4", "--question", "q"], "gone.mp4"),
+        (["export", "--model", "{tmp}/model", "--out", "{tmp}/out"], "model"),
+        (["serve", "--model", "{tmp}/model"], "model"),
+        (["train", "sft", "--model_name_or_path", "tiny", "--data_path", "{tmp}/rows.json", "--num_frames", "0"], "num_frames"),
+        (["train", "grpo", "--config", "{tmp}/recipe.yaml"], "recipe.yaml"),
+        (["train", "sft", "--model_name_or_path", "{tmp}/model", "--data_path", "{tmp}/rows.json"], "rows.json: no such"),
+        (["train", "grpo", "--model_name_or_path", "{tmp}/model", "--data_path", "{tmp}/rows.json"], "rows.json: no such"),
+        (["eval", "synth", "--model", "{tmp}/model", "--data", "{tmp}/suite"], "suite"),
+        (["init", "--out", "{tmp}/model", "--texts", "{tmp}/texts.txt"], "texts.txt: no such file"),
+        (["synth", "--out", "{tmp}"], "holds no synthetic suite"),
+        (["serve", "--model", "{tmp}/model", "--samples", "{tmp}/suite"], "suite.json not found"),
+        (["train", "sft", "--config", "{tmp}/bad.yaml"], "bad.yaml: not valid YAML"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2_with_the_traceback_behind_debug(tmp_path, capsys, argv, named):
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    (tmp_path / "notes.txt").write_text("not a suite")
+    (tmp_path / "bad.yaml").write_text("learning_rate: [1e-5\n")
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert named in captured.err and len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err
+    with pytest.raises((InputError, FileNotFoundError)):
+        main(["--debug", *argv])
+    if argv[0] != "train":  # the training commands' own --debug is the Trainer's
+        with pytest.raises((InputError, FileNotFoundError)):
+            main([*argv, "--debug"])
+
+
+def test_init_refuses_to_overwrite_a_folder_without_overwrite(tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    assert main(["init", "--out", str(model_dir)]) == 0
+    trained = (model_dir / "model.safetensors").read_bytes()
+    assert main(["init", "--out", str(model_dir), "--seed", "1"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (model_dir / "model.safetensors").read_bytes() == trained
+    assert main(["init", "--out", str(model_dir), "--seed", "1", "--overwrite"]) == 0
+    assert (model_dir / "model.safetensors").read_bytes() != trained

@@ -110,3 +110,15 @@ def test_unusable_rows_are_replaced_by_the_next_and_reported(tmp_path, processor
     assert batch["video_num_frames"].tolist() == [4, 4, 4]
     widths = batch["attention_mask"].sum(1)
     assert (batch["labels"][torch.arange(3), widths - 1] == processor.tokenizer.eos_token_id).all()
+
+
+def test_an_image_too_large_to_decode_is_skipped_like_any_unusable_row(tmp_path, processor, monkeypatch, caplog):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's limit, lowered: 64 x 48 becomes a bomb
+    Image.new("RGB", (64, 48)).save(tmp_path / "bomb.png")
+    Image.new("RGB", (20, 20)).save(tmp_path / "small.png")
+    turns = [{"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": "a"}]
+    (tmp_path / "rows.json").write_text(json.dumps([{"image": "bomb.png", "conversations": turns},
+                                                    {"image": "small.png", "conversations": turns}]))
+    dataset = LlavaDataset(tmp_path / "rows.json", tmp_path, processor, sampling())
+    assert dataset[0]["row"] == 1 and dataset[0]["skipped"] == [0]
+    assert "rows.json item 0 skipped" in caplog.text and "DecompressionBombError" in caplog.text

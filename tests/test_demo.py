@@ -13,6 +13,8 @@ import torch
 from PIL import Image
 
 from tinyvideo import demo
+from tinyvideo.cli import main
+from tinyvideo.errors import InputError
 from tinyvideo.demo_report import GRPO_METRICS, pct, series
 
 STAGES = [stage.name for stage in demo.STAGES]
@@ -110,12 +112,10 @@ def test_rerun_reuses_every_stage(smoke, caplog):
     assert all(stage["reused"] for stage in after["training"].values())
 
 
-def test_another_scale_in_the_same_folder_is_refused(smoke, caplog):
+def test_another_scale_in_the_same_folder_is_refused(smoke, capsys):
     out = smoke
-    parser = argparse.ArgumentParser()
-    demo.add_arguments(parser)
-    assert demo.run(parser.parse_args(["--scale", "small", "--out", str(out)])) == 2
-    assert "holds a demo of scale smoke" in caplog.text
+    assert main(["demo", "--scale", "small", "--out", str(out)]) == 2
+    assert "holds a demo of scale smoke" in capsys.readouterr().err
 
 
 def test_ablation_connectors_make_the_same_number_of_visual_tokens():
@@ -128,7 +128,7 @@ def test_ablation_connectors_make_the_same_number_of_visual_tokens():
         config = tiny_config(300, 0, num_queries=32, connector_type=settings["connector_type"], group=int(settings["group"]))
         tokens[config.connector_type] = config.num_visual_tokens(16)
     assert tokens == {"group": 32, "image": 32, "naive": 32}
-    with pytest.raises(demo.UsageError, match="not a multiple"):
+    with pytest.raises(InputError, match="not a multiple"):
         demo.ablation_extra("image", "group", num_frames=12, num_queries=32)
 
 
@@ -151,5 +151,5 @@ def test_a_base_language_model_is_what_pretraining_starts_from(smoke, tmp_path):
         assert torch.equal(model.language_model.state_dict()[name], weight), name
     assert processor.tokenizer("ASSISTANT: B")["input_ids"] == tokenizer("ASSISTANT: B")["input_ids"]
     assert config.vision_tower_path == str(demo.final_model(ws.run_dir(demo.VISION.name)))
-    with pytest.raises(demo.UsageError, match="not a model folder"):
+    with pytest.raises(InputError, match="not a model folder"):
         demo.open_workspace(smoke, "smoke", 0, demo.RECIPES, language_model=tmp_path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import pytest
 
 from media import make_frame_folder, make_indexed_video, read_indices
 from tinyvideo.eval.benchmarks import mlvu, mmvu, mvbench, nextqa, synth, videomme
-from tinyvideo.eval.benchmarks.common import AnnotationError, Sampling
+from tinyvideo.eval.benchmarks.common import AnnotationError, Sampling, lettered
 from tinyvideo.eval.harness import Settings, VideoFrames
 from tinyvideo.processing import chat_prompt
 
@@ -294,6 +295,44 @@ def test_synth_suite_manifest_and_bare_jsonl(tmp_path):
     [direct] = synth.load(tmp_path / "annotations" / "test.jsonl", "option")
     assert direct.video == question.video
     assert direct.prompt == f"How many circles appear?\nA. 1\nB. 2\nC. 3\nD. 4\n{OPTION}"
+
+
+SYNTH_ROW = {"id": "q", "video": "v.mp4", "task": "counting", "question": "How many?", "options": ["1", "2"], "answer": "B"}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"options": "right"}, "options must be a non-empty list"),
+        ({"options": "AB"}, "options must be a non-empty list"),
+        ({"options": []}, "options must be a non-empty list"),
+        ({"options": None}, "options must be a non-empty list"),
+        ({"options": {"A": "1"}}, "options must be a non-empty list"),
+        ({"options": [["1"], ["2"]]}, "every option must be a text"),
+        ({"options": [str(i) for i in range(27)]}, "27 options are more than there are letters"),
+        ({"answer": "C"}, "answer 'C' is not one of the option letters A, B"),
+        ({"answer": "2"}, "answer '2' is not one of the option letters"),
+        ({"answer": ""}, "answer '' is not one of the option letters"),
+        ({"answer": "b"}, "answer 'b' is not one of the option letters"),
+    ],
+)
+def test_a_row_whose_options_or_answer_cannot_be_asked_is_refused_naming_file_and_line(tmp_path, change, message):
+    path = tmp_path / "test.jsonl"
+    path.write_text(json.dumps(SYNTH_ROW) + "\n\n" + json.dumps({**SYNTH_ROW, "id": "bad", **change}) + "\n")
+    with pytest.raises(AnnotationError, match=f"^{path} line 3: {re.escape(message)}"):
+        synth.load(path, "option")
+
+
+@pytest.mark.parametrize("options", [["right", "left"], ["1", "2", "3"], [1, 2.5], ["A. a", "B. b"]])
+def test_option_lists_keep_each_text_whole(options):
+    assert lettered(options, "here") == {letter: str(text) for letter, text in zip("ABC", options)}
+
+
+def test_a_broken_annotation_line_refuses_the_benchmark_naming_file_and_line(tmp_path):
+    path = tmp_path / "test.jsonl"
+    path.write_text(json.dumps(SYNTH_ROW) + "\n" + json.dumps(SYNTH_ROW)[:20] + "\n")
+    with pytest.raises(AnnotationError, match=f"^{path} line 2: not valid JSON"):
+        synth.load(path, "option")
 
 
 # ---- frames ----------------------------------------------------------------------------------------

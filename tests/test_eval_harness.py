@@ -7,16 +7,19 @@ index is lost: unreadable) and an mkv cut short (its first part still decodes).
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from media import corrupt_frames, cut_by_stream_copy, make_frame_folder, make_indexed_video, truncate_file, zero_frame_durations
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+from tinyvideo.cli import main
+from tinyvideo.errors import InputError
 from tinyvideo.eval import harness
 from tinyvideo.eval.benchmarks.common import Sampling
 from tinyvideo.eval.harness import Settings, build_report, evaluate, read_predictions
@@ -102,9 +105,7 @@ def reference(settings, loaded, tmp_path_factory) -> Path:
 
 
 def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    harness.add_arguments(parser)
-    return harness.run(parser.parse_args(list(argv)))
+    return main(["eval", *argv])
 
 
 def responses(output: Path) -> dict[str, str | None]:
@@ -266,3 +267,52 @@ def test_frame_status_tells_damage_from_cuts_and_missing_timestamps(tmp_path, ca
     assert (untimed_item[3], untimed_item[2]["duration"], len(set(untimed_item[2]["indices"]))) == ("ok", None, 16)
     by_rate = harness.VideoFrames(videos[2:], Settings("synth", "data", "model", frames=None, fps=1.0), image_size=32)[0]
     assert by_rate[3] == "unreadable" and "timestamps cannot tell its frames apart" in by_rate[2]["error"]
+
+
+def test_a_run_refused_at_the_start_leaves_no_run_file(suite, checkpoint, tmp_path, capsys):
+    output = tmp_path / "out"
+    assert cli("synth", "--model", str(tmp_path / "typo"), "--data", str(suite), "--output", str(output)) == 2
+    assert "typo: no such model folder" in capsys.readouterr().err and not (output / "run.json").exists()
+    assert cli("synth", "--model", str(checkpoint), "--data", str(tmp_path / "nothing"), "--output", str(output)) == 2
+    assert not (output / "run.json").exists()
+
+
+def test_an_image_too_large_to_decode_is_its_questions_error_and_the_run_goes_on(loaded, checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's limit, lowered: 64 x 48 becomes a bomb
+    Image.new("RGB", (64, 48)).save(tmp_path / "bomb.png")
+    Image.new("RGB", (20, 20)).save(tmp_path / "small.png")
+    rows = [{"id": name, "video": f"{name}.png", "task": "t", "question": "q", "options": ["a", "b"], "answer": "A"}
+            for name in ("bomb", "small")]
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    settings = Settings("synth", str(tmp_path / "test.jsonl"), str(checkpoint), frames=2, max_new_tokens=2)
+    path = evaluate(settings, tmp_path / "out", *loaded, num_workers=1)
+    records = {r["id"]: r for r in read_predictions(path)}
+    assert records["bomb"]["status"] == "unreadable" and "DecompressionBombError" in records["bomb"]["frames"]["error"]
+    assert records["small"]["status"] == "ok" and isinstance(records["small"]["response"], str)
+
+
+@pytest.mark.parametrize("mode", ["option", "cloze"])
+def test_a_question_too_long_for_the_model_keeps_its_options_instruction_and_turn(loaded, settings, mode):
+    _, processor = loaded
+    question = harness.load_questions(dataclasses.replace(settings, mode=mode))[0]
+    text = "what happens to the shape " * 2000
+    long = dataclasses.replace(question, text=text, prompt=question.prompt.replace(question.text, text))
+    ids = harness.prompt_ids(processor, harness.Asked(long, torch.zeros(4, 1), {}, "ok"))
+    end = harness.chat_prompt(question.prompt).split(question.text)[1]
+    assert len(ids) <= processor.model_max_length
+    assert processor.decode(ids).endswith(processor.decode(processor.tokenize(end, [])))
+
+
+@pytest.mark.parametrize(
+    "change", [{"frames": 0}, {"frames": -3}, {"frames": None, "fps": 0.0}, {"frames": None, "fps": -2.0},
+               {"frames": None, "fps": 1.0, "max_frames": 0}, {"limit": -1}, {"max_new_tokens": 0}, {"temperature": -1.0, "seed": 0}],
+)
+def test_settings_out_of_range_are_refused_before_anything_runs(settings, change):
+    with pytest.raises(InputError):
+        dataclasses.replace(settings, **change)
+
+
+def test_a_batch_size_below_one_is_refused(settings, loaded, tmp_path):
+    with pytest.raises(InputError, match="batch_size"):
+        evaluate(settings, tmp_path, *loaded, batch_size=0)
+    assert not any(tmp_path.iterdir())

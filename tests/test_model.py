@@ -10,7 +10,9 @@ import torch
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.config import TinyVideoConfig
-from tinyvideo.processing import chat_prompt
+from tinyvideo.errors import InputError
+from tinyvideo.inference import question_prompt
+from tinyvideo.processing import SHORTENED, chat_prompt
 from tinyvideo.scratch import build_tiny, full_size_config, tiny_config
 
 
@@ -236,3 +238,44 @@ def test_generation_never_emits_the_video_token(tiny):
         finally:
             model.get_output_embeddings().weight[model.config.video_token_id] -= 100.0
     assert model.config.video_token_id not in out[0, batch["input_ids"].shape[1] :].tolist()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_non_finite_scores_stop_generation_with_a_clear_error(tiny_dir, bad, do_sample):
+    model = TinyVideoForConditionalGeneration.from_pretrained(tiny_dir).eval()
+    processor = TinyVideoProcessor.from_pretrained(tiny_dir)
+    batch = processor(text=[chat_prompt("q")], videos=[video(2)])
+    with torch.no_grad():
+        model.language_model.model.norm.weight[0] = bad
+    with pytest.raises(InputError, match="NaN or infinite"):
+        model.generate(**batch, max_new_tokens=4, do_sample=do_sample)
+
+
+@pytest.mark.parametrize("text", ["What colour?", "what colour " * 50, "what colour is the circle " * 800, "x" * 20_000])
+@pytest.mark.parametrize("mode", [None, "option", "reason"])
+def test_a_long_question_loses_the_middle_of_its_text_never_its_options_instruction_or_turn(tiny, caplog, text, mode):
+    _, processor = tiny
+    question = f"{text}\nA. red\nB. blue"
+    full = chat_prompt(question, mode)
+    prompt = question_prompt(processor, question, mode, 4)
+    assert len(processor.tokenize(prompt, [4])) <= processor.model_max_length
+    if len(processor.tokenize(full, [4])) <= processor.model_max_length:
+        assert prompt == full and "shortened" not in caplog.text
+        return
+    before, after = full.split(text)
+    assert prompt.startswith(before) and prompt.endswith(after) and after.endswith(" ASSISTANT:")
+    middle = prompt[len(before) : len(prompt) - len(after)]
+    head, tail = middle.split(SHORTENED)
+    assert text.startswith(head) and text.endswith(tail) and len(head) > 100 and len(tail) > 100
+    assert "shortened" in caplog.text
+
+
+def test_a_prompt_that_cannot_fit_without_cutting_more_than_its_text_is_refused(tiny):
+    _, processor = tiny
+    processor.model_max_length = processor.num_visual_tokens(4) + 5
+    try:
+        with pytest.raises(InputError, match="fewer frames"):
+            question_prompt(processor, "What colour?\nA. red\nB. blue", "option", 4)
+    finally:
+        processor.model_max_length = 2048

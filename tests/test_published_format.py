@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,3 +188,69 @@ def test_pickle_weights_are_refused(published_dir, tmp_path):
     (folder / "pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(CheckpointError, match="pickle files are never loaded"):
         TinyVideoForConditionalGeneration.from_pretrained(folder)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test: loading is local only."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def edit_config(**changes):
+    def damage(folder):
+        config = json.loads((folder / "config.json").read_text())
+        for key, value in changes.items():
+            section, _, name = key.rpartition("__")
+            (config[section] if section else config)[name] = value
+        (folder / "config.json").write_text(json.dumps(config))
+
+    return damage
+
+
+def drop_weights(prefix):
+    def damage(folder):
+        weights = load_file(folder / "model.safetensors")
+        save_file({k: v for k, v in weights.items() if not k.startswith(prefix)}, str(folder / "model.safetensors"))
+
+    return damage
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (shutil.rmtree, "no such model folder"),
+        (lambda f: (f / "model.safetensors").rename(f / "pytorch_model.bin"), "pickle files are never loaded"),
+        (drop_weights("connector."), "the weights lack .* \\(connector\\."),
+        (drop_weights("vision_tower.encoder.layers.0."), "the weights lack"),
+        (lambda f: (f / "config.json").write_text("{}"), "model_type None"),
+        (lambda f: (f / "config.json").write_text("[1, 2]"), "holds a JSON list"),
+        (lambda f: (f / "config.json").write_text('"tinyvideo"'), "holds a JSON str"),
+        (edit_config(text_config={}), "lacks text_config"),
+        (edit_config(vision_config=None), "lacks vision_config"),
+        (edit_config(model_type="llava"), "model_type 'llava'"),
+        (edit_config(text_config__hidden_size=4096), "has shape"),
+        (edit_config(vision_config__num_hidden_layers=12), "the weights lack"),
+        (edit_config(text_config__num_hidden_layers=32), "layer_types"),
+        (edit_config(connector_type="bogus"), "unknown connector_type"),
+        (edit_config(num_queries=15), "divisible"),
+    ],
+)
+def test_a_folder_that_is_not_the_whole_model_is_refused_before_anything_is_built(tiny_dir, tmp_path, no_network, damage, message):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_dir, folder)
+    damage(folder)
+    with pytest.raises(CheckpointError, match=message) as refused:
+        TinyVideoForConditionalGeneration.from_pretrained(folder)
+    assert str(folder) in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["Zhang199/TinyLLaVA-Video-R1", "tiny", "./typo", "/no/such/folder"])
+def test_a_missing_folder_is_named_at_once_without_the_network(no_network, name):
+    for loader in (TinyVideoForConditionalGeneration, TinyVideoProcessor):
+        with pytest.raises(CheckpointError, match=f"{re.escape(str(Path(name)))}: no such model folder"):
+            loader.from_pretrained(name)

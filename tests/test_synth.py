@@ -20,6 +20,7 @@ from tinyvideo.data import synth
 from tinyvideo.data.synth_formats import problem
 from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Question
 from tinyvideo.data.synth_scenes import COLOURS, FRAMES, OBJECT, SIZE, where
+from tinyvideo.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -367,6 +368,6 @@ def test_preview_png(suite):
 
 def test_refuses_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(InputError, match="holds no synthetic suite"):
         synth.generate_suite(tmp_path, scale="smoke")
     assert (tmp_path / "notes.txt").read_text() == "keep me"

@@ -7,13 +7,18 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+from dataclasses import fields
+
 import pytest
 import torch
 import yaml
 from transformers import TrainingArguments
 
+from tinyvideo.errors import InputError
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.train.common import (
+    MINIMUMS,
+    POSITIVE,
     ModelArguments,
     add_config_arguments,
     apply_tuning,
@@ -24,7 +29,10 @@ from tinyvideo.train.common import (
     save_adapter,
     save_model,
 )
+from tinyvideo.train.grpo import GRPOConfig
+from tinyvideo.train.language import LanguageConfig
 from tinyvideo.train.sft import SFTConfig
+from tinyvideo.train.vision import VisionConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -196,3 +204,34 @@ def test_deepspeed_files_fill_every_auto_value_from_the_trainer(stage, monkeypat
     assert config.config["zero_optimization"]["reduce_bucket_size"] == model.config.hidden_size**2
     if stage == 3:
         assert config.config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+
+
+@pytest.mark.parametrize("config_class", [SFTConfig, GRPOConfig, VisionConfig, LanguageConfig])
+def test_every_bounded_setting_is_refused_below_its_floor(tmp_path, config_class):
+    required = ["--data_path", "rows.json", "--output_dir", str(tmp_path), "--max_steps", "1"]
+    if config_class in (SFTConfig, GRPOConfig):
+        required += ["--model_name_or_path", "tiny"]
+    bounded = [f.name for f in fields(config_class) if f.name in MINIMUMS or f.name in POSITIVE]
+    assert len(bounded) >= 10
+    for name in bounded:
+        below = 0 if name in POSITIVE else MINIMUMS[name] - 1
+        with pytest.raises(InputError, match=f"^{name} must be"):
+            load_config(config_class, None, [*required, f"--{name}", str(below)])
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        with pytest.raises(InputError, match=name):
+            load_config(config_class, None, [*required, f"--{name}", "0"])
+
+
+def test_max_frames_needs_fps():
+    with pytest.raises(InputError, match="max_frames caps fps"):
+        load_config(SFTConfig, None, ["--model_name_or_path", "tiny", "--data_path", "x", "--max_frames", "4"])
+
+
+def test_the_word_tiny_is_refused_when_a_folder_tiny_is_there_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = ["--data_path", "rows.json", "--output_dir", "out"]
+    assert load_config(SFTConfig, None, ["--model_name_or_path", "tiny", *settings]).model_name_or_path == "tiny"
+    (tmp_path / "tiny").mkdir()
+    with pytest.raises(InputError, match="write ./tiny"):
+        load_config(SFTConfig, None, ["--model_name_or_path", "tiny", *settings])
+    assert load_config(SFTConfig, None, ["--model_name_or_path", "./tiny", *settings]).model_name_or_path == "./tiny"

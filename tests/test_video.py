@@ -7,8 +7,10 @@ come back are decoded to indices and compared exactly with the indices the sampl
 from __future__ import annotations
 
 import gc
+import io
 import logging
 import pickle
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from media import (
     corrupt_frames,
@@ -32,6 +35,7 @@ from media import (
     zero_frame_durations,
 )
 from tinyvideo import video
+from tinyvideo.errors import InputError
 from tinyvideo.video import (
     FrameInfo,
     VideoDecodeError,
@@ -353,7 +357,7 @@ def test_bad_folder_and_image_raise(media):
     fake.write_bytes(b"not a jpeg")
     with pytest.raises(VideoDecodeError, match="fake.jpg"):
         read_frames(fake, num_frames=2)
-    assert issubclass(VideoDecodeError, RuntimeError)
+    assert issubclass(VideoDecodeError, InputError)  # a command reports it in one line
 
 
 def test_argument_errors(long_gop):
@@ -532,3 +536,29 @@ def test_dataloader_workers(long_gop, media):
     assert pickle.loads(pickle.dumps(info)) == info
     error = pickle.loads(pickle.dumps(VideoDecodeError("x.mp4: file is empty")))
     assert str(error) == "x.mp4: file is empty"
+
+
+def _png(size=(64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((size[1], size[0], 3), np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+BROKEN_IMAGES = {
+    "garbage.png": lambda: b"not an image at all",
+    "truncated.png": lambda: _png()[:60],
+    "bad_crc.png": lambda: _png()[:33] + b"\x00" * 4 + _png()[37:],
+    "header_only.jpg": lambda: b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
+    "bomb.png": _png,  # over the pixel limit set below: DecompressionBombError, which is no OSError
+}
+
+
+@pytest.mark.parametrize("name", BROKEN_IMAGES)
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_every_decoder_error_of_an_image_is_that_files_error(tmp_path, monkeypatch, name, as_folder):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 48 is over twice this: Pillow refuses it
+    target = tmp_path / "frames" / name if as_folder else tmp_path / name
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(BROKEN_IMAGES[name]())
+    with pytest.raises(VideoDecodeError, match=re.escape(str(target))):
+        read_frames(target.parent if as_folder else target, num_frames=2)

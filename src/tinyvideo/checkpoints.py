@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from tinyvideo.config import TinyVideoConfig
+from tinyvideo.errors import InputError
 
 # Published names of our connectors; `mlp` is written as `mlp{depth}x_gelu`.
 PUBLISHED_CONNECTOR_NAMES = {"group": "groupresampler", "naive": "naiveresampler", "image": "resampler"}
@@ -24,22 +28,51 @@ PUBLISHED_PREFIXES = {"vision_tower.": "vision_tower._vision_tower.vision_model.
 DEFAULT_DTYPE = torch.float32  # the published evaluation ran in float32 (compat-spec 1.3)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint folder that cannot be loaded; the message says which file and what is wrong."""
 
 
 def read_config_json(folder: str | os.PathLike) -> dict:
-    path = Path(folder) / "config.json"
+    """The folder's config.json as a dict; `CheckpointError` for a missing folder or file, or one that is not a JSON object."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"{folder}: no such model folder (models load from local folders only; nothing is downloaded)"
+        )
+    path = folder / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: a checkpoint folder needs config.json next to its weights")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(raw).__name__}, not the object of a model config")
+    return raw
 
 
-def is_published_checkpoint(folder) -> bool:
-    return Path(folder).is_dir() and read_config_json(folder).get("model_type") == "tinyllava"
+def checkpoint_config(folder: str | os.PathLike) -> TinyVideoConfig:
+    """The config of a tinyvideo or published TinyLLaVA folder, checked before any model is built.
+
+    Raises `CheckpointError` naming config.json when it is not one of the two formats, lacks the language
+    model's or the vision tower's config, or holds values the model cannot take.
+    """
+    path = Path(folder) / "config.json"
+    raw = read_config_json(folder)
+    model_type = raw.get("model_type")
+    if model_type not in ("tinyllava", TinyVideoConfig.model_type):
+        raise CheckpointError(
+            f"{path}: model_type {model_type!r} is neither {TinyVideoConfig.model_type!r} nor the published 'tinyllava'"
+        )
+    sections = [key for key in ("text_config", "vision_config") if not isinstance(raw.get(key), dict) or not raw[key]]
+    if sections:
+        raise CheckpointError(f"{path} lacks {' and '.join(sections)}: not a complete checkpoint config")
+    try:
+        if model_type == "tinyllava":
+            return config_from_published(raw)
+        return TinyVideoConfig.from_dict(raw)
+    except (ValueError, TypeError, KeyError, StrictDataclassError) as err:  # the configs' own validators
+        raise CheckpointError(f"{path}: {' '.join(str(err).split())}") from err
 
 
 def config_from_published(published: dict) -> TinyVideoConfig:
@@ -63,20 +96,48 @@ def config_from_published(published: dict) -> TinyVideoConfig:
     )
 
 
-def check_weights_present(folder: Path) -> None:
-    if not (list(folder.glob("model*.safetensors")) or (folder / "model.safetensors.index.json").is_file()):
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a checkpoint (its shards, when an index lists them); pickle files are refused."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    files = sorted(folder.glob("model*.safetensors"))
+    if not files:
         pickled = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*/pytorch_model.bin"))
         hint = f" (found {', '.join(pickled)}: pickle files are never loaded; convert them to safetensors)" if pickled else ""
         raise CheckpointError(f"{folder} has no model*.safetensors weights{hint}")
+    return files
 
 
-def published_loading_plan(folder) -> tuple[TinyVideoConfig, dict[str, str]]:
-    """The config and the weight-name mapping with which `from_pretrained` reads a published folder."""
+def key_mapping(config_json: dict) -> dict[str, str] | None:
+    """The weight-name mapping `from_pretrained` applies: the published prefixes to ours, or none."""
+    if config_json.get("model_type") != "tinyllava":
+        return None
+    return {"^" + re.escape(published): ours for ours, published in PUBLISHED_PREFIXES.items()}
+
+
+def check_weights(folder: str | os.PathLike, expected: dict[str, tuple[int, ...]], mapping: dict[str, str] | None) -> None:
+    """Compare the weight files' tensor names and shapes (read from their headers, nothing loaded) with
+    `expected`, the model's; `CheckpointError` when a weight is missing or has another shape."""
     folder = Path(folder)
-    config = config_from_published(read_config_json(folder))
-    check_weights_present(folder)
-    key_mapping = {"^" + published.replace(".", r"\."): ours for ours, published in PUBLISHED_PREFIXES.items()}
-    return config, key_mapping
+    found = {}
+    for file in weight_files(folder):
+        with safe_open(file, "pt") as weights:
+            for name in weights.keys():
+                ours = name
+                for pattern, replacement in (mapping or {}).items():
+                    ours = re.sub(pattern, replacement, ours)
+                found[ours] = tuple(weights.get_slice(name).get_shape())
+    missing = [name for name in expected if name not in found]
+    if missing:
+        shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
+        raise CheckpointError(
+            f"{folder}: the weights lack {len(missing)} of the {len(expected)} tensors of the model config.json "
+            f"describes ({shown}); every weight must be in the checkpoint"
+        )
+    for name, shape in expected.items():
+        if found[name] != shape:
+            raise CheckpointError(f"{folder}: {name} has shape {list(found[name])}, but config.json describes {list(shape)}")
 
 
 def published_config(config: TinyVideoConfig) -> dict:

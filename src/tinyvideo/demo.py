@@ -39,6 +39,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinyvideo.cli import non_negative_int
+from tinyvideo.errors import InputError
 from tinyvideo.data.synth import MANIFEST, Suite, generate_suite, load_suite
 from tinyvideo.data.synth_formats import write_json
 
@@ -54,10 +56,6 @@ CONNECTORS = ("group", "image", "naive")
 # frame shows a direction or a bounce count, and the last frame alone shows no order of events.
 # `state_change` and `existence_end` need the first or last frame, not the order.
 TEMPORAL_TASKS = ("moving_direction", "counting", "appearance_order", "event_order", "collision")
-
-
-class UsageError(ValueError):
-    """An output folder or recipe folder that cannot be used; reported in one line."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +126,7 @@ def open_workspace(
     """The folder with its suite, generated unless a finished one of the same scale and seed is there."""
     missing = [f"{s.name}.yaml" for s in STAGES if not (recipes / f"{s.name}.yaml").is_file()]
     if missing:
-        raise UsageError(
+        raise InputError(
             f"recipes {', '.join(missing)} not found in {recipes}: pass --recipes, the configs/synth folder of tinyvideo"
         )
     scale = SCALES[scale_name]
@@ -137,7 +135,7 @@ def open_workspace(
         suite = load_suite(folder)
         found = (suite.manifest["scale"], suite.manifest["seed"])
         if found != (scale.suite, seed):
-            raise UsageError(
+            raise InputError(
                 f"{root} holds a demo of scale {found[0]} and seed {found[1]}: choose another --out, "
                 "or delete that folder to start again"
             )
@@ -146,7 +144,7 @@ def open_workspace(
         logger.info("synthetic suite: generating the %s scale into %s", scale.suite, folder)
         suite = generate_suite(folder, seed=seed, scale=scale.suite)
     if language_model is not None and not (language_model / "config.json").is_file():
-        raise UsageError(f"--language-model {language_model} is not a model folder (no config.json)")
+        raise InputError(f"--language-model {language_model} is not a model folder (no config.json)")
     return Workspace(root, suite, scale, seed, recipes, language_model)
 
 
@@ -303,7 +301,7 @@ def ablation_extra(connector: str, recipe_connector: str, num_frames: int, num_q
     extra = ["--connector_type", connector]
     if connector == "image":
         if num_queries % num_frames:
-            raise UsageError(f"num_queries {num_queries} is not a multiple of num_frames {num_frames}: no image-level match")
+            raise InputError(f"num_queries {num_queries} is not a multiple of num_frames {num_frames}: no image-level match")
         extra += ["--group", str(num_frames)]
     return extra
 
@@ -360,7 +358,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("demo"), help="folder for everything (default ./demo); reruns reuse it")
     parser.add_argument("--ablation", choices=["connectors"], help="compare the group, image-level and naive resamplers")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the suite and of every stage (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the suite and of every stage (default 0)")
     parser.add_argument("--recipes", type=Path, default=RECIPES, help="folder of the stage recipes (default: configs/synth)")
     parser.add_argument(
         "--language-model",
@@ -371,11 +369,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    try:
-        ws = open_workspace(args.out, args.scale, args.seed, args.recipes, args.language_model)
-        report = run_ablation(ws, started) if args.ablation else run_demo(ws, started)
-    except UsageError as error:
-        logger.error("%s", error)
-        return 2
+    ws = open_workspace(args.out, args.scale, args.seed, args.recipes, args.language_model)
+    report = run_ablation(ws, started) if args.ablation else run_demo(ws, started)
     print(f"report: {report} ({time.perf_counter() - started:.0f} s)")
     return 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from tinyvideo.eval.answers import HEDGED, extract_answer, question_options
+from tinyvideo.cli import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
 from tinyvideo.processing import chat_prompt
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -33,11 +34,19 @@ def read_answer(text: str, question: str, mode: str | None) -> Answer:
     return Answer(text, extracted.letter, extracted.reasoning, extracted.method)
 
 
+def question_prompt(processor, question: str, mode: str | None, num_frames: int) -> str:
+    """The chat prompt for a question about a video of `num_frames` frames, fit to the model's length by
+    shortening the question's text before its option lines (see `TinyVideoProcessor.fit_prompt`)."""
+    first_option = _OPTION_LINE.search(question)
+    free_text = question[: first_option.start()] if first_option else question
+    return processor.fit_prompt(chat_prompt(question, mode), free_text.strip(), [num_frames])
+
+
 def answer_question(
     model, processor, frames, question: str, mode: str | None = None, max_new_tokens: int = 512, **generate_kwargs
 ) -> Answer:
     """Greedy unless sampling arguments are given; in option/reason mode also extract the chosen option."""
-    batch = processor(text=[chat_prompt(question, mode)], videos=[frames]).to(model.device)
+    batch = processor(text=[question_prompt(processor, question, mode, len(frames))], videos=[frames]).to(model.device)
     generate_kwargs.setdefault("do_sample", False)
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=max_new_tokens, **generate_kwargs)
@@ -49,26 +58,24 @@ def add_arguments(parser) -> None:
     parser.add_argument("--video", required=True, help="video file, folder of frames, or image")
     parser.add_argument("--question", required=True, help="the question; list options on their own lines as 'A. ...'")
     parser.add_argument("--mode", choices=["option", "reason"], help="append the Option or Reason instruction")
-    frames = parser.add_mutually_exclusive_group()
-    frames.add_argument("--frames", type=int, help="number of uniformly sampled frames (default 16)")
-    frames.add_argument("--fps", type=float, help="sample this many frames per second instead")
-    parser.add_argument("--max-frames", type=int, help="cap on the frame count with --fps")
+    add_frame_arguments(parser)
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
-    parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    parser.add_argument("--seed", type=int, default=0, help="seed for sampling")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=512)
+    parser.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 = greedy")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed for sampling")
 
 
 def run(args) -> int:
+    """The video and the flags are checked before the model is loaded."""
     from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
     from tinyvideo.video import read_frames
 
+    num_frames, fps, max_frames = frame_sampling(args)
+    frames, _ = read_frames(args.video, num_frames=num_frames, fps=fps, max_frames=max_frames)
+    processor = TinyVideoProcessor.from_pretrained(args.model)
     model = TinyVideoForConditionalGeneration.from_pretrained(args.model, dtype=DTYPES[args.dtype]).to(args.device)
     model.eval()
-    processor = TinyVideoProcessor.from_pretrained(args.model)
-    num_frames = None if args.fps else (args.frames or 16)
-    frames, _ = read_frames(args.video, num_frames=num_frames, fps=args.fps, max_frames=args.max_frames)
     sampling = {}
     if args.temperature > 0:
         torch.manual_seed(args.seed)

@@ -20,6 +20,8 @@ from torch import nn
 from transformers import (
     AutoModelForImageTextToText,
     GenerationMixin,
+    LogitsProcessor,
+    LogitsProcessorList,
     PreTrainedModel,
     Qwen2ForCausalLM,
     SiglipVisionModel,
@@ -29,6 +31,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from tinyvideo.config import TinyVideoConfig
 from tinyvideo.connectors import PerceiverResampler, build_connector
+from tinyvideo.errors import InputError
 
 Videos = torch.Tensor | Sequence[torch.Tensor]
 
@@ -40,6 +43,19 @@ def split_videos(videos: Videos, num_frames: torch.Tensor | Sequence[int] | None
             return list(videos.unbind(0))
         return [video[: int(n)] for video, n in zip(videos, num_frames, strict=True)]
     return list(videos)
+
+
+class FiniteScores(LogitsProcessor):
+    """Stops generation at NaN or +inf scores (suppressed tokens are -inf by design). Non-finite weights, or
+    activations that overflow the dtype, give them; greedy decoding would turn them into an empty answer."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if torch.isnan(scores).any() or torch.isposinf(scores).any():
+            raise InputError(
+                "the model's next-token scores are NaN or infinite: its weights hold non-finite values, "
+                "or the dtype overflows (try float32)"
+            )
+        return scores
 
 
 class TinyVideoPreTrainedModel(PreTrainedModel):
@@ -70,17 +86,31 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Load a tinyvideo folder, or a published TinyLLaVA-Video(-R1) folder (converted on the fly, offline).
+        """Load a tinyvideo folder, or a published TinyLLaVA-Video(-R1) folder (converted on the fly).
 
-        Weights come in float32 unless `dtype` (or `torch_dtype`) says otherwise.
+        Local folders only: nothing is downloaded, and only safetensors weights are read (never pickle
+        files). The config is checked, and the weights' names and shapes compared with the model it
+        describes, before anything is built. Weights come in float32 unless `dtype` (or `torch_dtype`)
+        says otherwise. Raises `CheckpointError` naming the folder or file otherwise.
         """
         from tinyvideo import checkpoints
 
         kwargs["dtype"] = kwargs.pop("torch_dtype", None) or kwargs.get("dtype") or checkpoints.DEFAULT_DTYPE
-        if checkpoints.is_published_checkpoint(pretrained_model_name_or_path):
-            config, key_mapping = checkpoints.published_loading_plan(pretrained_model_name_or_path)
-            kwargs.update(config=config, key_mapping=key_mapping)
-        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        folder = pretrained_model_name_or_path
+        config = kwargs.pop("config", None) or checkpoints.checkpoint_config(folder)
+        mapping = checkpoints.key_mapping(checkpoints.read_config_json(folder))
+        checkpoints.check_weights(folder, cls.weight_shapes(config), mapping)
+        kwargs.update(config=config, key_mapping=mapping, local_files_only=True, use_safetensors=True)
+        return super().from_pretrained(folder, *args, **kwargs)
+
+    @classmethod
+    def weight_shapes(cls, config: TinyVideoConfig) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every weight a checkpoint of `config` holds (the tied output head excluded),
+        found on the meta device: no memory is taken, whatever the size."""
+        with torch.device("meta"):
+            model = cls(config)
+        tied = {"language_model.lm_head.weight"} if config.tie_word_embeddings else set()
+        return {name: tuple(t.shape) for name, t in model.state_dict().items() if name not in tied}
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
@@ -189,9 +219,11 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         )
 
     def generate(self, *args, **kwargs):
-        """`GenerationMixin.generate`, never sampling the video token (a spare row the LM head still scores)."""
+        """`GenerationMixin.generate`, never sampling the video token (a spare row the LM head still scores);
+        raises `InputError` at the first NaN or infinite next-token score."""
         suppressed = kwargs.get("suppress_tokens") or self.generation_config.suppress_tokens or []
         kwargs["suppress_tokens"] = sorted({*suppressed, self.config.video_token_id})
+        kwargs["logits_processor"] = LogitsProcessorList([*(kwargs.get("logits_processor") or []), FiniteScores()])
         return super().generate(*args, **kwargs)
 
     def prepare_inputs_for_generation(self, *args, frame_features=None, video_num_frames=None, **kwargs):

@@ -21,6 +21,8 @@ from PIL import Image
 from transformers import AutoTokenizer, BatchFeature
 
 from tinyvideo.config import TinyVideoConfig
+from tinyvideo.errors import InputError
+from tinyvideo.rows import read_json
 from tinyvideo.prompts import END_OF_TURN, SYSTEM, question_with_instruction
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 PLACEHOLDER = "<image>"
 IGNORE_INDEX = -100
 PROCESSOR_FILE = "processor_config.json"
+SHORTENED = " [...] "  # stands for the middle of a question's text cut to fit model_max_length
 
 @dataclass(frozen=True)
 class Segment:
@@ -149,18 +152,14 @@ class TinyVideoProcessor:
         from tinyvideo import checkpoints
 
         folder = Path(folder)
-        raw = checkpoints.read_config_json(folder)
-        if raw.get("model_type") == "tinyllava":
-            config = checkpoints.config_from_published(raw)
-        else:
-            config = TinyVideoConfig.from_pretrained(folder)
+        config = checkpoints.checkpoint_config(folder)
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, config=config)
         except (OSError, ValueError) as err:
             raise checkpoints.CheckpointError(f"{folder}: cannot load the tokenizer files ({err})") from err
         settings_file = folder / PROCESSOR_FILE
         if settings_file.is_file():
-            settings = json.loads(settings_file.read_text())
+            settings = read_json(settings_file)
             settings.pop("processor_class", None)
             return cls(tokenizer, **{**settings, **kwargs})
         processor = cls.from_config(tokenizer, config)
@@ -228,6 +227,35 @@ class TinyVideoProcessor:
             input_ids += ids
             labels += [i if segment.supervised and i != self.video_token_id else IGNORE_INDEX for i in ids]
         return self.truncate({"input_ids": input_ids, "labels": labels})
+
+    def fit_prompt(self, prompt: str, free_text: str, frame_counts: Sequence[int]) -> str:
+        """`prompt` itself when its tokens fit `model_max_length`; otherwise the prompt with the middle of
+        `free_text` (the question's own words, which the prompt holds verbatim) replaced by `SHORTENED`,
+        with a warning. The instruction, the options and the turn markers are never cut: a model given a
+        prompt cut at its end would go on writing the question. Raises `InputError` when the prompt does
+        not fit even with `free_text` gone (too many visual tokens, or no free text to shorten).
+        """
+        excess = len(self.tokenize(prompt, frame_counts)) - self.model_max_length
+        if excess <= 0:
+            return prompt
+        text_ids = self.tokenizer(free_text, add_special_tokens=False).input_ids if free_text in prompt else []
+        keep = len(text_ids) - excess
+        while keep > 0:
+            head, tail = text_ids[: (keep + 1) // 2], text_ids[len(text_ids) - keep // 2 :]
+            shortened = self.tokenizer.decode(head) + SHORTENED + self.tokenizer.decode(tail)
+            fitted = prompt.replace(free_text, shortened, 1)
+            over = len(self.tokenize(fitted, frame_counts)) - self.model_max_length
+            if over <= 0:
+                logger.warning(
+                    "prompt over model_max_length %d: the question's text shortened from %d to %d tokens in the middle",
+                    self.model_max_length, len(text_ids), keep,
+                )
+                return fitted
+            keep -= over
+        raise InputError(
+            f"the prompt is {excess} tokens over model_max_length {self.model_max_length} and shortening the "
+            "question's text cannot make it fit: use fewer frames, or a model with a longer model_max_length"
+        )
 
     def truncate(self, example: dict[str, list[int]]) -> dict[str, list[int]]:
         """Cut to `model_max_length` before the model (never inside the visual tokens), with a warning."""

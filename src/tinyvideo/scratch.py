@@ -14,7 +14,10 @@ from tokenizers import models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
+from tinyvideo.cli import non_negative_int, positive_int
 from tinyvideo.config import TinyVideoConfig
+from tinyvideo.errors import InputError
+from tinyvideo.rows import read_text
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.prompts import END_OF_TURN, MODE_INSTRUCTIONS, SYSTEM
@@ -220,17 +223,21 @@ def assemble(
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", required=True, help="folder to write the new model to")
+    parser.add_argument("--out", required=True, help="folder to write the new model to (new or empty)")
+    parser.add_argument("--overwrite", action="store_true", help="replace what the --out folder holds")
     parser.add_argument("--connector", default="group", choices=["group", "naive", "image", "mlp"])
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--num-queries", type=int, default=16)
-    parser.add_argument("--group", type=int, default=4)
+    parser.add_argument("--image-size", type=positive_int, default=32)
+    parser.add_argument("--num-queries", type=positive_int, default=16)
+    parser.add_argument("--group", type=positive_int, default=4)
     parser.add_argument("--texts", help="optional text file (one example a line) to fit the tokenizer's merges on")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
 
 
 def run(args) -> int:
-    texts = Path(args.texts).read_text().splitlines() if args.texts else ()
+    out = Path(args.out)
+    if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} already exists and is not empty: choose another --out, or pass --overwrite to replace it")
+    texts = read_text(args.texts).splitlines() if args.texts else ()
     model, processor = build_tiny(
         texts,
         seed=args.seed,

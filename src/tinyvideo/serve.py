@@ -26,6 +26,7 @@ from threading import Thread
 
 import numpy as np
 
+from tinyvideo.cli import port_number, positive_float, positive_int
 from tinyvideo.eval.answers import extract_answer, question_options
 from tinyvideo.video import VideoDecodeError, read_frames, uniform_indices
 
@@ -86,9 +87,9 @@ def stream_answer(model, processor, frames, question: str, mode: str, max_new_to
     import torch
     from transformers import TextIteratorStreamer
 
-    from tinyvideo.processing import chat_prompt
+    from tinyvideo.inference import question_prompt
 
-    batch = processor(text=[chat_prompt(question, mode)], videos=[frames]).to(model.device)
+    batch = processor(text=[question_prompt(processor, question, mode, len(frames))], videos=[frames]).to(model.device)
     streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     failure: list[BaseException] = []
 
@@ -206,13 +207,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="checkpoint folder (tinyvideo or published TinyLLaVA format)")
     parser.add_argument("--samples", type=Path, help="a generated synthetic suite whose test clips are offered as samples")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=port_number, default=7860)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    parser.add_argument("--frames", type=int, default=Limits.num_frames, help="frames sampled uniformly from each video")
-    parser.add_argument("--max-new-tokens", type=int, default=Limits.max_new_tokens)
-    parser.add_argument("--max-upload-mb", type=float, default=Limits.max_upload_mb, help="largest accepted upload")
-    parser.add_argument("--max-duration", type=float, default=Limits.max_duration, help="longest accepted video, seconds")
+    parser.add_argument("--frames", type=positive_int, default=Limits.num_frames, help="frames sampled uniformly from each video")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=Limits.max_new_tokens)
+    parser.add_argument("--max-upload-mb", type=positive_float, default=Limits.max_upload_mb, help="largest accepted upload")
+    parser.add_argument("--max-duration", type=positive_float, default=Limits.max_duration, help="longest accepted video, seconds")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -225,10 +226,10 @@ def run(args: argparse.Namespace) -> int:
 
     from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 
+    samples = load_samples(args.samples) if args.samples else {}
+    processor = TinyVideoProcessor.from_pretrained(args.model)
     model = TinyVideoForConditionalGeneration.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
     model.to(args.device).eval()
-    processor = TinyVideoProcessor.from_pretrained(args.model)
-    samples = load_samples(args.samples) if args.samples else {}
     limits = Limits(args.max_upload_mb, args.max_duration, args.frames, args.max_new_tokens)
     launch(build_app(model, processor, samples, limits), args.host, args.port, limits, samples)
     return 0

@@ -37,6 +37,8 @@ import numpy as np
 import PIL
 from PIL import Image, ImageOps
 
+from tinyvideo.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
@@ -48,7 +50,7 @@ IndexChooser = Callable[[int, float | None], Sequence[int]]  # (total_frames, fp
 _Chooser = Callable[..., np.ndarray]  # (frame times from the first, fps or None, truncated=False) -> frame indices
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(InputError):
     """A video, frame folder or image that is missing, empty or cannot be decoded."""
 
 
@@ -152,6 +154,10 @@ def read_frames(
         raise ValueError("give num_frames or fps, not both")
     if num_frames is not None and num_frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {num_frames}")
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be greater than 0, got {fps}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
     if start is not None and end is not None and end < start:
         raise ValueError(f"end ({end}) is before start ({start})")
 
@@ -240,12 +246,22 @@ def _sample(
     return lo + uniform_indices(span, num_frames)
 
 
-def _read_image(path: Path, choose: _Chooser) -> tuple[np.ndarray, FrameInfo]:
+def _decode_image(path: Path, upright: bool) -> np.ndarray:
+    """One image file as uint8 RGB [H, W, 3], turned upright by its EXIF orientation if asked.
+
+    Any failure of the decoder is this file's `VideoDecodeError`, so that one bad image never stops a run:
+    Pillow raises OSError for most broken files, but also `DecompressionBombError` (an image too large to
+    decode safely, no OSError), SyntaxError, ValueError or struct.error for some malformed ones.
+    """
     try:
         with Image.open(path) as image:
-            frame = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    except OSError as error:  # PIL.UnidentifiedImageError included
-        raise VideoDecodeError(f"{path}: cannot read image ({error})") from error
+            return np.asarray((ImageOps.exif_transpose(image) if upright else image).convert("RGB"))
+    except Exception as error:
+        raise VideoDecodeError(f"{path}: cannot read image ({type(error).__name__}: {error})") from error
+
+
+def _read_image(path: Path, choose: _Chooser) -> tuple[np.ndarray, FrameInfo]:
+    frame = _decode_image(path, upright=True)
     chosen = choose(np.zeros(1), 1.0)
     frames = np.repeat(frame[None], len(chosen), axis=0)
     taken = tuple(int(i) for i in chosen)
@@ -263,11 +279,7 @@ def _read_folder(path: Path, choose: _Chooser, rate: float) -> tuple[np.ndarray,
     unique, inverse = np.unique(chosen, return_inverse=True)
     frames = []
     for i in unique:
-        try:
-            with Image.open(files[i]) as image:
-                frames.append(np.asarray(image.convert("RGB")))
-        except OSError as error:  # PIL.UnidentifiedImageError included
-            raise VideoDecodeError(f"{files[i]}: cannot read frame ({error})") from error
+        frames.append(_decode_image(files[i], upright=False))
         if frames[-1].shape != frames[0].shape:
             raise VideoDecodeError(f"{files[i]}: size {frames[-1].shape[:2]} differs from {frames[0].shape[:2]}")
     taken = tuple(int(i) for i in chosen)

@@ -17,8 +17,10 @@ from pathlib import Path
 import datasets
 import torch
 
+from tinyvideo.errors import InputError
 from tinyvideo.processing import preprocess_frames
-from tinyvideo.train.common import load_video, read_json_rows
+from tinyvideo.rows import read_json_rows
+from tinyvideo.train.common import load_video
 from tinyvideo.video import VideoDecodeError
 
 logger = logging.getLogger(__name__)
@@ -45,32 +47,34 @@ def _row_problem(row) -> str | None:
 
 
 def read_rows(path: str | os.PathLike) -> tuple[datasets.Dataset, list[int]]:
-    """The well-formed rows of a json list or jsonl file as a Dataset (`row`, `media`, `conversations`),
-    and the indices of the malformed rows, which are logged and left out.
+    """The well-formed rows of a json list or jsonl file as a Dataset (`row`, `where`, `media`,
+    `conversations`), and the indices of the malformed rows (a line that is not JSON included), which
+    are logged with their file and line and left out.
 
     Only the fields training uses are kept, normalised, so rows with extra or inconsistently typed
-    fields (ids that are sometimes numbers) still load.
+    fields (ids that are sometimes numbers) still load. Raises `InputError` when no row is usable.
     """
     path = Path(path)
     raw = read_json_rows(path)
     kept, dropped = [], []
     for index, row in enumerate(raw):
-        problem = _row_problem(row)
+        problem = row.error or _row_problem(row.value)
         if problem is not None:
             dropped.append(index)
-            logger.warning("%s row %d skipped: %s", path, index, problem)
+            logger.warning("%s skipped: %s", row.where, problem)
             continue
         kept.append(
             {
                 "row": index,
-                "media": row.get("video") or row.get("image"),
-                "conversations": [{"from": t["from"], "value": t["value"]} for t in row["conversations"]],
+                "where": row.where,
+                "media": row.value.get("video") or row.value.get("image"),
+                "conversations": [{"from": t["from"], "value": t["value"]} for t in row.value["conversations"]],
             }
         )
     if dropped:
         logger.warning("%s: %d of %d rows skipped as malformed", path, len(dropped), len(raw))
     if not kept:
-        raise ValueError(f"{path}: no usable rows")
+        raise InputError(f"{path}: no usable rows")
     return datasets.Dataset.from_list(kept), dropped
 
 
@@ -78,11 +82,12 @@ class LlavaDataset(torch.utils.data.Dataset):
     """Conversations about videos -> {input_ids, labels, pixel_values [T,3,S,S] or None, row, skipped}.
 
     `sampling` carries `num_frames` / `fps` / `max_frames` (see `tinyvideo.train.common.load_video`);
-    `template` is `qwen2_base` (answers supervised) or `pretrain` (captions supervised).
+    `template` is `qwen2_base` (answers supervised) or `pretrain` (captions supervised); `rows` is what
+    `read_rows(data_path)` returned, when the caller has read the file already.
     """
 
-    def __init__(self, data_path, video_root, processor, sampling, template: str = "qwen2_base"):
-        self.rows, self.malformed_rows = read_rows(data_path)
+    def __init__(self, data_path, video_root, processor, sampling, template: str = "qwen2_base", rows=None):
+        self.rows, self.malformed_rows = rows or read_rows(data_path)
         self.source = str(data_path)
         self.video_root = Path(video_root) if video_root is not None else Path(data_path).parent
         self.processor = processor
@@ -112,9 +117,8 @@ class LlavaDataset(torch.utils.data.Dataset):
             try:
                 example = self.encode(position)
             except (VideoDecodeError, ValueError, OSError) as err:
-                row = self.rows[position]["row"]
-                logger.warning("%s row %d skipped: %s", self.source, row, err)
-                skipped.append(row)
+                logger.warning("%s skipped: %s", self.rows[position]["where"], err)
+                skipped.append(self.rows[position]["row"])
                 continue
             return {**example, "skipped": skipped}
         raise RuntimeError(f"{self.source}: {MAX_CONSECUTIVE_BAD_ROWS} rows in a row from {index} are unusable")

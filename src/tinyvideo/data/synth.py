@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,11 +33,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from tinyvideo.cli import non_negative_int, positive_int
 from tinyvideo.data.synth_benchmarks import write_benchmarks
 from tinyvideo.data.synth_formats import write_json, write_split, write_training
 from tinyvideo.data.synth_preview import write_preview
 from tinyvideo.data.synth_questions import FAMILIES, Clip, balanced, design
 from tinyvideo.data.synth_scenes import FPS, FRAMES, SIZE, Scene, render
+from tinyvideo.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ def encode_clips(clips: list[Clip], video_root: Path, workers: int = 1) -> None:
 def _prepare(root: Path) -> None:
     """Clear a previous suite in `root` (only the entries it wrote); refuse a folder holding other files."""
     if root.exists() and any(root.iterdir()) and not (root / MANIFEST).exists() and not (root / _INCOMPLETE).exists():
-        raise FileExistsError(f"{root} is not empty and holds no synthetic suite: choose a new or empty folder")
+        raise InputError(f"{root} is not empty and holds no synthetic suite: choose a new or empty folder")
     for name in _OWNED:
         target = root / name
         if target.is_dir():
@@ -215,7 +216,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", required=True, type=Path, help="folder to write the suite to (new, empty, or a previous suite)"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="random seed; the same seed gives the same files (default 0)"
+        "--seed", type=non_negative_int, default=0, help="random seed; the same seed gives the same files (default 0)"
     )
     parser.add_argument(
         "--scale",
@@ -226,16 +227,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preview", action="store_true", help="also write preview.png, one row of frames and text per task"
     )
-    parser.add_argument("--workers", type=int, default=None, help="encoding threads (default: one per core, at most 8)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="encoding threads (default: one per core, at most 8)")
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    try:
-        suite = generate_suite(args.out, seed=args.seed, scale=args.scale, preview=args.preview, workers=args.workers)
-    except FileExistsError as error:
-        print(f"tinyvideo synth: {error}", file=sys.stderr)
-        return 1
+    suite = generate_suite(args.out, seed=args.seed, scale=args.scale, preview=args.preview, workers=args.workers)
     counts = ", ".join(f"{n} {split}" for split, n in suite.manifest["counts"].items())
     seconds = time.perf_counter() - started
     print(f"wrote {counts} clips to {suite.root} in {seconds:.1f} s; layout in {suite.root / MANIFEST}")

@@ -40,11 +40,14 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from tinyvideo.cli import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
+from tinyvideo.errors import InputError
 from tinyvideo.eval.answers import extract_answer
 from tinyvideo.eval.benchmarks import mlvu, mmvu, mvbench, nextqa, synth, videomme
 from tinyvideo.eval.benchmarks.common import AnnotationError, Question, Sampling
 from tinyvideo.eval.report import ANSWERED, markdown, score
 from tinyvideo.processing import chat_prompt, preprocess_frames
+from tinyvideo.rows import read_json
 from tinyvideo.prompts import END_OF_TURN, question_with_instruction
 from tinyvideo.train.grpo_rollouts import completion_logprobs
 from tinyvideo.video import VideoDecodeError, read_frames
@@ -57,10 +60,6 @@ ADAPTER_OPTIONS = {"duration": ("videomme",), "split": ("nextqa", "synth")}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RUN_FILE = "run.json"
 MODES = ("option", "reason", "cloze")
-
-
-class UsageError(ValueError):
-    """Arguments or an output folder that cannot work; the command reports it in one line."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,15 +83,24 @@ class Settings:
 
     def __post_init__(self):
         if self.benchmark not in BENCHMARKS:
-            raise UsageError(f"unknown benchmark {self.benchmark!r}; expected one of {sorted(BENCHMARKS)}")
+            raise InputError(f"unknown benchmark {self.benchmark!r}; expected one of {sorted(BENCHMARKS)}")
         if self.mode not in MODES:
-            raise UsageError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+            raise InputError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if (self.frames is None) == (self.fps is None):
-            raise UsageError("give a frame count or a frame rate (fps), not both")
+            raise InputError("give a frame count or a frame rate (fps), not both")
         if self.max_frames is not None and self.fps is None:
-            raise UsageError("max_frames caps fps sampling; with a frame count it has no effect")
+            raise InputError("max_frames caps fps sampling; with a frame count it has no effect")
         if self.temperature > 0 and self.seed is None:
-            raise UsageError("sampling (temperature > 0) needs a seed, so that the run can be repeated")
+            raise InputError("sampling (temperature > 0) needs a seed, so that the run can be repeated")
+        for name in ("frames", "max_frames", "limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_new_tokens < (0 if self.mode == "cloze" else 1):  # Cloze mode generates nothing
+            raise InputError(f"max_new_tokens must be at least 1 for {self.mode} mode, got {self.max_new_tokens}")
+        if self.fps is not None and not self.fps > 0:
+            raise InputError(f"fps must be greater than 0, got {self.fps}")
+        if not self.temperature >= 0:
+            raise InputError(f"temperature must be at least 0, got {self.temperature}")
 
 
 # ---- questions -------------------------------------------------------------------------------------
@@ -125,9 +133,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise UsageError(f"--shard takes i/n (for example 0/4), got {text!r}") from None
+        raise InputError(f"--shard takes i/n (for example 0/4), got {text!r}") from None
     if not 0 <= index < count:
-        raise UsageError(f"--shard {text}: i must be between 0 and n-1")
+        raise InputError(f"--shard {text}: i must be between 0 and n-1")
     return index, count
 
 
@@ -239,15 +247,19 @@ class Asked(NamedTuple):
     status: str
 
 
+def prompt_ids(processor, item: Asked) -> list[int]:
+    """The token ids of a question's chat prompt; a question too long for the model loses the middle of
+    its text, never its options, instruction or turn markers."""
+    counts = [len(item.features)]
+    return processor.tokenize(processor.fit_prompt(chat_prompt(item.question.prompt), item.question.text, counts), counts)
+
+
 def answer_batch(model, processor, items: Sequence[Asked], settings: Settings) -> list[dict]:
     """Generate for a batch of questions, left-padded (Cloze mode: score their options); one record each."""
     if settings.mode == "cloze":
         return score_options(model, processor, items)
     questions = [item.question for item in items]
-    examples = [
-        processor.truncate({"input_ids": processor.tokenize(chat_prompt(item.question.prompt), [len(item.features)])})
-        for item in items
-    ]
+    examples = [{"input_ids": prompt_ids(processor, item)} for item in items]
     batch = {k: v.to(model.device) for k, v in processor.pad(examples, padding_side="left").items()}
     sampling = {"do_sample": False}
     if settings.temperature > 0:
@@ -283,10 +295,7 @@ def score_options(model, processor, items: Sequence[Asked]) -> list[dict]:
     Each question's prompt is embedded once (left-padded, its video's features spliced in) and repeated
     for its options; the answers follow, right-padded, and only their positions reach the output head.
     """
-    prompts = [
-        processor.truncate({"input_ids": processor.tokenize(chat_prompt(item.question.prompt), [len(item.features)])})
-        for item in items
-    ]
+    prompts = [{"input_ids": prompt_ids(processor, item)} for item in items]
     prompts = {k: v.to(model.device) for k, v in processor.pad(prompts, padding_side="left").items()}
     answer_ids = [processor.tokenize(f" {text}{END_OF_TURN}", []) for item in items for text in item.question.options.values()]
     answers = {k: v.to(model.device) for k, v in processor.pad([{"input_ids": ids} for ids in answer_ids]).items()}
@@ -379,29 +388,38 @@ def answer_questions(
 # ---- runs and reports ------------------------------------------------------------------------------
 
 
-def check_run_file(output: Path, settings: Settings, num_questions: int) -> None:
-    """Record the settings in the output folder, or refuse to mix answers made under other settings."""
-    wanted = {"settings": dataclasses.asdict(settings), "num_questions": num_questions}
+def run_record(settings: Settings, num_questions: int) -> dict:
+    """What the output folder's run file holds: the settings and the question count."""
+    return {"settings": dataclasses.asdict(settings), "num_questions": num_questions}
+
+
+def check_run_file(output: Path, wanted: dict) -> None:
+    """Refuse an output folder whose run file records other settings (its answers must not be mixed in)."""
     path = output / RUN_FILE
-    if path.is_file():
-        found = json.loads(path.read_text(encoding="utf-8"))
-        if found != wanted:
-            changed = sorted(k for k in wanted["settings"] if found.get("settings", {}).get(k) != wanted["settings"][k])
-            raise UsageError(
-                f"{output} holds predictions made with other settings ({', '.join(changed) or 'question count'} "
-                "differ): choose another --output, or delete that folder to start again"
-            )
+    if not path.is_file():
         return
+    found = read_json(path)
+    if found != wanted:
+        changed = sorted(k for k in wanted["settings"] if found.get("settings", {}).get(k) != wanted["settings"][k])
+        raise InputError(
+            f"{output} holds predictions made with other settings ({', '.join(changed) or 'question count'} "
+            "differ): choose another --output, or delete that folder to start again"
+        )
+
+
+def write_run_file(output: Path, wanted: dict) -> None:
+    """Record the settings in the output folder, once the run has everything it needs to start."""
     output.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(wanted, indent=2) + "\n")
+    if not (output / RUN_FILE).is_file():
+        write_atomic(output / RUN_FILE, json.dumps(wanted, indent=2) + "\n")
 
 
 def build_report(output: Path) -> dict:
     """Score every predictions file in `output` together and write report.json and report.md."""
     path = output / RUN_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{output}: no {RUN_FILE}; is this the --output folder of a tinyvideo eval run?")
-    run = json.loads(path.read_text(encoding="utf-8"))
+        raise InputError(f"{output}: no {RUN_FILE}; is this the --output folder of a tinyvideo eval run?")
+    run = read_json(path)
     settings = run["settings"]
     records = [r for p in sorted(output.glob("predictions*.jsonl")) for r in read_predictions(p)]
     report = {
@@ -429,10 +447,15 @@ def evaluate(
 
     The model and its processor are loaded from `settings.model` unless both are given. Questions
     answered in another predictions file of the folder (another sharding of the same run) are skipped.
+    The folder's run file is written only once the questions and the model have loaded: a run refused
+    at the start leaves nothing behind.
     """
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
     questions = load_questions(settings)
     output = Path(output)
-    check_run_file(output, settings, len(questions))
+    wanted = run_record(settings, len(questions))
+    check_run_file(output, wanted)
     mine = shard_of(questions, *shard) if shard else questions
     path = predictions_path(output, shard)
     done = resume(path)
@@ -441,14 +464,15 @@ def evaluate(
             done |= {r["id"] for r in read_predictions(other) if r.get("status") in ANSWERED}
     pending = [q for q in mine if q.id not in done]
     logger.info("%s: %d question(s) in this shard, %d already answered", settings.benchmark, len(mine), len(mine) - len(pending))
-    if not pending:
-        return path
-    if model is None or processor is None:
+    if pending and (model is None or processor is None):
         from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 
+        processor = TinyVideoProcessor.from_pretrained(settings.model)
         model = TinyVideoForConditionalGeneration.from_pretrained(settings.model, dtype=DTYPES[settings.dtype])
         model.to(device or "cpu").eval()
-        processor = TinyVideoProcessor.from_pretrained(settings.model)
+    write_run_file(output, wanted)
+    if not pending:
+        return path
     start = time.perf_counter()
     answer_questions(model, processor, pending, settings, path, batch_size, num_workers)
     seconds = time.perf_counter() - start
@@ -469,33 +493,31 @@ def add_arguments(parser) -> None:
         default="option",
         help="option, reason: the published prompts, answers generated; cloze: each option's text scored as the answer",
     )
-    frames = parser.add_mutually_exclusive_group()
-    frames.add_argument("--frames", type=int, help="frames per video (default 16)")
-    frames.add_argument("--fps", type=float, help="frames per second of video instead of a fixed count")
-    parser.add_argument("--max-frames", type=int, help="cap on the frame count with --fps")
+    add_frame_arguments(parser)
     parser.add_argument("--duration", choices=["short", "medium", "long", "all"], default="all", help="Video-MME durations")
     parser.add_argument("--split", default="test", help="NExT-QA / synthetic-suite split")
-    parser.add_argument("--batch-size", type=int, default=8, help="questions per generate call")
-    parser.add_argument("--limit", type=int, help="only the first N questions")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="questions per generate call")
+    parser.add_argument("--limit", type=positive_int, help="only the first N questions")
     parser.add_argument("--shard", help="i/n: answer the i-th of n deterministic parts (0-based)")
     parser.add_argument("--output", help="results folder (default outputs/eval/<benchmark>-<mode>)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; sampling needs --seed")
-    parser.add_argument("--seed", type=int, help="seed for sampling")
-    parser.add_argument("--max-new-tokens", type=int, default=1024)
-    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding videos")
+    parser.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 = greedy; sampling needs --seed")
+    parser.add_argument("--seed", type=non_negative_int, help="seed for sampling")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=1024)
+    parser.add_argument("--num-workers", type=non_negative_int, default=2, help="DataLoader workers decoding videos")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: accelerate's choice)")
 
 
 def settings_from(args) -> Settings:
+    frames, fps, max_frames = frame_sampling(args)
     return Settings(
         benchmark=args.benchmark,
         data=str(Path(args.data).resolve()),
         model=str(Path(args.model).resolve()),
         mode=args.mode,
-        frames=None if args.fps else (args.frames or 16),
-        fps=args.fps,
-        max_frames=args.max_frames,
+        frames=frames,
+        fps=fps,
+        max_frames=max_frames,
         duration=args.duration,
         split=args.split,
         limit=args.limit,
@@ -507,32 +529,27 @@ def settings_from(args) -> Settings:
 
 
 def run(args) -> int:
-    """The command: problems the user must fix (arguments, files, folders) are one error line, exit status 2."""
-    try:
-        if args.benchmark == "merge":
-            if not args.output:
-                raise UsageError("merge needs --output, the folder the runs wrote to")
-            output = Path(args.output)
-        else:
-            if not args.model or not args.data:
-                raise UsageError(f"tinyvideo eval {args.benchmark} needs --model and --data")
-            settings = settings_from(args)
-            shard = parse_shard(args.shard) if args.shard else None
-            from accelerate import PartialState
+    """The command; problems the user must fix (arguments, files, folders) raise `InputError`."""
+    if args.benchmark == "merge":
+        if not args.output:
+            raise InputError("merge needs --output, the folder the runs wrote to")
+        output = Path(args.output)
+    else:
+        if not args.model or not args.data:
+            raise InputError(f"tinyvideo eval {args.benchmark} needs --model and --data")
+        settings = settings_from(args)
+        shard = parse_shard(args.shard) if args.shard else None
+        from accelerate import PartialState
 
-            state = PartialState()
-            if shard is None and state.num_processes > 1:
-                shard = (state.process_index, state.num_processes)
-            output = Path(args.output or f"outputs/eval/{args.benchmark}-{args.mode}")
-            device = args.device or state.device
-            evaluate(settings, output, shard=shard, batch_size=args.batch_size, num_workers=args.num_workers, device=device)
-        # No barrier between processes: each scores what is there when it finishes, so the last one to
-        # finish writes the complete report, however long the others took.
-        report = build_report(output)
-    except (UsageError, FileNotFoundError, AnnotationError) as error:
-        logger.error("%s", error)
-        return 2
-    return _print_summary(report, output)
+        state = PartialState()
+        if shard is None and state.num_processes > 1:
+            shard = (state.process_index, state.num_processes)
+        output = Path(args.output or f"outputs/eval/{args.benchmark}-{args.mode}")
+        device = args.device or state.device
+        evaluate(settings, output, shard=shard, batch_size=args.batch_size, num_workers=args.num_workers, device=device)
+    # No barrier between processes: each scores what is there when it finishes, so the last one to
+    # finish writes the complete report, however long the others took.
+    return _print_summary(build_report(output), output)
 
 
 def _print_summary(report: dict, output: Path) -> int:

@@ -10,7 +10,6 @@ exactly; `save_model` folds the adapters into plain weights for the final folder
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -27,8 +26,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import HfArgumentParser
 
+from tinyvideo.errors import InputError
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
+from tinyvideo.rows import read_json_rows, read_text
 from tinyvideo.video import IMAGE_SUFFIXES, read_frames
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,27 @@ logger = logging.getLogger(__name__)
 TUNE_TYPES = ("frozen", "full", "lora")
 VISION_TUNE_TYPES = (*TUNE_TYPES, "partial")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# The least value of every numeric training setting, tinyvideo's and the Trainer's, in one table that
+# `check_ranges` applies to each stage's config; the settings in `POSITIVE` must be greater than 0.
+MINIMUMS = {
+    # model source and frames (ModelArguments)
+    "num_queries": 1, "group": 1, "num_resampler_layers": 1, "model_max_length": 1, "image_size": 1,
+    "tiny_vocab_size": 1, "tiny_hidden_size": 1, "tiny_num_layers": 1, "tiny_vision_hidden_size": 1,
+    "tiny_vision_layers": 1, "tiny_patch_size": 1, "vision_tower_from_layer": 0, "lora_r": 1, "lora_dropout": 0,
+    "num_frames": 1, "max_frames": 1,
+    # GRPO
+    "num_generations": 2, "max_completion_length": 1, "top_k": 0, "beta": 0, "epsilon": 0, "epsilon_high": 0,
+    "num_iterations": 1, "advantage_noise_std": 0, "log_completions_steps": 0,
+    # vision and language pretraining
+    "patch_size": 1, "vision_hidden_size": 1, "vision_layers": 1, "text_hidden_size": 1, "text_layers": 1,
+    "vocab_size": 1, "max_caption_tokens": 1, "suite_seed": 0, "pool_per_task": 1, "single_word_steps": 0,
+    "eval_per_task": 0, "tokenizer_per_task": 1, "hidden_size": 1, "num_layers": 1, "caption_rows": 0,
+    # the Trainer's own, where a typo breaks the run far from the flag (an empty batch, a negative rate)
+    "per_device_train_batch_size": 1, "per_device_eval_batch_size": 1, "gradient_accumulation_steps": 1,
+    "learning_rate": 0, "weight_decay": 0, "num_train_epochs": 0, "warmup_steps": 0,
+    "dataloader_num_workers": 0, "seed": 0,
+}
+POSITIVE = frozenset({"fps", "lora_alpha", "temperature", "top_p"})
 
 
 @dataclass
@@ -78,16 +100,20 @@ class ModelArguments:
     tune_language_model: str = field(default="full", metadata={"help": "frozen | full | lora"})
     tune_vision_tower: str = field(default="frozen", metadata={"help": "frozen | full | lora | partial"})
     tune_connector: str = field(default="full", metadata={"help": "frozen | full | lora"})
-    vision_tower_from_layer: int = field(default=10, metadata={"help": "first trained vision layer for 'partial'"})
-    lora_r: int = 64
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    vision_tower_from_layer: int = field(
+        default=10, metadata={"help": "first trained vision layer for 'partial'"}
+    )
+    lora_r: int = field(default=64, metadata={"help": "rank of the LoRA adapters"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scale numerator (scale = alpha / r)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
     lora_target_modules: list[str] | None = field(
         default=None, metadata={"help": "names of Linear layers to adapt (e.g. q_proj v_proj); default: all"}
     )
 
     num_frames: int = field(default=16, metadata={"help": "frames spread uniformly over each video"})
-    fps: float | None = field(default=None, metadata={"help": "sample at this rate instead of num_frames"})
+    fps: float | None = field(
+        default=None, metadata={"help": "sample at this rate instead of num_frames"}
+    )
     max_frames: int | None = field(default=None, metadata={"help": "cap on frames when sampling by fps"})
 
     data_path: str | None = field(default=None, metadata={"help": "LLaVA-style json (or jsonl) annotations"})
@@ -96,23 +122,44 @@ class ModelArguments:
     )
 
     def __post_init__(self):
+        check_ranges(self)
         for name, allowed in (
             ("tune_language_model", TUNE_TYPES),
             ("tune_connector", TUNE_TYPES),
             ("tune_vision_tower", VISION_TUNE_TYPES),
         ):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+                raise InputError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         tiny = self.model_name_or_path == "tiny"
         if self.language_model_path is not None and self.vision_tower_path is None:
-            raise ValueError("a new model needs both language_model_path and vision_tower_path")
+            raise InputError("a new model needs both language_model_path and vision_tower_path")
         if self.vision_tower_path is not None and self.language_model_path is None and not tiny:
-            raise ValueError("vision_tower_path needs language_model_path, or model_name_or_path 'tiny'")
+            raise InputError("vision_tower_path needs language_model_path, or model_name_or_path 'tiny'")
         if (self.language_model_path is not None) == (self.model_name_or_path is not None):
-            raise ValueError("give model_name_or_path (a folder or 'tiny'), or language_model_path + vision_tower_path")
+            raise InputError("give model_name_or_path (a folder or 'tiny'), or language_model_path + vision_tower_path")
+        if tiny and Path(self.model_name_or_path).exists():
+            raise InputError(
+                "model_name_or_path 'tiny' asks for a new tiny model, but ./tiny exists too: write ./tiny to start "
+                "from that folder, or run from another folder for a new model"
+            )
+        if self.max_frames is not None and self.fps is None:
+            raise InputError("max_frames caps fps sampling; with num_frames it has no effect (set fps too)")
         parent = getattr(super(), "__post_init__", None)
         if parent is not None:
             parent()
+
+
+def check_ranges(config) -> None:
+    """Refuse a numeric setting below its least value in `MINIMUMS` (or not above 0, for `POSITIVE`);
+    unset (None) settings pass. Raises `InputError` naming the setting."""
+    for item in fields(config):
+        value = getattr(config, item.name, None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if item.name in POSITIVE and not value > 0:
+            raise InputError(f"{item.name} must be greater than 0; got {value}")
+        if item.name in MINIMUMS and not value >= MINIMUMS[item.name]:
+            raise InputError(f"{item.name} must be at least {MINIMUMS[item.name]}; got {value}")
 
 
 def load_config(config_class, path: str | None, overrides: list[str]):
@@ -124,11 +171,16 @@ def load_config(config_class, path: str | None, overrides: list[str]):
     parser = HfArgumentParser(config_class)
     values = {}
     if path is not None:
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            values = yaml.safe_load(read_text(path)) or {}
+        except yaml.YAMLError as err:
+            raise InputError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from err
+        if not isinstance(values, dict):
+            raise InputError(f"{path}: expected a YAML mapping of settings, found a {type(values).__name__}")
         known = {f.name for f in fields(config_class)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"{path}: unknown settings {unknown} for {config_class.__name__}")
+            raise InputError(f"{path}: unknown settings {unknown} for {config_class.__name__}")
     parser.set_defaults(**values)
     (config,) = parser.parse_args_into_dataclasses(args=list(overrides), look_for_args_file=False)
     return config
@@ -160,19 +212,6 @@ def run_stage(args, config_class, train) -> int:
     config = load_config(config_class, args.config, config_overrides(args, config_class))
     print(f"final model: {train(config)}")
     return 0
-
-
-def read_json_rows(path: str | os.PathLike) -> list:
-    """The rows of a json list, or of a jsonl file (one json value per line)."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError:
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a json list of rows (or one json object per line)")
-    return rows
 
 
 # ---- model ------------------------------------------------------------------------------------------
@@ -211,7 +250,7 @@ def load_model_and_processor(args) -> tuple[TinyVideoForConditionalGeneration, T
         )
     folder = Path(args.model_name_or_path)
     if not folder.is_dir():
-        raise FileNotFoundError(f"model_name_or_path {folder} is not a folder (or the word 'tiny')")
+        raise InputError(f"model_name_or_path {folder} is not a folder (or the word 'tiny')")
     model = TinyVideoForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
     return model, TinyVideoProcessor.from_pretrained(folder)
 
@@ -220,21 +259,17 @@ def corpus_texts(paths) -> list[str]:
     """Texts to fit a tokenizer on: the lines of text files, the turns of LLaVA json (list or jsonl) files."""
     texts = []
     for path in map(Path, paths):
-        if path.suffix not in (".json", ".jsonl"):
-            texts += path.read_text(encoding="utf-8").splitlines()
-            continue
-        raw = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            rows = json.loads(raw)
+        if path.suffix in (".json", ".jsonl"):
+            texts += conversation_texts([row.value for row in read_json_rows(path) if row.error is None])
         else:
-            rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
-        texts += conversation_texts(rows)
+            texts += read_text(path).splitlines()
     return texts
 
 
 def conversation_texts(rows: list[dict]) -> list[str]:
     """Every turn's text of LLaVA-style rows (`conversations: [{from, value}, ...]`)."""
-    turns = [turn for row in rows if isinstance(row.get("conversations"), list) for turn in row["conversations"]]
+    rows = [row for row in rows if isinstance(row, dict) and isinstance(row.get("conversations"), list)]
+    turns = [turn for row in rows for turn in row["conversations"]]
     return [turn["value"] for turn in turns if isinstance(turn, dict) and isinstance(turn.get("value"), str)]
 
 

@@ -14,9 +14,10 @@ is written to `output_dir/model`, sampled completions to `output_dir/completions
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
+import re
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +25,11 @@ import torch
 from transformers import TrainingArguments, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
+from tinyvideo.errors import InputError
+from tinyvideo.inference import option_letters
 from tinyvideo.processing import chat_prompt, preprocess_frames
 from tinyvideo.prompts import question_with_instruction
+from tinyvideo.rows import read_json_rows
 from tinyvideo.train.common import (
     ModelArguments,
     add_config_arguments,
@@ -43,6 +47,8 @@ from tinyvideo.video import VideoDecodeError
 logger = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("problem", "solution", "video_filename")
+ROW_INDEX, ROW_WHERE = "_row", "_where"  # kept with each row, never passed to the reward functions
+_ANSWER = re.compile(r"<answer>(.*?)</answer>")  # the first answer tag on one line, as the accuracy reward reads it
 MAX_CONSECUTIVE_BAD_ROWS = 100
 
 
@@ -88,55 +94,68 @@ class GRPOConfig(ModelArguments, TrainingArguments):
         choices = (("loss_type", LOSS_TYPES), ("scale_rewards", SCALE_REWARDS), ("reward_combination", COMBINATIONS))
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+                raise InputError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         unknown = [name for name in self.reward_funcs if name not in REWARD_FUNCS]
         if unknown:
-            raise ValueError(f"unknown reward_funcs {unknown}; expected names from {', '.join(REWARD_FUNCS)}")
+            raise InputError(f"unknown reward_funcs {unknown}; expected names from {', '.join(REWARD_FUNCS)}")
         # A dry run of the combination raises now, not at the first step, if it does not fit the functions.
-        combine_rewards([[0.0]] * len(self.reward_funcs), self.reward_combination, self.reward_weights)
-        if self.num_generations < 2:
-            raise ValueError("num_generations must be at least 2: advantages compare rollouts of the same prompt")
-        if self.num_iterations < 1:
-            raise ValueError("num_iterations must be at least 1")
+        try:
+            combine_rewards([[0.0]] * len(self.reward_funcs), self.reward_combination, self.reward_weights)
+        except ValueError as error:
+            raise InputError(f"reward_funcs, reward_combination and reward_weights do not fit: {error}") from error
         if self.tune_vision_tower != "frozen":
-            raise ValueError(
+            raise InputError(
                 "GRPO keeps the vision tower frozen (its features are cached); set tune_vision_tower: frozen"
             )
         if self.data_path is None:
-            raise ValueError("data_path is required: a GRPO jsonl with problem, solution and video_filename")
+            raise InputError("data_path is required: a GRPO jsonl with problem, solution and video_filename")
         super().__post_init__()
 
 
 # ---- data -------------------------------------------------------------------------------------------
 
 
+def solution_problem(problem: str, solution: str) -> str | None:
+    """Why no completion could earn the accuracy reward for this problem, or None: the solution must name
+    one of the problem's option letters, as `<answer>B</answer>` (or a bare `B`)."""
+    letters = option_letters(problem) or list(string.ascii_uppercase)
+    tagged = _ANSWER.search(solution)
+    if (tagged.group(1) if tagged else solution).strip() not in letters:
+        return f"solution {solution!r} names none of the options {', '.join(letters)} (expected <answer>{letters[0]}</answer>)"
+    return None
+
+
+def _row_problem(row) -> str | None:
+    """Why a row cannot be trained on, or None."""
+    if not isinstance(row, dict):
+        return "not a json object"
+    missing = [key for key in REQUIRED_FIELDS if not isinstance(row.get(key), str)]
+    if missing:
+        return f"no string field(s) {missing}"
+    return solution_problem(row["problem"], row["solution"])
+
+
 def read_rows(path: str | os.PathLike) -> tuple[list[dict], list[int]]:
-    """The usable rows of a GRPO jsonl (or json list), and the indices of the malformed ones (logged)."""
+    """The usable rows of a GRPO jsonl (or json list), and the indices of the others, logged with their
+    file and line: lines that are not JSON, rows without the string fields, and rows whose solution names
+    no option of their problem (they could never be rewarded). Raises `InputError` when no row is usable."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError:
-        raw = []
-        for number, line in enumerate(text.splitlines()):
-            if line.strip():
-                try:
-                    raw.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raw.append(f"line {number + 1} is not json ({err})")
-    if not isinstance(raw, list):
-        raise ValueError(f"{path}: expected one json object per line (or a json list)")
+    raw = read_json_rows(path)
     rows, dropped = [], []
     for index, row in enumerate(raw):
-        missing = [key for key in REQUIRED_FIELDS if not isinstance(row, dict) or not isinstance(row.get(key), str)]
-        if missing:
-            reason = row if isinstance(row, str) else f"no string field(s) {missing}"
-            logger.warning("%s row %d skipped: %s", path, index, reason)
+        problem = row.error or _row_problem(row.value)
+        if problem is not None:
+            logger.warning("%s skipped: %s", row.where, problem)
             dropped.append(index)
         else:
-            rows.append({**row, "_row": index})
+            rows.append({**row.value, ROW_INDEX: index, ROW_WHERE: row.where})
+    if dropped:
+        logger.warning("%s: %d of %d rows skipped as malformed", path, len(dropped), len(raw))
     if not rows:
-        raise ValueError(f"{path}: no usable rows (each needs string fields {', '.join(REQUIRED_FIELDS)})")
+        raise InputError(
+            f"{path}: no usable rows (each needs string fields {', '.join(REQUIRED_FIELDS)}, "
+            "and a solution naming one of the problem's options)"
+        )
     return rows, dropped
 
 
@@ -151,11 +170,12 @@ class GRPODataset(torch.utils.data.Dataset):
     `video_filename` is relative to `video_root` (the published values start with "./"). A row whose
     video cannot be read, or whose prompt plus `max_completion_length` exceeds the model's length, is
     logged and replaced by the next good row, so batches keep their size and a resumed run sees the
-    same batches; the replaced rows travel with the example (`skipped`) to be counted.
+    same batches; the replaced rows travel with the example (`skipped`) to be counted. `rows` is what
+    `read_rows(data_path)` returned, when the caller has read the file already.
     """
 
-    def __init__(self, data_path, video_root, processor, config):
-        self.rows, self.malformed_rows = read_rows(data_path)
+    def __init__(self, data_path, video_root, processor, config, rows=None):
+        self.rows, self.malformed_rows = rows or read_rows(data_path)
         self.source = str(data_path)
         self.video_root = Path(video_root) if video_root is not None else Path(data_path).parent
         self.processor = processor
@@ -176,13 +196,13 @@ class GRPODataset(torch.utils.data.Dataset):
                 f"prompt of {len(prompt_ids)} tokens leaves no room for {self.config.max_completion_length} new tokens "
                 f"within model_max_length {self.processor.model_max_length}"
             )
-        columns = {key: value for key, value in row.items() if key != "_row"}
+        columns = {key: value for key, value in row.items() if key not in (ROW_INDEX, ROW_WHERE)}
         return {
             "prompt": prompt,
             "prompt_ids": torch.tensor(prompt_ids),
             "pixel_values": pixels,
             "columns": columns,
-            "row": row["_row"],
+            "row": row[ROW_INDEX],
         }
 
     def __getitem__(self, index: int) -> dict:
@@ -192,9 +212,8 @@ class GRPODataset(torch.utils.data.Dataset):
             try:
                 return {**self.encode(position), "skipped": skipped}
             except (VideoDecodeError, ValueError, OSError) as err:
-                row = self.rows[position]["_row"]
-                logger.warning("%s row %d skipped: %s", self.source, row, err)
-                skipped.append(row)
+                logger.warning("%s skipped: %s", self.rows[position][ROW_WHERE], err)
+                skipped.append(self.rows[position][ROW_INDEX])
         raise RuntimeError(f"{self.source}: {MAX_CONSECUTIVE_BAD_ROWS} consecutive rows from {index} are unusable")
 
 
@@ -204,12 +223,13 @@ class GRPODataset(torch.utils.data.Dataset):
 def train(config: GRPOConfig) -> Path:
     """Run GRPO and return the final model folder."""
     set_seed(config.seed)
+    rows = read_rows(config.data_path)  # a bad data file is reported before the model loads
     model, processor = load_model_and_processor(config)
     model = apply_tuning(model, config)
     ref_model = None
     if config.beta and is_deepspeed_zero3_enabled() and not only_adapters_train(model):
         ref_model, _ = load_model_and_processor(config)  # ZeRO-3 weights are sharded at load: no deep copy
-    dataset = GRPODataset(config.data_path, config.video_root, processor, config)
+    dataset = GRPODataset(config.data_path, config.video_root, processor, config, rows)
     trainer = GRPOTrainer(model, config, processor, dataset, ref_model=ref_model)
     return train_and_save(trainer, processor, dataset)
 

@@ -50,10 +50,11 @@ from tinyvideo.data.synth import design_split
 from tinyvideo.data.synth_formats import option_lines, training_records
 from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Clip, Question
 from tinyvideo.data.synth_text import caption
+from tinyvideo.errors import InputError
 from tinyvideo.processing import IGNORE_INDEX, conversation_segments
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
-from tinyvideo.train.common import add_config_arguments, conversation_texts, run_stage
+from tinyvideo.train.common import add_config_arguments, check_ranges, conversation_texts, run_stage
 from tinyvideo.train.runs import train_and_save
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,9 @@ class LanguageConfig(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "the collator needs every column"})
 
     def __post_init__(self):
+        check_ranges(self)
         if self.max_steps <= 0:
-            raise ValueError("max_steps is required: the rows are drawn afresh for every step")
+            raise InputError("max_steps is required: the rows are drawn afresh for every step")
         super().__post_init__()
 
 

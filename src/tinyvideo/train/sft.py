@@ -16,7 +16,8 @@ from pathlib import Path
 
 from transformers import Trainer, TrainingArguments, set_seed
 
-from tinyvideo.data.llava import LlavaCollator, LlavaDataset
+from tinyvideo.data.llava import LlavaCollator, LlavaDataset, read_rows
+from tinyvideo.errors import InputError
 from tinyvideo.train.common import (
     ModelArguments,
     add_config_arguments,
@@ -43,9 +44,9 @@ class SFTConfig(ModelArguments, TrainingArguments):
 
     def __post_init__(self):
         if self.template not in ("qwen2_base", "pretrain"):
-            raise ValueError(f"template must be 'qwen2_base' or 'pretrain'; got {self.template!r}")
+            raise InputError(f"template must be 'qwen2_base' or 'pretrain'; got {self.template!r}")
         if self.data_path is None:
-            raise ValueError("data_path is required: a LLaVA-style json file")
+            raise InputError("data_path is required: a LLaVA-style json file")
         super().__post_init__()
 
 
@@ -82,9 +83,10 @@ class SFTTrainer(Trainer):
 def train(config: SFTConfig) -> Path:
     """Run one stage and return the final model folder."""
     set_seed(config.seed)
+    rows = read_rows(config.data_path)  # a bad data file is reported before the model loads
     model, processor = load_model_and_processor(config)
     model = apply_tuning(model, config)
-    dataset = LlavaDataset(config.data_path, config.video_root, processor, config, template=config.template)
+    dataset = LlavaDataset(config.data_path, config.video_root, processor, config, config.template, rows)
     trainer = SFTTrainer(
         model=model,
         args=config,

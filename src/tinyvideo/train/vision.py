@@ -31,9 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import SiglipConfig, SiglipModel, Trainer, TrainingArguments, set_seed
 
+from tinyvideo.errors import InputError
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.scratch import train_tokenizer
-from tinyvideo.train.common import add_config_arguments, read_json_rows, run_stage
+from tinyvideo.rows import read_json_rows
+from tinyvideo.train.common import add_config_arguments, check_ranges, run_stage
 from tinyvideo.train.runs import train_and_save
 from tinyvideo.video import VideoDecodeError, read_frames
 
@@ -60,26 +62,32 @@ class VisionConfig(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "the collator needs every column"})
 
     def __post_init__(self):
+        check_ranges(self)
         if self.data_path is None:
-            raise ValueError("data_path is required: json rows of video and captioned frames")
+            raise InputError("data_path is required: json rows of video and captioned frames")
         super().__post_init__()
 
 
+def _is_usable(row) -> bool:
+    frames = row.get("frames") if isinstance(row, dict) else None
+    if not (isinstance(row, dict) and isinstance(row.get("video"), str) and isinstance(frames, list) and frames):
+        return False
+    return all(isinstance(f, dict) and isinstance(f.get("index"), int) and isinstance(f.get("caption"), str) for f in frames)
+
+
 def read_rows(path: str | Path) -> tuple[list[dict], list[int]]:
-    """The rows with a video path and at least one {index, caption} frame, and the indices of the others."""
+    """The rows with a video path and at least one {index, caption} frame, and the indices of the others
+    (logged with their file and line). Raises `InputError` when no row is usable."""
     kept, dropped = [], []
     for index, row in enumerate(read_json_rows(path)):
-        frames = row.get("frames") if isinstance(row, dict) else None
-        usable = isinstance(row, dict) and isinstance(row.get("video"), str) and isinstance(frames, list) and frames
-        if usable and all(
-            isinstance(f, dict) and isinstance(f.get("index"), int) and isinstance(f.get("caption"), str) for f in frames
-        ):
-            kept.append({"row": index, "video": row["video"], "frames": frames})
+        if row.error is None and _is_usable(row.value):
+            kept.append({"row": index, "where": row.where, "video": row.value["video"], "frames": row.value["frames"]})
         else:
             dropped.append(index)
-            logger.warning("%s row %d skipped: not {video: str, frames: [{index: int, caption: str}]}", path, index)
+            problem = row.error or "not {video: str, frames: [{index: int, caption: str}]}"
+            logger.warning("%s skipped: %s", row.where, problem)
     if not kept:
-        raise ValueError(f"{path}: no usable rows")
+        raise InputError(f"{path}: no usable rows")
     return kept, dropped
 
 
@@ -110,7 +118,7 @@ class FrameCaptionDataset(torch.utils.data.Dataset):
                     lost = [t for t, i in zip(info.targets, info.indices) if t != i] + list(info.missing)
                     raise VideoDecodeError(f"{path}: captioned frames {lost} cannot be decoded")
             except (VideoDecodeError, ValueError) as err:
-                logger.warning("row %d skipped: %s", row["row"], err)
+                logger.warning("%s skipped: %s", row["where"], err)
                 skipped.append(row["row"])
                 continue
             pixels = preprocess_frames(frames, self.image_size)

@@ -9,13 +9,13 @@ a page long and share nothing but this module.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from tinyvideo.errors import InputError
 from tinyvideo.eval.answers import LETTERS
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.video import segment_centre_indices, uniform_indices
@@ -28,7 +28,7 @@ from tinyvideo.video import segment_centre_indices, uniform_indices
 FRAME_RULES = ("uniform", "unique", "segment_centre")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError):
     """A benchmark file or row that does not have the shape its benchmark publishes."""
 
 
@@ -92,11 +92,29 @@ class Question:
             raise AnnotationError(f"question {self.id}: answer {self.answer!r} is not one of {sorted(self.options)}")
 
 
-def lettered(texts: Sequence[str]) -> dict[str, str]:
-    """Options A, B, C, ... for a list of option texts."""
-    if len(texts) > len(LETTERS):
-        raise AnnotationError(f"{len(texts)} options are more than there are letters")
-    return {LETTERS[i]: str(text) for i, text in enumerate(texts)}
+def option_list(value, where: str) -> list[str]:
+    """A row's options as a list of texts; `AnnotationError` for anything else: a string (which would
+    split into one option per character), an empty list, a list of lists, more options than letters."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise AnnotationError(f"{where}: options must be a non-empty list of texts, got {value!r:.80}")
+    if not all(isinstance(text, (str, int, float)) and not isinstance(text, bool) for text in value):
+        raise AnnotationError(f"{where}: every option must be a text, got {value!r:.80}")
+    if len(value) > len(LETTERS):
+        raise AnnotationError(f"{where}: {len(value)} options are more than there are letters")
+    return [str(text) for text in value]
+
+
+def lettered(value, where: str) -> dict[str, str]:
+    """Options A, B, C, ... for a row's list of option texts (checked by `option_list`)."""
+    return {LETTERS[i]: text for i, text in enumerate(option_list(value, where))}
+
+
+def answer_letter(answer, options: dict[str, str], where: str) -> str:
+    """The row's answer as one of its option letters; `AnnotationError` naming the row when it is none of them."""
+    letter = str(answer).strip()
+    if letter not in options:
+        raise AnnotationError(f"{where}: answer {answer!r} is not one of the option letters {', '.join(options)}")
+    return letter
 
 
 def options_prompt(question: str, option_lines: str, mode: str) -> str:
@@ -123,24 +141,6 @@ def first_existing(candidates: Iterable[Path]) -> Path:
     return next((path for path in candidates if path.exists()), candidates[0])
 
 
-def read_json(path: Path):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise AnnotationError(f"{path}: not valid JSON ({error})") from error
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise AnnotationError(f"{path}, line {number}: not valid JSON ({error})") from error
-    return rows
-
-
 def read_parquet(path: Path) -> list[dict]:
     import pandas as pd
 
@@ -155,6 +155,9 @@ def _plain(value):
 
 
 def require(row: dict, keys: Sequence[str], where: str) -> None:
+    """`AnnotationError` naming the row unless it is an object with every one of `keys`."""
+    if not isinstance(row, dict):
+        raise AnnotationError(f"{where}: expected a JSON object, got {row!r:.80}")
     missing = [key for key in keys if key not in row]
     if missing:
         raise AnnotationError(f"{where}: missing field(s) {missing}; the row has {sorted(row)}")
@@ -166,4 +169,4 @@ def find_one(root: Path, patterns: Sequence[str], what: str) -> Path:
         found = sorted(root.glob(pattern))
         if found:
             return found[0]
-    raise FileNotFoundError(f"{root}: no {what} found (looked for {', '.join(patterns)})")
+    raise AnnotationError(f"{root}: no {what} found (looked for {', '.join(patterns)})")

@@ -26,12 +26,12 @@ from tinyvideo.eval.benchmarks.common import (
     first_existing,
     letter_of,
     lettered,
-    read_json,
     read_parquet,
     require,
 )
 from tinyvideo.eval.report import Scoring
 from tinyvideo.prompts import question_with_instruction
+from tinyvideo.rows import read_json
 
 FILES = {
     "plotQA": "1_plotQA",
@@ -76,7 +76,7 @@ def _answer(answer, options: dict[str, str], where: str) -> str:
 
 
 def _question(root: Path, task: str, row: dict, name: str, question_id: str, where: str, mode: str) -> Question:
-    options = lettered([str(c) for c in row["candidates"]])
+    options = lettered(row["candidates"], where)
     folders = [f"video/{FILES[task]}", f"MLVU/video/{FILES[task]}", FILES[task]] if task in FILES else []
     video = first_existing([root / folder / name for folder in folders] + [root / name, root / "video" / name])
     text = bare_question(str(row["question"]), options)

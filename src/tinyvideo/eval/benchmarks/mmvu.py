@@ -14,9 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyvideo.eval.answers import format_options
-from tinyvideo.eval.benchmarks.common import AnnotationError, Question, Sampling, read_json, require
+from tinyvideo.eval.benchmarks.common import AnnotationError, Question, Sampling, answer_letter, require
 from tinyvideo.eval.report import Scoring
 from tinyvideo.prompts import question_with_instruction
+from tinyvideo.rows import read_json
 
 URL_PREFIX = "https://huggingface.co/datasets/yale-nlp/MMVU/resolve/main"
 DISCIPLINES = {
@@ -43,13 +44,15 @@ def video_path(root: Path, video: str) -> Path:
 def load(root: Path, mode: str) -> list[Question]:
     path = root / "validation.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{root}: no MMVU validation.json")
+        raise AnnotationError(f"{root}: no MMVU validation.json")
     questions = []
     for number, item in enumerate(read_json(path)):
         where = f"{path}, item {number}"
         require(item, ("id", "video", "question_type", "question", "choices", "answer"), where)
         if item["question_type"] != "multiple-choice":
             continue
+        if not isinstance(item["choices"], dict) or not item["choices"]:
+            raise AnnotationError(f"{where}: choices must be an object of letter: text, got {item['choices']!r:.80}")
         choices = {str(k): str(v) for k, v in item["choices"].items()}
         if not all(choices.values()):
             raise AnnotationError(f"{where}: a multiple-choice item with an empty choice")
@@ -62,7 +65,7 @@ def load(root: Path, mode: str) -> list[Question]:
                 prompt=prompt(str(item["question"]), choices, mode),
                 text=str(item["question"]),
                 options=choices,
-                answer=str(item["answer"]).strip(),
+                answer=answer_letter(item["answer"], choices, where),
                 categories={"discipline": DISCIPLINE_OF.get(subject, "unknown"), "subject": subject},
                 sampling=Sampling("uniform"),
             )

@@ -27,11 +27,11 @@ from tinyvideo.eval.benchmarks.common import (
     first_existing,
     letter_of,
     lettered,
-    read_json,
     require,
 )
 from tinyvideo.eval.report import Scoring
 from tinyvideo.prompts import question_with_instruction
+from tinyvideo.rows import read_json
 
 # task -> (folder on the `main` branch, folder on the `video` revision)
 TASKS = {
@@ -89,7 +89,7 @@ def annotations(root: Path) -> dict[str, tuple[list[dict], list[str], Path]]:
         if path.is_file():
             found[task] = (read_json(path), list(folders), path)
     if not found:
-        raise FileNotFoundError(f"{root}: no MVBench annotations (json/<task>.json or test.json)")
+        raise AnnotationError(f"{root}: no MVBench annotations (json/<task>.json or test.json)")
     return found
 
 
@@ -106,7 +106,7 @@ def load(root: Path, mode: str) -> list[Question]:
         for number, item in enumerate(items):
             where = f"{source}, {task} item {number}"
             require(item, ("video", "question", "candidates", "answer"), where)
-            options = lettered([str(c) for c in item["candidates"]])
+            options = lettered(item["candidates"], where)
             video = locate(root, folders, str(item["video"]))
             bound = None
             if task in BOUNDED and "segment" not in video.parent.name:

@@ -23,11 +23,11 @@ from tinyvideo.eval.benchmarks.common import (
     first_existing,
     lettered,
     options_prompt,
-    read_json,
     read_parquet,
     require,
 )
 from tinyvideo.eval.report import Scoring
+from tinyvideo.rows import read_json
 
 TYPES = ("CW", "CH", "TN", "TC", "DC", "DL", "DO")
 MERGED = {"TP": "TN"}
@@ -60,10 +60,11 @@ def load(root: Path, mode: str, split: str = "test") -> list[Question]:
         where = f"{table}, row {number}"
         require(row, FIELDS, where)
         video_id = str(row["video"])
-        options = lettered([str(row[f"a{i}"]) for i in range(5)])
-        index = int(row["answer"])
-        if not 0 <= index < len(options):
-            raise AnnotationError(f"{where}: answer index {index} is outside 0-4")
+        options = lettered([row[f"a{i}"] for i in range(5)], where)
+        index = str(row["answer"]).strip()
+        if not index.isdigit() or not 0 <= int(index) < len(options):
+            raise AnnotationError(f"{where}: answer {row['answer']!r} is not an option index 0-4")
+        index = int(index)
         kind = MERGED.get(str(row["type"]), str(row["type"]))
         relative = folders.get(video_id, video_id)
         video = first_existing(

@@ -17,14 +17,14 @@ from tinyvideo.eval.benchmarks.common import (
     AnnotationError,
     Question,
     Sampling,
+    answer_letter,
     first_existing,
     lettered,
     options_prompt,
-    read_json,
-    read_jsonl,
     require,
 )
 from tinyvideo.eval.report import Scoring
+from tinyvideo.rows import read_json, read_json_rows
 
 SCORING = Scoring(breakdowns=("task",))
 
@@ -47,16 +47,18 @@ def sources(data: Path, split: str) -> tuple[Path, list[Path]]:
     for candidate in (data / "annotations" / f"{split}.jsonl", data / f"{split}.jsonl"):
         if candidate.is_file():
             return candidate, [data / "videos", data, candidate.parent]
-    raise FileNotFoundError(f"{data}: no suite.json, annotations/{split}.jsonl or {split}.jsonl for the synthetic suite")
+    raise AnnotationError(f"{data}: no suite.json, annotations/{split}.jsonl or {split}.jsonl for the synthetic suite")
 
 
 def load(data: Path, mode: str, split: str = "test") -> list[Question]:
     path, roots = sources(data, split)
     questions = []
-    for number, row in enumerate(read_jsonl(path), start=1):
-        where = f"{path}, record {number}"
+    for record in read_json_rows(path):
+        where, row = record.where, record.value
+        if record.error is not None:
+            raise AnnotationError(f"{where}: {record.error}")
         require(row, ("id", "video", "task", "question", "options", "answer"), where)
-        options = lettered(row["options"])
+        options = lettered(row["options"], where)
         questions.append(
             Question(
                 id=str(row["id"]),
@@ -64,7 +66,7 @@ def load(data: Path, mode: str, split: str = "test") -> list[Question]:
                 prompt=options_prompt(str(row["question"]), format_options(options, "dot"), mode),
                 text=str(row["question"]),
                 options=options,
-                answer=str(row["answer"]).strip(),
+                answer=answer_letter(row["answer"], options, where),
                 categories={"task": str(row["task"])},
                 sampling=Sampling("uniform"),
             )

@@ -17,8 +17,10 @@ from tinyvideo.eval.benchmarks.common import (
     AnnotationError,
     Question,
     Sampling,
+    answer_letter,
     find_one,
     first_existing,
+    option_list,
     options_prompt,
     read_parquet,
     require,
@@ -49,7 +51,7 @@ def load(root: Path, mode: str, duration: str = "all") -> list[Question]:
         require(row, FIELDS, where)
         if duration != "all" and row["duration"] != duration:
             continue
-        options = list(row["options"])
+        options = option_list(row["options"], where)
         if len(options) != 4:
             raise AnnotationError(f"{where}: expected 4 options, got {len(options)}")
         stem = str(row["videoID"])
@@ -61,7 +63,7 @@ def load(root: Path, mode: str, duration: str = "all") -> list[Question]:
                 prompt=prompt(row["question"], options, mode),
                 text=str(row["question"]),
                 options=option_texts(options),
-                answer=str(row["answer"]).strip(),
+                answer=answer_letter(row["answer"], option_texts(options), where),
                 categories={k: str(row.get(k, "")) for k in SCORING.breakdowns},
                 sampling=Sampling("unique"),
             )
