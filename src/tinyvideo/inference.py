@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tinyvideo.eval.answers import HEDGED, extract_answer, question_options
+from tinyvideo.eval.answers import HEDGED, OPTION_LINE, extract_answer, question_options
 from tinyvideo.cli import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
 from tinyvideo.processing import chat_prompt
 
@@ -37,7 +37,7 @@ def read_answer(text: str, question: str, mode: str | None) -> Answer:
 def question_prompt(processor, question: str, mode: str | None, num_frames: int) -> str:
     """The chat prompt for a question about a video of `num_frames` frames, fit to the model's length by
     shortening the question's text before its option lines (see `TinyVideoProcessor.fit_prompt`)."""
-    first_option = _OPTION_LINE.search(question)
+    first_option = OPTION_LINE.search(question)
     free_text = question[: first_option.start()] if first_option else question
     return processor.fit_prompt(chat_prompt(question, mode), free_text.strip(), [num_frames])
 

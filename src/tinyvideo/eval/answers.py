@@ -80,7 +80,7 @@ def option_texts(options: OptionsLike) -> dict[str, str]:
     return {letter: _without_prefix(text, letter) for letter, text in zip(LETTERS, texts)}
 
 
-_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[.)]\s+(\S.*?)\s*$", re.MULTILINE)
+OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[.)]\s+(\S.*?)\s*$", re.MULTILINE)
 
 
 def question_options(question: str) -> dict[str, str]:
@@ -89,7 +89,7 @@ def question_options(question: str) -> dict[str, str]:
     The reading of `format_options`' lines, for callers that have only the prompt text (`tinyvideo
     infer`, the web page, the GRPO `problem` column). Empty when the question lists no options.
     """
-    return dict(_OPTION_LINE.findall(question))
+    return dict(OPTION_LINE.findall(question))
 
 
 def _without_prefix(text: str, letter: str) -> str:

@@ -26,7 +26,7 @@ from transformers import TrainingArguments, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
 from tinyvideo.errors import InputError
-from tinyvideo.inference import option_letters
+from tinyvideo.eval.answers import question_options
 from tinyvideo.processing import chat_prompt, preprocess_frames
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.rows import read_json_rows
@@ -118,7 +118,7 @@ class GRPOConfig(ModelArguments, TrainingArguments):
 def solution_problem(problem: str, solution: str) -> str | None:
     """Why no completion could earn the accuracy reward for this problem, or None: the solution must name
     one of the problem's option letters, as `<answer>B</answer>` (or a bare `B`)."""
-    letters = option_letters(problem) or list(string.ascii_uppercase)
+    letters = list(question_options(problem)) or list(string.ascii_uppercase)
     tagged = _ANSWER.search(solution)
     if (tagged.group(1) if tagged else solution).strip() not in letters:
         return f"solution {solution!r} names none of the options {', '.join(letters)} (expected <answer>{letters[0]}</answer>)"
