@@ -10,7 +10,7 @@ import string
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import models, pre_tokenizers, trainers
+from tokenizers import Regex, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
@@ -33,12 +33,14 @@ def train_tokenizer(texts: Iterable[str] = (), vocab_size: int = 512, letters_ap
 
     Byte-level, so it encodes any text; the merges only make the texts it was fit on shorter.
 
-    `letters_apart` drops the merges of a space with a capital letter, and merges the space with longer
-    capitalised words again (" ASSISTANT" keeps its tokens): a lone " A" is then " " and "A", the token of
-    "\nA. ..." in an option list and of "<answer>A</answer>", so a model names an option by repeating its
-    letter's token (see `tinyvideo.train.language` for what it changes). It is done in the vocabulary, not
-    in the pre-tokenizer, because `AutoTokenizer` loads any folder beside a Qwen2 config as
-    `Qwen2Tokenizer` and rebuilds Qwen2's own pre-tokenizer.
+    `letters_apart` keeps a capital letter standing alone apart from the space before it: " A" is " " and
+    "A", the token of "\nA. ..." in an option list and of "<answer>A</answer>", so a model names an option
+    by repeating its letter's token (see `tinyvideo.train.language` for what it changes). The merges are
+    learnt with that split in the pre-tokenizer; the returned tokenizer has Qwen2's own pre-tokenizer
+    (`AutoTokenizer` rebuilds it for any folder beside a Qwen2 config), so the merges that join a space and
+    a capital are dropped and longer capitalised words (" ASSISTANT") get theirs back through new tokens
+    appended to the vocabulary. Every learnt token keeps its id, so a model initialised for the learnt
+    vocabulary is initialised the same (see `tinyvideo.train.language` for why that matters).
     """
     tokenizer = Qwen2Tokenizer()
     trainer = trainers.BpeTrainer(
@@ -48,6 +50,8 @@ def train_tokenizer(texts: Iterable[str] = (), vocab_size: int = 512, letters_ap
         show_progress=False,
     )
     backend = tokenizer._tokenizer
+    if letters_apart:
+        backend.pre_tokenizer = _with_lone_capitals_apart(backend.pre_tokenizer)
     backend.train_from_iterator([*TEMPLATE_TEXTS, *texts], trainer=trainer)
     model = json.loads(backend.to_str())["model"]
     vocab = model["vocab"]
@@ -57,10 +61,24 @@ def train_tokenizer(texts: Iterable[str] = (), vocab_size: int = 512, letters_ap
     return Qwen2Tokenizer(vocab=vocab, merges=merges)
 
 
+LONE_CAPITAL_SPACE = r" (?=\p{Lu}(?![\p{L}\p{N}]))"  # the space before a capital that is not part of a word
+
+
+def _with_lone_capitals_apart(qwen2_pre_tokenizer) -> pre_tokenizers.PreTokenizer:
+    """Qwen2's pre-tokenizer (its split pattern, then byte-level) with the space before a lone capital
+    letter split off first."""
+    split = json.loads(qwen2_pre_tokenizer.__getstate__())["pretokenizers"][0]
+    pattern = Regex(LONE_CAPITAL_SPACE + "|" + split["pattern"]["Regex"])
+    return pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(pattern, behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+    )
+
+
 def _without_merges_into(vocab: dict, merges: list[tuple[str, str]], unwanted: set[str]):
-    """The vocabulary and merges without the merges that make `unwanted` tokens, nor any merge that needs
-    a token no longer made; a lost token made of the space and a longer word comes back through a merge
-    of the space with that word (the word built first, from what is left). Ids keep their old order."""
+    """The merges without those that make `unwanted` tokens, nor any merge that needs a token no longer
+    made; a lost token made of the space and a longer word comes back through a merge of the space with
+    that word (the word built first, from what is left). Every token keeps its id (one no longer made
+    stays, unused); the tokens that rebuild words get the next ids."""
     made = {a + b for a, b in merges}
     reachable = {token for token in vocab if token not in made}  # the byte alphabet and special tokens
     kept = []
@@ -80,9 +98,8 @@ def _without_merges_into(vocab: dict, merges: list[tuple[str, str]], unwanted: s
             pieces = [pieces[0] + pieces[1], *pieces[2:]]
         kept.append((BYTE_LEVEL_SPACE, word))
         reachable |= {word, token}
-    tokens = sorted((token for token in vocab if token in reachable), key=vocab.get)
-    tokens += sorted(reachable - set(vocab))
-    return {token: i for i, token in enumerate(tokens)}, kept
+    added = sorted(reachable - set(vocab))
+    return {**vocab, **{token: len(vocab) + i for i, token in enumerate(added)}}, kept
 
 
 def tiny_config(
