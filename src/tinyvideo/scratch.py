@@ -17,10 +17,10 @@ from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 from tinyvideo.cli import non_negative_int, positive_int
 from tinyvideo.config import TinyVideoConfig
 from tinyvideo.errors import InputError
-from tinyvideo.rows import read_text
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.prompts import END_OF_TURN, MODE_INSTRUCTIONS, SYSTEM
+from tinyvideo.rows import read_text
 
 logger = logging.getLogger(__name__)
 
