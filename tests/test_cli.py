@@ -97,6 +97,7 @@ def test_commands_refuse_a_count_below_one_at_the_door(capsys, command, flag, va
         main([*command.split(), *REQUIRED[command], flag, value])
     error = capsys.readouterr().err
     assert exited.value.code == 2 and f"argument {flag}" in error and repr(value) in error
+    assert len(error.strip().splitlines()) == 1 and "usage:" not in error
 
 
 def test_max_frames_without_fps_is_refused_by_infer_as_by_eval(tmp_path, capsys):
@@ -124,11 +125,20 @@ def test_max_frames_without_fps_is_refused_by_infer_as_by_eval(tmp_path, capsys)
         (["synth", "--out", "{tmp}"], "holds no synthetic suite"),
         (["serve", "--model", "{tmp}/model", "--samples", "{tmp}/suite"], "suite.json not found"),
         (["train", "sft", "--config", "{tmp}/bad.yaml"], "bad.yaml: not valid YAML"),
+        (["init", "--out", "{tmp}/new", "--group", "3"], "divisible by group (3)"),
+        (["train", "sft", "--model_name_or_path", "tiny", "--data_path", "{tmp}/rows.json", "--fps", "inf"], "fps must be a finite"),
+        (["train", "sft", "--model_name_or_path", "tiny", "--data_path", "{tmp}/rows.json", "--max_grad_norm", "nan"], "max_grad_norm must be a finite"),
+        (["train", "sft", "--model_name_or_path", "tiny", "--data_path", "{tmp}/rows.json", "--max_steps", "-5"], "max_steps must be at least -1"),
+        (["train", "sft", "--model_name_or_path", "tiny", "--data_path", "{tmp}/rows.json", "--seed", "abc"], "--seed: invalid int value"),
+        (["train", "sft", "--model_name_or_path", "tiny", "--data_path", "{tmp}/notes.json", "--video_root", "{tmp}/videos"], "video_root"),
+        (["train", "grpo", "--model_name_or_path", "tiny", "--data_path", "{tmp}/notes.json", "--video_root", "{tmp}/videos"], "video_root"),
+        (["train", "vision", "--data_path", "{tmp}/notes.json", "--video_root", "{tmp}/videos"], "video_root"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2_with_the_traceback_behind_debug(tmp_path, capsys, argv, named):
     argv = [arg.format(tmp=tmp_path) for arg in argv]
     (tmp_path / "notes.txt").write_text("not a suite")
+    (tmp_path / "notes.json").write_text("[]")
     (tmp_path / "bad.yaml").write_text("learning_rate: [1e-5\n")
     assert main(argv) == 2
     captured = capsys.readouterr()

@@ -226,6 +226,7 @@ def drop_weights(prefix):
         (shutil.rmtree, "no such model folder"),
         (lambda f: (f / "model.safetensors").rename(f / "pytorch_model.bin"), "pickle files are never loaded"),
         (drop_weights("connector."), "the weights lack .* \\(connector\\."),
+        (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:1000]), "not a readable safetensors"),
         (drop_weights("vision_tower.encoder.layers.0."), "the weights lack"),
         (lambda f: (f / "config.json").write_text("{}"), "model_type None"),
         (lambda f: (f / "config.json").write_text("[1, 2]"), "holds a JSON list"),

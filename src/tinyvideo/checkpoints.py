@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from huggingface_hub.errors import StrictDataclassError
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from tinyvideo.config import TinyVideoConfig
@@ -122,12 +122,15 @@ def check_weights(folder: str | os.PathLike, expected: dict[str, tuple[int, ...]
     folder = Path(folder)
     found = {}
     for file in weight_files(folder):
-        with safe_open(file, "pt") as weights:
-            for name in weights.keys():
-                ours = name
-                for pattern, replacement in (mapping or {}).items():
-                    ours = re.sub(pattern, replacement, ours)
-                found[ours] = tuple(weights.get_slice(name).get_shape())
+        try:
+            with safe_open(file, "pt") as weights:
+                for name in weights.keys():
+                    ours = name
+                    for pattern, replacement in (mapping or {}).items():
+                        ours = re.sub(pattern, replacement, ours)
+                    found[ours] = tuple(weights.get_slice(name).get_shape())
+        except SafetensorError as error:
+            raise CheckpointError(f"{file}: not a readable safetensors file ({error})") from error
     missing = [name for name in expected if name not in found]
     if missing:
         shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")

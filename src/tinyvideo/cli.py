@@ -88,6 +88,13 @@ def frame_sampling(args: argparse.Namespace) -> tuple[int | None, float | None, 
 # ---- dispatch ---------------------------------------------------------------------------------------
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (exit status 2), pointing to `--help` for the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; returns its exit status (2 for bad input, reported in one line on stderr)."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = argv[1:] if debug else argv
     name = " ".join(argv[:2]) if " ".join(argv[:2]) in COMMANDS else (argv[0] if argv else "")
     if name not in COMMANDS:
-        parser = argparse.ArgumentParser(prog="tinyvideo", description="small video language models that reason")
+        parser = CommandParser(prog="tinyvideo", description="small video language models that reason")
         parser.add_argument(DEBUG_FLAG, action="store_true", help="show the traceback of an error (before the command)")
         parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help=", ".join(COMMANDS))
         if argv and argv[0] not in ("-h", "--help"):
@@ -104,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     module_name, summary = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"tinyvideo {name}", description=summary)
+    parser = CommandParser(prog=f"tinyvideo {name}", description=summary)
     module.add_arguments(parser)
     with contextlib.suppress(argparse.ArgumentError):  # the training commands have TrainingArguments' --debug
         parser.add_argument(DEBUG_FLAG, action="store_true", help="show the traceback of an error")

@@ -255,6 +255,10 @@ def run(args) -> int:
     if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} already exists and is not empty: choose another --out, or pass --overwrite to replace it")
     texts = read_text(args.texts).splitlines() if args.texts else ()
+    try:
+        tiny_config(1, 0, args.connector, args.image_size, num_queries=args.num_queries, group=args.group)
+    except ValueError as error:  # the config's own checks, e.g. num_queries divisible by group
+        raise InputError(str(error)) from error
     model, processor = build_tiny(
         texts,
         seed=args.seed,

@@ -121,7 +121,10 @@ class LlavaDataset(torch.utils.data.Dataset):
                 skipped.append(self.rows[position]["row"])
                 continue
             return {**example, "skipped": skipped}
-        raise RuntimeError(f"{self.source}: {MAX_CONSECUTIVE_BAD_ROWS} rows in a row from {index} are unusable")
+        raise InputError(
+            f"{self.source}: {MAX_CONSECUTIVE_BAD_ROWS} rows in a row from {index} are unusable "
+            f"(is video_root {self.video_root} right?)"
+        )
 
 
 class LlavaCollator:

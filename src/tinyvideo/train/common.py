@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -55,7 +56,7 @@ MINIMUMS = {
     # the Trainer's own, where a typo breaks the run far from the flag (an empty batch, a negative rate)
     "per_device_train_batch_size": 1, "per_device_eval_batch_size": 1, "gradient_accumulation_steps": 1,
     "learning_rate": 0, "weight_decay": 0, "num_train_epochs": 0, "warmup_steps": 0,
-    "dataloader_num_workers": 0, "seed": 0,
+    "dataloader_num_workers": 0, "seed": 0, "max_steps": -1, "max_grad_norm": 0,
 }
 POSITIVE = frozenset({"fps", "lora_alpha", "temperature", "top_p"})
 
@@ -150,16 +151,28 @@ class ModelArguments:
 
 
 def check_ranges(config) -> None:
-    """Refuse a numeric setting below its least value in `MINIMUMS` (or not above 0, for `POSITIVE`);
-    unset (None) settings pass. Raises `InputError` naming the setting."""
+    """Refuse a numeric setting that is not finite, or below its least value in `MINIMUMS` (or not above
+    0, for `POSITIVE`); unset (None) settings pass. Raises `InputError` naming the setting."""
     for item in fields(config):
         value = getattr(config, item.name, None)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
+        if not math.isfinite(value):
+            raise InputError(f"{item.name} must be a finite number; got {value}")
         if item.name in POSITIVE and not value > 0:
             raise InputError(f"{item.name} must be greater than 0; got {value}")
         if item.name in MINIMUMS and not value >= MINIMUMS[item.name]:
             raise InputError(f"{item.name} must be at least {MINIMUMS[item.name]}; got {value}")
+
+
+def require_folder(path: str | os.PathLike | None, setting: str) -> None:
+    """`InputError` unless `path` is None or an existing folder: checked before a model loads."""
+    if path is not None and not Path(path).is_dir():
+        raise InputError(f"{setting} {path}: no such folder")
+
+
+def _refuse(message: str):
+    raise InputError(message)
 
 
 def load_config(config_class, path: str | None, overrides: list[str]):
@@ -169,6 +182,7 @@ def load_config(config_class, path: str | None, overrides: list[str]):
     `--bf16 true`, `--lora_target_modules q_proj v_proj`, `--fps 1`.
     """
     parser = HfArgumentParser(config_class)
+    parser.error = _refuse  # one line naming the setting, not the usage of every TrainingArguments field
     values = {}
     if path is not None:
         try:

@@ -36,6 +36,7 @@ from tinyvideo.train.common import (
     apply_tuning,
     load_model_and_processor,
     load_video,
+    require_folder,
     run_stage,
 )
 from tinyvideo.train.grpo_loss import LOSS_TYPES, SCALE_REWARDS
@@ -223,6 +224,7 @@ class GRPODataset(torch.utils.data.Dataset):
 def train(config: GRPOConfig) -> Path:
     """Run GRPO and return the final model folder."""
     set_seed(config.seed)
+    require_folder(config.video_root, "video_root")
     rows = read_rows(config.data_path)  # a bad data file is reported before the model loads
     model, processor = load_model_and_processor(config)
     model = apply_tuning(model, config)

@@ -23,6 +23,7 @@ from tinyvideo.train.common import (
     add_config_arguments,
     apply_tuning,
     load_model_and_processor,
+    require_folder,
     run_stage,
 )
 from tinyvideo.train.runs import train_and_save
@@ -83,6 +84,7 @@ class SFTTrainer(Trainer):
 def train(config: SFTConfig) -> Path:
     """Run one stage and return the final model folder."""
     set_seed(config.seed)
+    require_folder(config.video_root, "video_root")
     rows = read_rows(config.data_path)  # a bad data file is reported before the model loads
     model, processor = load_model_and_processor(config)
     model = apply_tuning(model, config)

@@ -35,7 +35,7 @@ from tinyvideo.errors import InputError
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.scratch import train_tokenizer
 from tinyvideo.rows import read_json_rows
-from tinyvideo.train.common import add_config_arguments, check_ranges, run_stage
+from tinyvideo.train.common import add_config_arguments, check_ranges, require_folder, run_stage
 from tinyvideo.train.runs import train_and_save
 from tinyvideo.video import VideoDecodeError, read_frames
 
@@ -123,7 +123,7 @@ class FrameCaptionDataset(torch.utils.data.Dataset):
                 continue
             pixels = preprocess_frames(frames, self.image_size)
             return {"pixel_values": pixels, "captions": [f["caption"] for f in row["frames"]], "skipped": skipped}
-        raise RuntimeError(f"{len(skipped)} rows in a row failed to decode, from row {i}: is video_root right?")
+        raise InputError(f"{len(skipped)} rows in a row failed to decode, from row {i}: is video_root ({self.video_root}) right?")
 
 
 class FrameCaptionCollator:
@@ -219,6 +219,7 @@ def build_towers(config: VisionConfig, vocab_rows: int, pad_token_id: int) -> Fr
 def train(config: VisionConfig) -> Path:
     """Train the two towers and return the final SigLIP folder."""
     set_seed(config.seed)
+    require_folder(config.video_root, "video_root")
     dataset = FrameCaptionDataset(config.data_path, config.video_root, config.image_size)
     tokenizer = train_tokenizer(dataset.captions(), config.vocab_size)
     model = build_towers(config, len(tokenizer), tokenizer.pad_token_id)
