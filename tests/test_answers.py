@@ -54,7 +54,15 @@ CORPUS = [
     ("B is a square that never moves, so C is the correct answer.", OPTIONS, "C", "answer_phrase"),
     ("The answer is B, C is wrong.", OPTIONS, "B", "answer_phrase"),
     ("B. A is wrong because it stays still.", OPTIONS, "B", "leading_letter"),
+    # A letter ruled out is no candidate.
+    ("The answer is not A.", OPTIONS, None, "no_match"),
+    ("I think it's B, not A.", OPTIONS, "B", "standalone_letter"),
+    ("A is wrong. B is wrong. D is wrong. C.", OPTIONS, "C", "standalone_letter"),
+    ("A is incorrect, (B) is not right either, so (C).", OPTIONS, "C", "parenthesised"),
+    ("A is wrong.", OPTIONS, None, "no_match"),
     # Lowercase letters count where an answer is expected; "a" before a word is the article.
+    ("i choose b.", OPTIONS, "B", "answer_phrase"),
+    ("I pick d", OPTIONS, "D", "answer_phrase"),
     ("the answer is b", OPTIONS, "B", "answer_phrase"),
     ("The answer is 'c', it's clear.", OPTIONS, "C", "answer_phrase"),
     ("The answer is probably (d).", OPTIONS, "D", "answer_phrase"),
@@ -64,6 +72,9 @@ CORPUS = [
     # A hedge names no single option (both published parsers read its first letter).
     ("A or B", OPTIONS, None, "hedged"),
     ("A/B/C", OPTIONS, None, "hedged"),
+    ("A|B", OPTIONS, None, "hedged"),
+    ("A and/or B", OPTIONS, None, "hedged"),
+    ("B? or maybe C", OPTIONS, None, "hedged"),
     ("b or c", OPTIONS, None, "hedged"),
     ("(A) and (D)", OPTIONS, None, "hedged"),
     ("B, maybe C", OPTIONS, None, "hedged"),

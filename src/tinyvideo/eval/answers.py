@@ -185,19 +185,24 @@ _END_CHARS = string.whitespace + ",.!?;:'"
 _OPENING = r"""[\s(\[*"'“‘]*"""
 _CLOSING = r"""[\s)\]*"'”’]*"""
 # An explicit answer statement, before the letter ("the correct answer is probably (b)", "Answer: C",
-# "the option would be D") or after it ("C is the correct answer", "B is right").
+# "the option would be D", "I choose b") or after it ("C is the correct answer", "B is right").
 _STATEMENT_BEFORE = re.compile(
-    r"\b(?:(?:answer|option|choice)\s+(?:is|would be|should be|must be|will be)|answer)\b\s*:?" + _OPENING
+    r"\b(?:(?:answer|option|choice)\s+(?:is|would be|should be|must be|will be)|answer|choose|chose|pick|select"
+    r"|go with)\b\s*:?" + _OPENING
     + r"(?:(?:probably|likely|clearly|definitely|either|option|choice)\s+" + _OPENING + ")*",
     re.IGNORECASE,
 )
 _STATEMENT_AFTER = re.compile(
     _CLOSING + r"\s(?:is|would be|should be|must be)\s+(?:the\s+)?(?:correct|right|best|answer)\b", re.IGNORECASE
 )
+# A letter ruled out: "not A", "A is wrong", "B is incorrect".
+_RULED_OUT_BEFORE = re.compile(r"\bnot" + _OPENING + r"\Z", re.IGNORECASE)
+_RULED_OUT_AFTER = re.compile(_CLOSING + r"\s(?:is|are)\s+(?:wrong|incorrect|false|not\b)", re.IGNORECASE)
 _PARENTHESISED = re.compile(r"\(([A-Za-z])\)")
-# What joins the letters of a hedge: "A or B", "A/B/C", "A, B, or C", "(A) and (B)", "B, maybe C".
+# What joins the letters of a hedge: "A or B", "A/B/C", "A|B", "A and/or B", "A, B, or C", "(A) and (B)",
+# "B, maybe C", "B? or maybe C".
 _HEDGE_JOIN = re.compile(
-    _CLOSING + r"(?:,|/|&|\bor\b|\band\b|\bmaybe\b|\bperhaps\b|\bpossibly\b)"
+    _CLOSING + r"\??\s*(?:,|/|\||&|\band/or\b|\bor\b|\band\b|\bmaybe\b|\bperhaps\b|\bpossibly\b)"
     r"(?:[\s,]*\b(?:or|and|maybe|perhaps|possibly|probably)\b)?" + _OPENING,
     re.IGNORECASE,
 )
@@ -213,16 +218,23 @@ def _read(response: str, choices: dict[str, str]) -> tuple[str | None, str]:
     standalone capital letter, then the option text (the whole response equal to it, or contained in
     a response of six words or more). Within a rule, the mention that comes last wins. A lowercase
     letter counts only where an answer is expected: after a statement, at the start, in brackets.
-    A letter joined to another option's ("A or B") makes the answer hedged.
+    A letter ruled out ("not A", "A is wrong") is no candidate. A letter joined to another option's
+    ("A or B") makes the answer hedged.
     """
     response = response.strip(_END_CHARS)
     if not response:
         return None, "empty"
-    mentions = [(pos, letter) for pos, letter in letter_mentions(response) if letter in choices]
+    mentions = [
+        (pos, letter)
+        for pos, letter in letter_mentions(response)
+        if letter in choices
+        and not _RULED_OUT_BEFORE.search(response, 0, pos)
+        and not _RULED_OUT_AFTER.match(response, pos + 1)
+    ]
     at = dict(mentions)
     stated = [m.end() for m in _STATEMENT_BEFORE.finditer(response) if m.end() in at]
     stated += [pos for pos, _ in mentions if _STATEMENT_AFTER.match(response, pos + 1)]
-    parenthesised = [m.start(1) for m in _PARENTHESISED.finditer(response) if m.group(1).upper() in choices]
+    parenthesised = [m.start(1) for m in _PARENTHESISED.finditer(response) if m.start(1) in at]
     capitals = [pos for pos, _ in mentions if response[pos].isupper()]
     rules = (
         ("answer_phrase", stated),
