@@ -254,9 +254,11 @@ def test_non_finite_scores_stop_generation_with_a_clear_error(tiny_dir, bad, do_
 
 @pytest.mark.parametrize("text", ["What colour?", "what colour " * 50, "what colour is the circle " * 800, "x" * 20_000])
 @pytest.mark.parametrize("mode", [None, "option", "reason"])
-def test_a_long_question_loses_the_middle_of_its_text_never_its_options_instruction_or_turn(tiny, caplog, text, mode):
+@pytest.mark.parametrize("where", ["before the options", "after the options"])
+def test_a_long_question_loses_the_middle_of_its_text_never_its_options_instruction_or_turn(tiny, caplog, text, mode, where):
     _, processor = tiny
-    question = f"{text}\nA. red\nB. blue"
+    text = text.strip()  # a question's text as the prompt holds it
+    question = f"{text}\nA. red\nB. blue" if where == "before the options" else f"Which?\nA. red\nB. blue\n{text}"
     full = chat_prompt(question, mode)
     prompt = question_prompt(processor, question, mode, 4)
     assert len(processor.tokenize(prompt, [4])) <= processor.model_max_length

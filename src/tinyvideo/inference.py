@@ -36,10 +36,15 @@ def read_answer(text: str, question: str, mode: str | None) -> Answer:
 
 def question_prompt(processor, question: str, mode: str | None, num_frames: int) -> str:
     """The chat prompt for a question about a video of `num_frames` frames, fit to the model's length by
-    shortening the question's text before its option lines (see `TinyVideoProcessor.fit_prompt`)."""
-    first_option = OPTION_LINE.search(question)
-    free_text = question[: first_option.start()] if first_option else question
-    return processor.fit_prompt(chat_prompt(question, mode), free_text.strip(), [num_frames])
+    shortening the question's own text, before or after its option lines, whichever is longer (see
+    `TinyVideoProcessor.fit_prompt`); the option lines are never cut."""
+    options = list(OPTION_LINE.finditer(question))
+    if options:
+        before, after = question[: options[0].start()], question[options[-1].end() :]
+        free_text = max(before.strip(), after.strip(), key=len)
+    else:
+        free_text = question.strip()
+    return processor.fit_prompt(chat_prompt(question, mode), free_text, [num_frames])
 
 
 def answer_question(
