@@ -60,6 +60,8 @@ CORPUS = [
     ("A is wrong. B is wrong. D is wrong. C.", OPTIONS, "C", "standalone_letter"),
     ("A is incorrect, (B) is not right either, so (C).", OPTIONS, "C", "parenthesised"),
     ("A is wrong.", OPTIONS, None, "no_match"),
+    ("A and B are wrong; C.", OPTIONS, "C", "standalone_letter"),
+    ("It is not B, it is C", OPTIONS, "C", "standalone_letter"),
     # Lowercase letters count where an answer is expected; "a" before a word is the article.
     ("i choose b.", OPTIONS, "B", "answer_phrase"),
     ("I pick d", OPTIONS, "D", "answer_phrase"),

@@ -195,9 +195,13 @@ _STATEMENT_BEFORE = re.compile(
 _STATEMENT_AFTER = re.compile(
     _CLOSING + r"\s(?:is|would be|should be|must be)\s+(?:the\s+)?(?:correct|right|best|answer)\b", re.IGNORECASE
 )
-# A letter ruled out: "not A", "A is wrong", "B is incorrect".
+# A letter ruled out: "not A", "A is wrong", "B is incorrect", "A and B are wrong".
 _RULED_OUT_BEFORE = re.compile(r"\bnot" + _OPENING + r"\Z", re.IGNORECASE)
-_RULED_OUT_AFTER = re.compile(_CLOSING + r"\s(?:is|are)\s+(?:wrong|incorrect|false|not\b)", re.IGNORECASE)
+_RULED_OUT_AFTER = re.compile(
+    _CLOSING + r"(?:(?:\s+and|\s+or)" + _OPENING + r"[A-Za-z]" + _CLOSING + r")*"
+    r"\s(?:is|are)\s+(?:wrong|incorrect|false|not\b)",
+    re.IGNORECASE,
+)
 _PARENTHESISED = re.compile(r"\(([A-Za-z])\)")
 # What joins the letters of a hedge: "A or B", "A/B/C", "A|B", "A and/or B", "A, B, or C", "(A) and (B)",
 # "B, maybe C", "B? or maybe C".
