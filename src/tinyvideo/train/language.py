@@ -19,7 +19,7 @@ What makes it learn, measured on held-out questions (4 layers, width 128, 64 row
   the tokens' ids permuted (each token starting from another row of the same random embedding matrix)
   stayed at chance through 1,500 steps, and so did every variant tried (another seed, 8 heads, mimetic
   attention initialisation, options as random words or the option list alone first, a next-token loss
-  over the whole prompt: 750 to 1,600 steps each). The tokenizer keeps the ids its merges were learnt
+  over the whole prompt: 550 to 1,800 steps each). The tokenizer keeps the ids its merges were learnt
   with, so `seed` 0 and the recipe's settings give the initialisation that leaves chance: the run repeats
   step for step (the same losses and gradient norms). Another suite seed or model size is a new draw.
 
