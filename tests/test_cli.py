@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from tinyvideo import cli
+from tinyvideo import cli, flags
 from tinyvideo.cli import main
 from tinyvideo.errors import InputError
 from tinyvideo.video import write_video
@@ -37,7 +37,7 @@ def test_unknown_command_fails(capsys):
 
 # ---- numeric flags --------------------------------------------------------------------------------
 
-VALIDATORS = {cli.positive_int, cli.non_negative_int, cli.positive_float, cli.non_negative_float, cli.port_number}
+VALIDATORS = {flags.positive_int, flags.non_negative_int, flags.positive_float, flags.non_negative_float, flags.port_number}
 
 
 def command_parsers():
@@ -56,7 +56,7 @@ def test_every_numeric_flag_of_every_command_has_a_range():
 
 @pytest.mark.parametrize("text", ["0", "-3", "-0.5", "nan", "inf", "-inf", "three", "", "1e400"])
 def test_positive_flags_refuse_what_is_not_positive(text):
-    for parse in (cli.positive_int, cli.positive_float):
+    for parse in (flags.positive_int, flags.positive_float):
         with pytest.raises(argparse.ArgumentTypeError) as refused:
             parse(text)
         assert repr(text) in str(refused.value)
@@ -64,12 +64,12 @@ def test_positive_flags_refuse_what_is_not_positive(text):
 
 @pytest.mark.parametrize("value", [0, 1, 2, 17, 10**6])
 def test_flags_accept_every_value_in_range(value):
-    assert cli.non_negative_int(str(value)) == value
-    assert cli.non_negative_float(str(value / 4)) == value / 4
+    assert flags.non_negative_int(str(value)) == value
+    assert flags.non_negative_float(str(value / 4)) == value / 4
     if value:
-        assert cli.positive_int(str(value)) == value and cli.positive_float(f"{value}e-3") == value / 1000
+        assert flags.positive_int(str(value)) == value and flags.positive_float(f"{value}e-3") == value / 1000
     with pytest.raises(argparse.ArgumentTypeError):
-        cli.non_negative_int(str(-value - 1))
+        flags.non_negative_int(str(-value - 1))
 
 
 REQUIRED = {  # each command's required arguments (their values are never used: the flag is refused first)

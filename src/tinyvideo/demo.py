@@ -39,10 +39,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyvideo.cli import non_negative_int
-from tinyvideo.errors import InputError
 from tinyvideo.data.synth import MANIFEST, Suite, generate_suite, load_suite
 from tinyvideo.data.synth_formats import write_json
+from tinyvideo.errors import InputError
+from tinyvideo.flags import non_negative_int
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from tinyvideo.eval.answers import HEDGED, OPTION_LINE, extract_answer, question_options
-from tinyvideo.cli import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
+from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
 from tinyvideo.processing import chat_prompt
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -14,9 +14,9 @@ from tokenizers import Regex, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
-from tinyvideo.cli import non_negative_int, positive_int
 from tinyvideo.config import TinyVideoConfig
 from tinyvideo.errors import InputError
+from tinyvideo.flags import non_negative_int, positive_int
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.prompts import END_OF_TURN, MODE_INSTRUCTIONS, SYSTEM

@@ -26,8 +26,8 @@ from threading import Thread
 
 import numpy as np
 
-from tinyvideo.cli import port_number, positive_float, positive_int
 from tinyvideo.eval.answers import extract_answer, question_options
+from tinyvideo.flags import port_number, positive_float, positive_int
 from tinyvideo.video import VideoDecodeError, read_frames, uniform_indices
 
 MODES = ("option", "reason")

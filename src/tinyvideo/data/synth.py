@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tinyvideo.cli import non_negative_int, positive_int
 from tinyvideo.data.synth_benchmarks import write_benchmarks
 from tinyvideo.data.synth_formats import write_json, write_split, write_training
 from tinyvideo.data.synth_preview import write_preview
 from tinyvideo.data.synth_questions import FAMILIES, Clip, balanced, design
 from tinyvideo.data.synth_scenes import FPS, FRAMES, SIZE, Scene, render
 from tinyvideo.errors import InputError
+from tinyvideo.flags import non_negative_int, positive_int
 
 logger = logging.getLogger(__name__)
 

@@ -40,15 +40,15 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from tinyvideo.cli import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
 from tinyvideo.errors import InputError
 from tinyvideo.eval.answers import extract_answer
 from tinyvideo.eval.benchmarks import mlvu, mmvu, mvbench, nextqa, synth, videomme
 from tinyvideo.eval.benchmarks.common import AnnotationError, Question, Sampling
 from tinyvideo.eval.report import ANSWERED, markdown, score
+from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
 from tinyvideo.processing import chat_prompt, preprocess_frames
-from tinyvideo.rows import read_json
 from tinyvideo.prompts import END_OF_TURN, question_with_instruction
+from tinyvideo.rows import read_json
 from tinyvideo.train.grpo_rollouts import completion_logprobs
 from tinyvideo.video import VideoDecodeError, read_frames
 

@@ -1,0 +1,56 @@
+"""The commands' numeric flags: argparse `type=` validators that refuse a value out of range (nan and inf
+included) when it is parsed, and the frame-sampling flags `infer` and `eval` share."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+from tinyvideo.errors import InputError
+
+DEFAULT_FRAMES = 16
+
+
+def _number(convert: Callable[[str], float], least: float, above: bool = False, most: float | None = None):
+    """An argparse `type=` that parses with `convert` and refuses values outside the range (and nan, inf)."""
+    kind = "a whole number" if convert is int else "a number"
+    bounds = f"greater than {least}" if above else f"at least {least}"
+    if most is not None:
+        bounds += f" and at most {most}"
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind} {bounds}, got {text!r}") from None
+        if not math.isfinite(value) or value < least or (above and value == least) or (most is not None and value > most):
+            raise argparse.ArgumentTypeError(f"must be {kind} {bounds}, got {text!r}")
+        return value
+
+    parse.__name__ = f"{kind} {bounds}"
+    return parse
+
+
+positive_int = _number(int, 1)
+non_negative_int = _number(int, 0)
+positive_float = _number(float, 0, above=True)
+non_negative_float = _number(float, 0)
+port_number = _number(int, 0, most=65535)
+
+
+def add_frame_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--frames N` or `--fps F` (with an optional `--max-frames` cap), as `infer` and `eval` take them."""
+    frames = parser.add_mutually_exclusive_group()
+    frames.add_argument("--frames", type=positive_int, help=f"number of uniformly sampled frames (default {DEFAULT_FRAMES})")
+    frames.add_argument("--fps", type=positive_float, help="sample this many frames per second of video instead")
+    parser.add_argument("--max-frames", type=positive_int, help="cap on the frame count with --fps")
+
+
+def frame_sampling(args: argparse.Namespace) -> tuple[int | None, float | None, int | None]:
+    """(num_frames, fps, max_frames) from the flags of `add_frame_arguments`; exactly one of the first two is set."""
+    if args.max_frames is not None and args.fps is None:
+        raise InputError("--max-frames caps --fps sampling; with a frame count it has no effect (give --fps too)")
+    if args.fps is not None:
+        return None, args.fps, args.max_frames
+    return (args.frames if args.frames is not None else DEFAULT_FRAMES), None, None
