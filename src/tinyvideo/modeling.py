@@ -1,4 +1,4 @@
-"""The model: SigLIP vision tower -> connector -> Qwen2 causal LM.
+"""The model: vision tower (SigLIP, CLIP or DINOv2) -> connector -> Qwen2 causal LM.
 
 The processor has already expanded each video placeholder into `num_visual_tokens` copies of
 `config.video_token_id`, so sequence lengths are known before the model runs; the model only
@@ -24,7 +24,6 @@ from transformers import (
     LogitsProcessorList,
     PreTrainedModel,
     Qwen2ForCausalLM,
-    SiglipVisionModel,
 )
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
@@ -32,6 +31,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from tinyvideo.config import TinyVideoConfig
 from tinyvideo.connectors import PerceiverResampler, build_connector
 from tinyvideo.errors import InputError
+from tinyvideo.vision_towers import build_vision_tower, dropped_tokens, embed, encoder_layers
 
 Videos = torch.Tensor | Sequence[torch.Tensor]
 
@@ -63,7 +63,7 @@ class TinyVideoPreTrainedModel(PreTrainedModel):
     config: TinyVideoConfig
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["Qwen2DecoderLayer", "SiglipEncoderLayer"]
+    _no_split_modules = ["Qwen2DecoderLayer", "SiglipEncoderLayer", "CLIPEncoderLayer", "Dinov2Layer", "Dinov2WithRegistersLayer"]
     _supports_sdpa = True
     _supports_flash_attn = True
 
@@ -79,7 +79,7 @@ class TinyVideoPreTrainedModel(PreTrainedModel):
 class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixin):
     def __init__(self, config: TinyVideoConfig):
         super().__init__(config)
-        self.vision_tower = SiglipVisionModel(config.vision_config)
+        self.vision_tower = build_vision_tower(config.vision_config)
         self.connector = build_connector(config)
         self.language_model = Qwen2ForCausalLM(config.text_config)
         self.post_init()
@@ -127,16 +127,19 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         """Frames [N, 3, S, S] -> features [N, P, Dv]: the hidden state of `vision_feature_layer`.
 
         Only the layers up to that one run (the published code runs them all and discards the rest).
-        With the 'patch' strategy token 0 is dropped although SigLIP has no CLS token: the published
+        The 'patch' strategy drops the tokens before the patches: CLIP's class token, DINOv2's class
+        and register tokens, and SigLIP's first patch although SigLIP has no class token: the published
         models were trained that way (compat-spec 1.4).
         """
-        layers = self.vision_tower.encoder.layers
+        layers = encoder_layers(self.vision_tower)
         depth = self.config.vision_feature_layer % (len(layers) + 1)
-        hidden = self.vision_tower.embeddings(pixel_values.to(device=self.device, dtype=self.vision_tower.dtype))
+        hidden = embed(self.vision_tower, pixel_values.to(device=self.device, dtype=self.vision_tower.dtype))
         for layer in layers[:depth]:
             hidden = layer(hidden, None)
             hidden = hidden[0] if isinstance(hidden, tuple) else hidden
-        return hidden[:, 1:] if self.config.vision_feature_select_strategy == "patch" else hidden
+        if self.config.vision_feature_select_strategy == "patch":
+            return hidden[:, dropped_tokens(self.config.vision_config) :]
+        return hidden
 
     def encode_videos(self, pixel_values_videos: Videos, video_num_frames=None) -> list[torch.Tensor]:
         """Run the vision tower once over all frames of all videos; one [T_i, P, Dv] tensor per video."""

@@ -32,6 +32,7 @@ from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.rows import read_json_rows, read_text
 from tinyvideo.video import IMAGE_SUFFIXES, read_frames
+from tinyvideo.vision_towers import encoder_layers, input_modules
 
 logger = logging.getLogger(__name__)
 
@@ -301,14 +302,14 @@ def _freeze(module: nn.Module) -> None:
 def used_vision_layers(model) -> nn.ModuleList:
     """The vision encoder layers the model runs: up to `vision_feature_layer`; the rest (and the post
     layer norm and pooling head) get no gradient, and trainable unused weights break DDP."""
-    layers = model.vision_tower.encoder.layers
+    layers = encoder_layers(model.vision_tower)
     return layers[: model.config.vision_feature_layer % (len(layers) + 1)]
 
 
 def _trainable_parts(model, args) -> dict[str, tuple[list[nn.Module], str]]:
     """Component -> (modules that take part, tune type)."""
     layers = used_vision_layers(model)
-    vision_parts = [model.vision_tower.embeddings, *layers]
+    vision_parts = [*input_modules(model.vision_tower), *layers]
     if args.tune_vision_tower == "partial":
         vision_parts, vision_tune = list(layers[args.vision_tower_from_layer :]), "full"
     else:
