@@ -26,6 +26,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 from transformers import initialization as init
+from transformers.core_model_loading import revert_weight_conversion
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from tinyvideo.config import TinyVideoConfig
@@ -106,11 +107,13 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
     @classmethod
     def weight_shapes(cls, config: TinyVideoConfig) -> dict[str, tuple[int, ...]]:
         """Name -> shape of every weight a checkpoint of `config` holds (the tied output head excluded),
-        found on the meta device: no memory is taken, whatever the size."""
+        found on the meta device: no memory is taken, whatever the size. Names are as saved: transformers
+        saves some towers' weights under their original names (DINOv2's `attention.attention.query`)."""
         with torch.device("meta"):
             model = cls(config)
         tied = {"language_model.lm_head.weight"} if config.tie_word_embeddings else set()
-        return {name: tuple(t.shape) for name, t in model.state_dict().items() if name not in tied}
+        saved = revert_weight_conversion(model, model.state_dict())
+        return {name: tuple(t.shape) for name, t in saved.items() if name not in tied}
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()

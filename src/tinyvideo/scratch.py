@@ -1,5 +1,6 @@
 """New models: tiny ones built from scratch (tests, the synthetic suite), or assembled from a language model
-folder and a vision tower folder in Hugging Face format with a fresh connector. Nothing is downloaded.
+folder and a vision tower folder (SigLIP, CLIP or DINOv2) in Hugging Face format with a fresh connector.
+Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Regex, models, pre_tokenizers, trainers
-from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
+from transformers import (
+    AutoTokenizer,
+    CLIPVisionConfig,
+    Dinov2Config,
+    Dinov2WithRegistersConfig,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    SiglipVisionConfig,
+)
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
 from tinyvideo.config import TinyVideoConfig
@@ -21,11 +30,19 @@ from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.prompts import END_OF_TURN, MODE_INSTRUCTIONS, SYSTEM
 from tinyvideo.rows import read_text
+from tinyvideo.vision_towers import frame_size_of, load_vision_tower
 
 logger = logging.getLogger(__name__)
 
 BYTE_LEVEL_SPACE = "\u0120"  # how byte-level BPE writes a space: "Ġ"
 TEMPLATE_TEXTS = [SYSTEM, "USER: ", " ASSISTANT: ", *MODE_INSTRUCTIONS.values(), "<think> </think> <answer> </answer>"]
+# Tiny vision towers by family, from their sizes; DINOv2 sizes its MLP by a ratio, the others by a width.
+TINY_TOWERS = {
+    "siglip": lambda **sizes: SiglipVisionConfig(intermediate_size=sizes["hidden_size"] * 2, **sizes),
+    "clip": lambda **sizes: CLIPVisionConfig(intermediate_size=sizes["hidden_size"] * 2, **sizes),
+    "dinov2": lambda **sizes: Dinov2Config(mlp_ratio=2, **sizes),
+    "dinov2_with_registers": lambda **sizes: Dinov2WithRegistersConfig(mlp_ratio=2, num_register_tokens=4, **sizes),
+}
 
 
 def train_tokenizer(texts: Iterable[str] = (), vocab_size: int = 512, letters_apart: bool = False) -> Qwen2Tokenizer:
@@ -115,8 +132,12 @@ def tiny_config(
     vision_hidden_size: int = 48,
     vision_layers: int = 3,
     model_max_length: int = 2048,
+    vision_tower: str = "siglip",
 ) -> TinyVideoConfig:
-    """A model of a few hundred thousand parameters with the published architecture."""
+    """A model of a few hundred thousand parameters with the published architecture; `vision_tower` is
+    the family of its tower, one of `TINY_TOWERS` (`ValueError` otherwise)."""
+    if vision_tower not in TINY_TOWERS:
+        raise ValueError(f"unknown vision tower {vision_tower!r}; expected one of {', '.join(TINY_TOWERS)}")
     text = Qwen2Config(
         vocab_size=vocab_rows,
         hidden_size=hidden_size,
@@ -130,9 +151,8 @@ def tiny_config(
         eos_token_id=eos_token_id,
         pad_token_id=eos_token_id,
     )
-    vision = SiglipVisionConfig(
+    vision = TINY_TOWERS[vision_tower](
         hidden_size=vision_hidden_size,
-        intermediate_size=vision_hidden_size * 2,
         num_hidden_layers=vision_layers,
         num_attention_heads=4,
         image_size=image_size,
@@ -187,21 +207,24 @@ def spare_rows(tokenizer) -> int:
 def build_tiny(
     texts: Iterable[str] = (), vocab_size: int = 512, seed: int = 0, vision_tower_path=None, **config_overrides
 ) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
-    """A freshly initialised tiny model and its processor; with `vision_tower_path`, a trained SigLIP
-    tower (one or two towers in the folder) replaces the random one, its config replacing the vision sizes."""
+    """A freshly initialised tiny model and its processor; with `vision_tower_path`, a trained tower (a
+    SigLIP, CLIP or DINOv2 folder; a two-tower SigLIP or CLIP folder too) replaces the random one, its
+    config replacing the vision sizes and its image processor (when the folder has one) the frame
+    preprocessing."""
     import torch
 
     tokenizer = train_tokenizer(texts, vocab_size)
     config = tiny_config(spare_rows(tokenizer), tokenizer.eos_token_id, **config_overrides)
     vision_tower = None
     if vision_tower_path is not None:
-        vision_tower = SiglipVisionModel.from_pretrained(vision_tower_path, local_files_only=True)
+        vision_tower = load_vision_tower(vision_tower_path)
         config.vision_config = vision_tower.config
+        config.image_size = frame_size_of(vision_tower.config, vision_tower_path)
     torch.manual_seed(seed)
     model = TinyVideoForConditionalGeneration(config)
     if vision_tower is not None:
         model.vision_tower = vision_tower
-    return model, TinyVideoProcessor.from_config(tokenizer, config)
+    return model, TinyVideoProcessor.from_config(tokenizer, config, vision_tower_path)
 
 
 def assemble(
@@ -214,13 +237,15 @@ def assemble(
     model_max_length: int = 3072,
     dtype=None,
 ) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
-    """A language model and a SigLIP vision tower (local HF folders) joined by a new connector.
+    """A language model and a vision tower (local HF folders: SigLIP, CLIP or DINOv2) joined by a new
+    connector; frames are prepared as the tower folder's image processor says (`preprocessor_config.json`),
+    or by its family's defaults.
 
-    A two-tower SigLIP folder (`SiglipModel`) works too: only its vision half is kept.
+    A two-tower SigLIP or CLIP folder (`SiglipModel`, `CLIPModel`) works too: only its vision half is kept.
     """
     tokenizer = AutoTokenizer.from_pretrained(language_model_dir, local_files_only=True)
     language_model = Qwen2ForCausalLM.from_pretrained(language_model_dir, local_files_only=True, dtype=dtype)
-    vision_tower = SiglipVisionModel.from_pretrained(vision_tower_dir, local_files_only=True, dtype=dtype)
+    vision_tower = load_vision_tower(vision_tower_dir, dtype=dtype)
     config = TinyVideoConfig(
         text_config=language_model.config,
         vision_config=vision_tower.config,
@@ -230,13 +255,14 @@ def assemble(
         num_resampler_layers=num_resampler_layers,
         model_max_length=model_max_length,
         video_token_id=language_model.config.vocab_size - 1,
+        image_size=frame_size_of(vision_tower.config, vision_tower_dir),
     )
     model = TinyVideoForConditionalGeneration(config)
     model.language_model = language_model
     model.vision_tower = vision_tower
     if dtype is not None:
         model.connector.to(dtype)
-    return model, TinyVideoProcessor.from_config(tokenizer, config)
+    return model, TinyVideoProcessor.from_config(tokenizer, config, vision_tower_dir)
 
 
 def add_arguments(parser) -> None:
@@ -248,6 +274,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--group", type=positive_int, default=4)
     parser.add_argument("--texts", help="optional text file (one example a line) to fit the tokenizer's merges on")
     parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument(
+        "--vision-tower",
+        default="siglip",
+        help=f"a tiny tower of a family ({', '.join(TINY_TOWERS)}), or a pretrained tower's folder (SigLIP, CLIP, DINOv2)",
+    )
 
 
 def run(args) -> int:
@@ -255,6 +286,9 @@ def run(args) -> int:
     if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} already exists and is not empty: choose another --out, or pass --overwrite to replace it")
     texts = read_text(args.texts).splitlines() if args.texts else ()
+    tower = {"vision_tower": args.vision_tower} if args.vision_tower in TINY_TOWERS else {"vision_tower_path": args.vision_tower}
+    if "vision_tower_path" in tower and not Path(args.vision_tower).is_dir():
+        raise InputError(f"--vision-tower {args.vision_tower}: neither a tiny tower ({', '.join(TINY_TOWERS)}) nor a folder")
     try:
         tiny_config(1, 0, args.connector, args.image_size, num_queries=args.num_queries, group=args.group)
     except ValueError as error:  # the config's own checks, e.g. num_queries divisible by group
@@ -266,9 +300,10 @@ def run(args) -> int:
         image_size=args.image_size,
         num_queries=args.num_queries,
         group=args.group,
+        **tower,
     )
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
     count = sum(p.numel() for p in model.parameters())
-    print(f"wrote a new {args.connector} model with {count:,} parameters to {args.out}")
+    print(f"wrote a new {args.connector} model ({model.config.vision_config.model_type} tower) with {count:,} parameters to {args.out}")
     return 0
