@@ -8,6 +8,7 @@ published strings written out in full; the runs end to end use a tiny model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -20,7 +21,8 @@ from media import make_indexed_video
 from tinyvideo.cli import main
 from tinyvideo.eval.benchmarks import longvideobench, videomme
 from tinyvideo.eval.benchmarks.common import AnnotationError, Sampling
-from tinyvideo.eval.harness import Settings, build_report, evaluate, read_predictions
+from tinyvideo.errors import InputError
+from tinyvideo.eval.harness import Settings, build_report, check_run_file, evaluate, read_predictions, run_record
 from tinyvideo.eval.subtitles import Cue, SubtitleError, interleave, lines_at, read_longvideobench, read_srt
 from tinyvideo.processing import chat_prompt
 from tinyvideo.scratch import build_tiny
@@ -234,6 +236,23 @@ def test_a_correct_choice_that_is_no_option_index_is_refused(tmp_path, value):
         longvideobench.load(tmp_path, "option")
 
 
+@pytest.mark.parametrize("field", ["duration", "starting_timestamp_for_subtitles"])
+def test_a_time_that_is_no_number_is_refused_naming_the_row(tmp_path, field):
+    write(tmp_path / "lvb_val.json", json.dumps([ROWS[0], ROWS[1] | {field: "4 s"}]))
+    with pytest.raises(AnnotationError, match=rf"lvb_val.json, item 1: {field} '4 s' is not a number of seconds"):
+        longvideobench.load(tmp_path, "option", subtitles=True)
+
+
+def test_a_run_file_written_before_a_setting_existed_still_resumes(tmp_path):
+    settings = Settings("longvideobench", "data", "model")
+    older = run_record(settings, 4)
+    del older["settings"]["subtitles"]
+    write(tmp_path / "run.json", json.dumps(older))
+    check_run_file(tmp_path, run_record(settings, 4))
+    with pytest.raises(InputError, match=r"other settings \(subtitles differ\)"):
+        check_run_file(tmp_path, run_record(dataclasses.replace(settings, subtitles=True), 4))
+
+
 def test_a_bad_subtitle_file_is_logged_once_and_its_questions_asked_without(lvb_dir, caplog):
     with caplog.at_level(logging.WARNING):
         questions = {q.id: q for q in longvideobench.load(lvb_dir, "option", subtitles=True)}
@@ -272,6 +291,8 @@ def test_longvideobench_with_subtitles_end_to_end(lvb_dir, tiny_checkpoint, tmp_
     markdown = (tmp_path / "report.md").read_text()
     assert "- subtitles: missing 1, ok 3" in markdown and "## w/o subs beside w/ subs" in markdown
     assert "| question_category T3O |" in markdown
+    invalid = (report["without_subtitles"]["invalid_answers"], report["invalid_answers"])
+    assert f"| invalid answers | {invalid[0]} | {invalid[1]} |" in markdown
 
 
 # ---- Video-MME with subtitles ----------------------------------------------------------------------
@@ -316,5 +337,5 @@ def test_videomme_with_subtitles_from_the_command_line(videomme_dir, tiny_checkp
 
 
 def test_subtitles_are_refused_for_a_benchmark_without_them():
-    with pytest.raises(Exception, match="mvbench has no subtitles"):
+    with pytest.raises(InputError, match="mvbench has no subtitles"):
         Settings("mvbench", "data", "model", subtitles=True)

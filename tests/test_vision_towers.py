@@ -11,6 +11,7 @@ import torch
 from transformers import BitImageProcessor, CLIPConfig, CLIPImageProcessor, CLIPModel, Dinov2Config
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+from tinyvideo.checkpoints import CheckpointError, export_published
 from tinyvideo.cli import main
 from tinyvideo.processing import chat_prompt
 from tinyvideo.scratch import TINY_TOWERS, build_tiny, tiny_config
@@ -128,3 +129,9 @@ def test_init_takes_a_tower_family_or_folder(tmp_path, capsys):
     assert TinyVideoProcessor.from_pretrained(tmp_path / "dino").image_mean == IMAGENET_MEAN
     assert main(["init", "--out", str(tmp_path / "bad"), "--vision-tower", "vit"]) == 2
     assert "--vision-tower vit: neither a tiny tower (siglip, clip, dinov2" in capsys.readouterr().err
+
+
+def test_the_published_format_is_refused_for_a_tower_other_than_siglip(tmp_path):
+    model, processor = build_tiny(["x"], vision_tower="clip")
+    with pytest.raises(CheckpointError, match="published TinyLLaVA format is written for SigLIP towers only"):
+        export_published(model, processor, tmp_path)

@@ -424,6 +424,8 @@ def check_run_file(output: Path, wanted: dict) -> None:
     if not path.is_file():
         return
     found = read_json(path)
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings) if f.default is not dataclasses.MISSING}
+    found["settings"] = {**defaults, **found.get("settings", {})}  # settings added since: their defaults
     if found != wanted:
         changed = sorted(k for k in wanted["settings"] if found.get("settings", {}).get(k) != wanted["settings"][k])
         raise InputError(

@@ -187,11 +187,12 @@ def markdown(report: dict, title: str) -> str:
 
 def beside(reports: dict[str, dict]) -> str:
     """Markdown: the accuracy of each report (one per setting, e.g. without and with subtitles) side by
-    side, overall and for every value of every breakdown."""
+    side, overall (with the invalid-answer counts) and for every value of every breakdown."""
     names = list(reports)
     first = reports[names[0]]
     lines = ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     lines.append("| overall | " + " | ".join(_pct(r["headline"]["value"]) for r in reports.values()) + " |")
+    lines.append("| invalid answers | " + " | ".join(str(r["invalid_answers"]) for r in reports.values()) + " |")
     for field_name, cells in first["breakdowns"].items():
         for value in cells:
             row = [_pct(r["breakdowns"].get(field_name, {}).get(value, {}).get("accuracy")) for r in reports.values()]

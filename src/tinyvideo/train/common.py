@@ -268,7 +268,7 @@ def load_model_and_processor(args) -> tuple[TinyVideoForConditionalGeneration, T
             num_layers=args.tiny_num_layers,
             vision_hidden_size=args.tiny_vision_hidden_size,
             vision_layers=args.tiny_vision_layers,
-            vision_tower=args.tiny_vision_tower,
+            vision_tower=getattr(args, "tiny_vision_tower", "siglip"),
             model_max_length=args.model_max_length,
             vision_tower_path=args.vision_tower_path,
         )

@@ -98,7 +98,8 @@ class Question:
 
     `prompt` is the user text (question, options, mode instruction) without the chat template;
     `text` is the question alone, as asked (Cloze mode asks it without the options); `options` maps each letter to its text; `categories` holds the grouping fields of the
-    benchmark's leaderboard (for example duration, domain and task type for Video-MME).
+    benchmark's leaderboard (for example duration, domain and task type for Video-MME). A question asked
+    with `subtitles` gets its final prompt once its frames' times are known (`at_frames`).
     """
 
     id: str

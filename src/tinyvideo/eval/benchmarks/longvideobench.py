@@ -81,6 +81,14 @@ def correct_letter(value, options: dict[str, str], where: str) -> str:
     return list(options)[int(value)]
 
 
+def seconds(row: dict, key: str, where: str) -> float:
+    """A row's time field in seconds; `AnnotationError` naming the row for anything but a number."""
+    value = row[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value == value:
+        raise AnnotationError(f"{where}: {key} {value!r} is not a number of seconds")
+    return float(value)
+
+
 def _group(value) -> str:
     """A duration group as its leaderboard names it: "600", whether the file has 600, 600.0 or "600"."""
     return str(int(value)) if isinstance(value, (int, float)) and value == int(value) else str(value)
@@ -97,10 +105,10 @@ class SubtitleFiles:
         require(row, SUBTITLE_FIELDS, where)
         name = str(row["subtitle_path"])
         path = first_existing([self.root / "subtitles" / name, self.root / name])
-        key = (path, row["starting_timestamp_for_subtitles"], row["duration"])
+        key = (path, seconds(row, "starting_timestamp_for_subtitles", where), seconds(row, "duration", where))
         if key not in self.read:
             try:
-                cues = read_longvideobench(path, float(row["starting_timestamp_for_subtitles"]), float(row["duration"]))
+                cues = read_longvideobench(*key)
                 self.read[key] = Subtitles(cues, "ok", interleaved)
             except SubtitleError as error:
                 logger.warning("%s: its questions are asked without subtitles", error)
@@ -129,7 +137,7 @@ def load(root: Path, mode: str, subtitles: bool = False) -> list[Question]:
             options=options,
             answer=correct_letter(row["correct_choice"], options, where),
             categories={"duration_group": _group(row["duration_group"]), "question_category": str(row["question_category"])},
-            sampling=Sampling("stride", (0.0, float(row["duration"]))),
+            sampling=Sampling("stride", (0.0, seconds(row, "duration", where))),
         )
         questions += both_settings(question, subtitle_files(row, where)) if subtitles else [question]
     return questions
