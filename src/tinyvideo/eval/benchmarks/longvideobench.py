@@ -14,7 +14,8 @@ With subtitles (`eval_lvbench_withsub.py`): "subtitles:", the frames and lines i
 benchmark defines it ("[image]" for a frame, the lines as they are), "\\nquestion: <image>\\n", then the
 prompt; the chat template moves the placeholder to the front, as the published code does. A subtitle
 file that cannot be read is logged and its questions are asked without subtitles. Frames: the
-benchmark loader's stride over the annotation's duration.
+benchmark loader's stride over the annotation's duration; a frame's time is its presentation time
+(the loader divides its index by the average rate: the same for a constant-rate video).
 """
 
 from __future__ import annotations
