@@ -188,3 +188,13 @@ def test_two_processes_train_as_one_with_their_batches_together_and_resume_after
     assert "resuming from" in second.stderr
     resumed = load_file(tmp_path / "killed" / FINAL_MODEL / "model.safetensors")
     assert max((resumed[k] - together[k]).abs().max().item() for k in together) < 1e-6
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with GPUs the processes join without use_cpu")
+def test_processes_that_cannot_join_are_refused_before_training(toy, tmp_path):
+    """Without GPUs and without use_cpu, each launched process would train alone into the same folder."""
+    command = launch_command(["train", "sft", "--config", str(recipe(toy, tmp_path / "run", steps=2))])
+    done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "launched as 2 processes, but the run holds 1: without GPUs set use_cpu: true" in done.stderr
+    assert not (tmp_path / "run").exists()
