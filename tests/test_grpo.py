@@ -352,3 +352,20 @@ def test_two_processes_sample_score_and_step_as_one_process_accumulating_two_bat
     first = load_file(tmp_path / "two" / "model" / "model.safetensors")
     second = load_file(tmp_path / "one" / "model" / "model.safetensors")
     assert max((first[k] - second[k]).abs().max().item() for k in first) < 1e-5
+
+
+def test_zero3_rollouts_gather_the_weights_once_not_for_every_token(tmp_path):
+    """Under ZeRO-3 (`configs/deepspeed/zero3.json`, 2 CPU processes over gloo) the rollouts are sampled
+    from weights gathered once: DeepSpeed fetches no module's weights while generating (without the
+    context it fetches every layer's at every token), the rollouts are the unsharded model's, and the
+    weights are sharded again and training goes on afterwards."""
+    pytest.importorskip("deepspeed")
+    launch([str(tmp_path)], script=str(Path(__file__).parent / "zero3_generation.py"))
+    for rank in (0, 1):
+        report = json.loads((tmp_path / f"rank-{rank}.json").read_text())
+        assert report["sharded"] and report["sharded_after"]
+        assert report["hooks/8"]["fetches"] > report["hooks/4"]["fetches"] > 0
+        assert report["gathered/4"]["fetches"] == report["gathered/8"]["fetches"] == 0
+        for tokens in (4, 8):
+            assert report[f"gathered/{tokens}"]["ids"] == report[f"hooks/{tokens}"]["ids"] == report["whole"][str(tokens)]
+        assert report["training_fetches"] > 0  # the hooks are back: the training step ran on sharded weights

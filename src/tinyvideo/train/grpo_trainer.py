@@ -103,6 +103,19 @@ def seeded_rng(seed: int, device: torch.device):
         yield
 
 
+def gathered_for_generation(model):
+    """A context in which the rollouts are generated: for a DeepSpeed ZeRO-3 engine (each process holds a
+    shard of every weight), DeepSpeed's `unwrap_model_for_generation`, which gathers every weight once
+    and lifts the per-module fetch/release hooks until it exits (with them, every layer's weights would
+    be gathered again for every new token); for any other model nothing is needed."""
+    stage = getattr(model, "zero_optimization_stage", None)
+    if stage is None or stage() != 3:
+        return nullcontext()
+    from deepspeed.runtime.zero.stage3 import unwrap_model_for_generation  # present wherever an engine is
+
+    return unwrap_model_for_generation(model)
+
+
 @contextmanager
 def adapters_disabled(model):
     """The base weights: every LoRA adapter switched off for the duration (the reference policy)."""
@@ -239,7 +252,7 @@ class GRPOTrainer(Trainer):
         args, group = self.args, self.args.num_generations
         tokenizer = self.processor.tokenizer
         seed = self._rollout_seed()
-        with self._gathered_for_generation(), seeded_rng(seed, policy.device):
+        with gathered_for_generation(self.model_wrapped), seeded_rng(seed, policy.device):
             completion_ids = sample_completions(
                 policy, prompts, embeds, group, args.max_completion_length, args.temperature, args.top_p, args.top_k,
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=self.processor.pad_token_id,
@@ -289,14 +302,6 @@ class GRPOTrainer(Trainer):
             return completion_logprobs(
                 model, embeds, prompts.attention_mask, completion_ids, self.args.num_generations, self.args.temperature
             )
-
-    def _gathered_for_generation(self):
-        """Under ZeRO-3 each process holds a shard of every weight: gather them once for the whole generate."""
-        if not self.is_deepspeed_enabled or self.accelerator.state.deepspeed_plugin.zero_stage != 3:
-            return nullcontext()
-        import deepspeed
-
-        return deepspeed.zero.GatheredParameters(list(self.model_wrapped.parameters()))
 
     # ---- metrics ------------------------------------------------------------------------------------
 
