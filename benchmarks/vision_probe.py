@@ -12,6 +12,10 @@ scored on the test split's, from four feature sets of the same 16 frames:
 A tower that learnt something the language model needs scores above its random control; one that is
 below the pixels loses information on the way. `majority` is the most frequent test answer's share.
 
+And per patch (`patch_attributes`): the colour and the shape of the object centred in a patch, from that
+patch's token of the layer the model reads (`tower`, `random_tower`) or its pixels, for every occupied patch
+of every frame (a linear classifier fit on a quarter of the train split's clips, scored on the test split's).
+
     python benchmarks/vision_probe.py --tower runs/synth/vision/model --suite synth [--output JSON]
 """
 
@@ -29,6 +33,7 @@ from transformers import SiglipVisionModel
 from tinyvideo.data.synth import load_suite
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.rows import read_json_rows
+from tinyvideo.train.vision_attributes import patch_targets
 from tinyvideo.video import read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +47,11 @@ def split_rows(suite, split: str) -> list[dict]:
     return [row.value for row in rows if row.value["task"] in TASKS]
 
 
+def tokens_of(tower, pixels: torch.Tensor) -> torch.Tensor:
+    """The patch tokens a tiny model's connector receives: the hidden state of layer -2, [T, patches, D]."""
+    return tower(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
+
+
 @torch.no_grad()
 def features(rows: list[dict], suite, tower, random_tower, num_frames: int) -> dict[str, np.ndarray]:
     """Each feature set as an array [clips, features]."""
@@ -50,10 +60,10 @@ def features(rows: list[dict], suite, tower, random_tower, num_frames: int) -> d
     for row in rows:
         frames, _ = read_frames(suite.video_root / row["video"], num_frames=num_frames)
         pixels = preprocess_frames(frames, tower.config.image_size)  # [T, 3, S, S]
-        tokens = tower(pixel_values=pixels).last_hidden_state  # [T, patches, D]
+        tokens = tokens_of(tower, pixels)
         out["tower_tokens"].append(tokens.flatten())
         out["tower_pooled"].append(tokens.mean(1).flatten())
-        out["random_tower_tokens"].append(random_tower(pixel_values=pixels).last_hidden_state.flatten())
+        out["random_tower_tokens"].append(tokens_of(random_tower, pixels).flatten())
         out["pixels"].append(F.adaptive_avg_pool2d(pixels, grid).flatten())
     return {name: torch.stack(values).numpy() for name, values in out.items()}
 
@@ -75,6 +85,42 @@ def probe_accuracy(train_x, train_y, test_x, test_y, steps: int, seed: int) -> f
         optimizer.step()
     with torch.no_grad():
         return 100.0 * float((linear(xt).argmax(1) == torch.tensor(test_y)).float().mean())
+
+
+@torch.no_grad()
+def patch_features(suite, split: str, tower, random_tower, every: int) -> dict[str, np.ndarray]:
+    """Every occupied patch of the split's frames (every `every`-th clip): features of the three kinds
+    [patches, D] and the targets `colour`, `shape` (class indices, 1-based as `patch_targets` gives them)."""
+    grid = tower.config.image_size // tower.config.patch_size
+    rows = [row.value for row in read_json_rows(suite.root / suite.manifest["splits"][split]["scenes"])][::every]
+    out = {name: [] for name in ("tower", "random_tower", "pixels", "colour", "shape")}
+    for row in rows:
+        targets = patch_targets(row["objects"], grid)
+        frames, _ = read_frames(suite.video_root / row["video"], indices=list(range(len(targets["colour"]))))
+        pixels = preprocess_frames(frames, tower.config.image_size)
+        occupied = targets["colour"] > 0
+        for name, model in (("tower", tower), ("random_tower", random_tower)):
+            out[name].append(tokens_of(model, pixels)[occupied])
+        patch = tower.config.patch_size
+        out["pixels"].append(F.unfold(pixels, patch, stride=patch).transpose(1, 2)[occupied])
+        out["colour"].append(targets["colour"][occupied])
+        out["shape"].append(targets["shape"][occupied])
+    return {name: torch.cat(values).numpy() for name, values in out.items()}
+
+
+def patch_attribute_results(suite, tower, random_tower, steps: int, seed: int) -> dict:
+    train, test = patch_features(suite, "train", tower, random_tower, 4), patch_features(suite, "test", tower, random_tower, 1)
+    results = {"train_patches": len(train["colour"]), "test_patches": len(test["colour"])}
+    for attribute in ("colour", "shape"):
+        results[attribute] = {
+            "majority": 100.0 * float(np.bincount(test[attribute]).max() / len(test[attribute])),
+            **{
+                name: probe_accuracy(train[name], train[attribute], test[name], test[attribute], steps, seed)
+                for name in ("tower", "random_tower", "pixels")
+            },
+        }
+        print(attribute, {k: round(v, 1) for k, v in results[attribute].items()})
+    return results
 
 
 def main() -> int:
@@ -114,7 +160,8 @@ def main() -> int:
         }
         print(task, {k: round(v, 1) for k, v in results[task].items() if isinstance(v, float)})
     report = {"benchmark": "vision_probe", "tower": args.tower, "suite": args.suite, "frames": args.frames,
-              "image_size": tower.config.image_size, "patch_size": tower.config.patch_size, "results": results}
+              "image_size": tower.config.image_size, "patch_size": tower.config.patch_size, "results": results,
+              "patch_attributes": patch_attribute_results(suite, tower, random_tower, args.steps, args.seed)}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.output}")

@@ -117,7 +117,7 @@ def test_a_row_whose_captioned_frames_cannot_be_decoded_is_skipped(tmp_path, cap
     (tmp_path / "frames.json").write_text(json.dumps(rows))
     item = FrameCaptionDataset(str(tmp_path / "frames.json"), None, image_size=32)[0]
     assert item["skipped"] == [0] and len(item["pixel_values"]) == len(item["captions"]) == 2
-    assert "captioned frames [27] cannot be decoded" in caplog.text
+    assert "frames [27] cannot be decoded" in caplog.text
 
 
 def test_rows_must_name_a_video_and_captioned_frames(frames_data, tmp_path):
@@ -132,5 +132,5 @@ def test_the_synthetic_suite_recipe_loads_and_matches_the_pretraining_stage():
     configs = Path(__file__).resolve().parents[1] / "configs" / "synth"
     config = load_config(VisionConfig, str(configs / "vision.yaml"), [])
     pretrain = load_config(SFTConfig, str(configs / "pretrain.yaml"), ["--model_name_or_path", "tiny"])
-    assert config.data_path == "synth/train/frames.json"
+    assert config.objective == "attributes" and config.data_path == "synth/scenes/train.jsonl"
     assert pretrain.vision_tower_path == f"{config.output_dir}/{FINAL_MODEL}"

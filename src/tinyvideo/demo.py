@@ -61,21 +61,21 @@ TEMPORAL_TASKS = ("moving_direction", "counting", "appearance_order", "event_ord
 @dataclass(frozen=True)
 class Stage:
     """A training stage: its recipe `<name>.yaml`, which trainer runs it (a key of `TRAINERS`), and the
-    suite's training file it reads (a key of the manifest's `train`). Each stage starts from the model
+    suite's training file it reads (its keys in the manifest, e.g. `("train", "qa")`). Each stage starts from the model
     of the one before; `pretrain` builds a tiny language model around the vision stage's tower."""
 
     name: str
     title: str
     trainer: str
-    data: str
+    data: tuple[str, ...]
 
 
 STAGES = (
-    Stage("vision", "vision tower pretraining on frame captions", "vision", "frames"),
-    Stage("pretrain", "pretraining on captions", "sft", "captions"),
-    Stage("finetune", "fine-tuning on the questions, multiple choice and short answer", "sft", "qa"),
-    Stage("coldstart", "reasoning cold start", "sft", "coldstart"),
-    Stage("grpo", "GRPO reinforcement learning", "grpo", "grpo"),
+    Stage("vision", "vision tower pretraining on what is where in the frames", "vision", ("splits", "train", "scenes")),
+    Stage("pretrain", "pretraining on captions", "sft", ("train", "captions")),
+    Stage("finetune", "fine-tuning on the questions, multiple choice and short answer", "sft", ("train", "qa")),
+    Stage("coldstart", "reasoning cold start", "sft", ("train", "coldstart")),
+    Stage("grpo", "GRPO reinforcement learning", "grpo", ("train", "grpo")),
 )
 VISION, PRETRAIN, FINETUNE = STAGES[:3]
 # trainer: (module with `train(config)`, its config class)
@@ -157,7 +157,7 @@ def stage_overrides(ws: Workspace, stage: Stage, run: Path, start: str | None) -
     the workspace's base language model, or one from scratch); or None (the vision stage)."""
     suite = ws.suite
     overrides = [
-        "--data_path", str(suite.path("train", stage.data)),
+        "--data_path", str(suite.path(*stage.data)),
         "--video_root", str(suite.video_root),
         "--output_dir", str(run),
         "--seed", str(ws.seed),

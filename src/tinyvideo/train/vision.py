@@ -7,12 +7,18 @@ The published models start from a pretrained SigLIP. A tiny model built from scr
 and through a random one the language model learns nothing about the video: on the synthetic suite the
 captioning loss with the right video and with another clip's video stayed equal (to 4 decimals after 240
 steps, the tower frozen or trained along). This stage makes the tower the way SigLIP and CLIP towers are
-made, at toy scale: the vision tower and a small text tower learn a shared embedding of frames and their
-captions with the contrastive loss (both directions, in-batch negatives; captions that are the same text
-count as positives of each other). With its tower (`configs/synth/vision.yaml`, 106 s on 2 cores), the
-captioning stage ends at a loss of 0.569 with the right video against 0.785 with another clip's.
+made, at toy scale, with one of two objectives (`objective`):
 
-Data: a json list (or jsonl) of rows `{"video": path, "frames": [{"index": i, "caption": text}, ...]}`;
+- `contrastive`: the vision tower and a small text tower learn a shared embedding of frames and their
+  captions with the contrastive loss (both directions, in-batch negatives; captions that are the same text
+  count as positives of each other). With its tower the captioning stage ends at a loss of 0.569 with the
+  right video against 0.785 with another clip's; but linear probes find no more colour, shape, motion or
+  bounce count in its patch tokens than in a random tower's (`benchmarks/vision_probe.py`).
+- `attributes` (`configs/synth/vision.yaml`): the colour, shape and place of the object in every patch of
+  every frame, from the synthetic suite's scene rows (`tinyvideo.train.vision_attributes`, where the
+  probes' numbers are).
+
+Contrastive data: a json list (or jsonl) of rows `{"video": path, "frames": [{"index": i, "caption": text}, ...]}`;
 every listed frame is one pair, and the frames of a row are decoded together. The tokenizer is fit on the
 captions. Checkpoints and resume work as in the other stages; `output_dir/model` is a two-tower SigLIP
 folder whose vision half a `tiny` model takes through `vision_tower_path`.
@@ -35,13 +41,15 @@ from tinyvideo.errors import InputError
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.scratch import train_tokenizer
 from tinyvideo.rows import read_json_rows
+from tinyvideo.train import vision_attributes
 from tinyvideo.train.common import add_config_arguments, check_ranges, require_folder, run_stage
+from tinyvideo.train.frame_rows import FrameRowsDataset, read_exact_frames
 from tinyvideo.train.runs import train_and_save
-from tinyvideo.video import VideoDecodeError, read_frames
 
 logger = logging.getLogger(__name__)
 
-MAX_CONSECUTIVE_BAD_ROWS = 100
+
+OBJECTIVES = ("contrastive", "attributes")
 
 
 @dataclass
@@ -49,7 +57,13 @@ class VisionConfig(TrainingArguments):
     """The frame-caption data, the sizes of the two towers, and the Trainer's settings.
     `per_device_train_batch_size` counts rows (videos); a batch holds all their listed frames."""
 
-    data_path: str | None = field(default=None, metadata={"help": "json(l) rows: video, frames [{index, caption}]"})
+    objective: str = field(
+        default="contrastive",
+        metadata={"help": "contrastive: frames and their captions; attributes: what is where, from the synthetic suite's scene rows"},
+    )
+    data_path: str | None = field(
+        default=None, metadata={"help": "json(l) rows: video, frames [{index, caption}] (contrastive) or scene rows (attributes)"}
+    )
     video_root: str | None = field(default=None, metadata={"help": "folder the rows' video paths are relative to"})
     image_size: int = field(default=32, metadata={"help": "frame side in pixels"})
     patch_size: int = field(default=8, metadata={"help": "vision patch side"})
@@ -63,8 +77,10 @@ class VisionConfig(TrainingArguments):
 
     def __post_init__(self):
         check_ranges(self)
+        if self.objective not in OBJECTIVES:
+            raise InputError(f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}")
         if self.data_path is None:
-            raise InputError("data_path is required: json rows of video and captioned frames")
+            raise InputError("data_path is required: json rows of video and captioned frames, or scene rows")
         super().__post_init__()
 
 
@@ -91,39 +107,18 @@ def read_rows(path: str | Path) -> tuple[list[dict], list[int]]:
     return kept, dropped
 
 
-class FrameCaptionDataset(torch.utils.data.Dataset):
-    """Each item is one row's frames, decoded and preprocessed, with its captions. A row whose video fails,
-    or whose captioned frames cannot all be decoded, is logged and replaced by the next good one (its index
-    travels in `skipped`), so batches keep their size."""
+class FrameCaptionDataset(FrameRowsDataset):
+    """Each item is one row's captioned frames, decoded and preprocessed, with their captions."""
 
     def __init__(self, data_path: str, video_root: str | None, image_size: int):
-        self.rows, self.malformed_rows = read_rows(data_path)
-        self.video_root = Path(video_root) if video_root is not None else Path(data_path).parent
-        self.image_size = image_size
-
-    def __len__(self) -> int:
-        return len(self.rows)
+        super().__init__(*read_rows(data_path), video_root if video_root is not None else Path(data_path).parent, image_size)
 
     def captions(self) -> list[str]:
         return [frame["caption"] for row in self.rows for frame in row["frames"]]
 
-    def __getitem__(self, i: int) -> dict:
-        skipped = []
-        for offset in range(min(len(self.rows), MAX_CONSECUTIVE_BAD_ROWS)):
-            row = self.rows[(i + offset) % len(self.rows)]
-            try:
-                path = self.video_root / row["video"]
-                frames, info = read_frames(path, indices=[f["index"] for f in row["frames"]])
-                if info.damaged:  # another frame in place of a captioned one would pair the caption with it
-                    lost = [t for t, i in zip(info.targets, info.indices) if t != i] + list(info.missing)
-                    raise VideoDecodeError(f"{path}: captioned frames {lost} cannot be decoded")
-            except (VideoDecodeError, ValueError) as err:
-                logger.warning("%s skipped: %s", row["where"], err)
-                skipped.append(row["row"])
-                continue
-            pixels = preprocess_frames(frames, self.image_size)
-            return {"pixel_values": pixels, "captions": [f["caption"] for f in row["frames"]], "skipped": skipped}
-        raise InputError(f"{len(skipped)} rows in a row failed to decode, from row {i}: is video_root ({self.video_root}) right?")
+    def encode(self, row: dict) -> dict:
+        frames = read_exact_frames(self.video_root / row["video"], [f["index"] for f in row["frames"]])
+        return {"pixel_values": preprocess_frames(frames, self.image_size), "captions": [f["caption"] for f in row["frames"]]}
 
 
 class FrameCaptionCollator:
@@ -217,7 +212,9 @@ def build_towers(config: VisionConfig, vocab_rows: int, pad_token_id: int) -> Fr
 
 
 def train(config: VisionConfig) -> Path:
-    """Train the two towers and return the final SigLIP folder."""
+    """Train the tower with the configured objective and return the final SigLIP folder."""
+    if config.objective == "attributes":
+        return vision_attributes.train(config)
     set_seed(config.seed)
     require_folder(config.video_root, "video_root")
     dataset = FrameCaptionDataset(config.data_path, config.video_root, config.image_size)

@@ -1,0 +1,113 @@
+"""The vision stage's `attributes` objective: patch targets as the scene says, a run on the suite's scene rows
+that learns, and a tower folder the pretrain stage takes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tinyvideo.data.synth import generate_suite
+from tinyvideo.data.synth_scenes import OBJECT
+from tinyvideo.errors import InputError
+from tinyvideo.train.common import load_config
+from tinyvideo.train.vision import VisionConfig, train
+from tinyvideo.train.vision_attributes import (
+    COLOUR_CLASSES,
+    SHAPE_CLASSES,
+    AttributeTower,
+    SceneFramesDataset,
+    attribute_loss,
+    patch_targets,
+    read_scene_rows,
+)
+from tinyvideo.vision_towers import load_vision_tower
+
+
+def test_patch_targets_put_each_centre_in_its_patch_and_the_top_object_wins():
+    # 64 px frames, a 4 x 4 grid of 16 px patches; objects are OBJECT (14) px squares given by their top-left.
+    objects = [
+        {"shape": "circle", "x": [0, 50, 0], "y": [0, 50, 0], "colour": ["red", "blue", None]},
+        {"shape": "cross", "x": [33, 33, 1], "y": [1, 1, 1], "colour": ["green", "green", "cyan"]},
+        {"shape": "square", "x": [34, 60, 60], "y": [2, 60, 60], "colour": ["yellow", None, None]},  # on top of the cross
+    ]
+    targets = patch_targets(objects, grid=4)
+    colour, shape, offset = targets["colour"], targets["shape"], targets["offset"]
+    assert colour.shape == shape.shape == (3, 16) and offset.shape == (3, 16, 2)
+    # frame 0: the circle's centre (7, 7) -> patch 0 at (7/16, 7/16); the square's (41, 9) shares patch 2 with the cross's
+    assert colour[0, 0] == COLOUR_CLASSES.index("red") and shape[0, 0] == SHAPE_CLASSES.index("circle")
+    assert offset[0, 0].tolist() == pytest.approx([7 / 16, 7 / 16])
+    assert colour[0, 2] == COLOUR_CLASSES.index("yellow") and shape[0, 2] == SHAPE_CLASSES.index("square")
+    assert offset[0, 2].tolist() == pytest.approx([(34 + OBJECT / 2) / 16 - 2, (2 + OBJECT / 2) / 16])
+    assert int((colour[0] > 0).sum()) == 2
+    # frame 1: the circle's centre (57, 57) -> the last patch; the cross alone in patch 2
+    assert colour[1, 15] == COLOUR_CLASSES.index("blue") and shape[1, 2] == SHAPE_CLASSES.index("cross")
+    assert offset[1, 15].tolist() == pytest.approx([57 / 16 - 3, 57 / 16 - 3])
+    # frame 2: an invisible object leaves its patch empty; only the cyan cross is there
+    assert colour[2].nonzero().flatten().tolist() == [0] and colour[2, 0] == COLOUR_CLASSES.index("cyan")
+    assert offset[2, 1:].abs().sum() == 0
+
+
+def test_the_loss_is_the_two_cross_entropies_plus_the_weighted_offset_error():
+    logits = torch.zeros(1, 2, len(COLOUR_CLASSES) + len(SHAPE_CLASSES) + 2)
+    colour, shape = torch.tensor([[1, 0]]), torch.tensor([[2, 0]])
+    offset = torch.tensor([[[0.25, 1.0], [0.0, 0.0]]])
+    uniform = torch.log(torch.tensor(float(len(COLOUR_CLASSES)))) + torch.log(torch.tensor(float(len(SHAPE_CLASSES))))
+    by_hand = uniform + 10.0 * ((0.5 - 0.25) ** 2 + (0.5 - 1.0) ** 2) / 2  # sigmoid(0) = 0.5, on the occupied patch only
+    assert attribute_loss(logits, colour, shape, offset).item() == pytest.approx(by_hand.item(), abs=1e-5)
+
+
+def test_scene_rows_that_are_not_scenes_are_dropped_with_their_line(tmp_path):
+    good = {"video": "a.mp4", "objects": [{"shape": "circle", "x": [1, 2], "y": [1, 2], "colour": ["red", None]}]}
+    bad = [
+        {"video": "b.mp4", "objects": [{"shape": "star", "x": [1], "y": [1], "colour": ["red"]}]},
+        {"video": "c.mp4", "objects": [{"shape": "circle", "x": [1, 2], "y": [1], "colour": ["red", "red"]}]},
+        {"video": "d.mp4", "objects": [{"shape": "circle", "x": [1], "y": [1], "colour": ["mauve"]}]},
+        {"objects": []},
+    ]
+    path = tmp_path / "scenes.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [good, *bad]) + "\nnot json\n")
+    rows, dropped = read_scene_rows(path)
+    assert [r["video"] for r in rows] == ["a.mp4"] and dropped == [1, 2, 3, 4, 5]
+    path.write_text(json.dumps(bad[0]) + "\n")
+    with pytest.raises(InputError, match="no usable scene rows"):
+        read_scene_rows(path)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    return generate_suite(tmp_path_factory.mktemp("suite"), scale="smoke")
+
+
+def test_a_run_learns_what_is_where_and_the_pretrain_stage_takes_its_tower(suite, tmp_path):
+    scenes = suite.path("splits", "train", "scenes")
+    settings = [
+        "--objective", "attributes", "--data_path", str(scenes), "--video_root", str(suite.video_root),
+        "--output_dir", str(tmp_path / "run"), "--image_size", "32", "--patch_size", "8",
+        "--vision_hidden_size", "32", "--vision_layers", "2", "--max_steps", "80", "--learning_rate", "5e-3",
+        "--per_device_train_batch_size", "4", "--save_steps", "40", "--logging_steps", "80", "--report_to", "none",
+        "--dataloader_num_workers", "0", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    config = load_config(VisionConfig, None, settings)
+    dataset = SceneFramesDataset(str(scenes), str(suite.video_root), 32, grid=4)
+    item = dataset[0]
+    assert item["pixel_values"].shape == (16, 3, 32, 32) and item["colour"].shape == (16, 16)
+
+    torch.manual_seed(0)
+    untrained = AttributeTower(AttributeTower.config_class(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                           num_attention_heads=4, image_size=32, patch_size=8))
+    batch = {k: item[k] for k in ("colour", "shape", "offset")}
+    before = attribute_loss(untrained.attribute_logits(item["pixel_values"]), **batch).item()
+
+    folder = train(config)
+    tower = load_vision_tower(folder)
+    trained = AttributeTower.from_pretrained(folder)
+    assert all(torch.equal(p, tower.state_dict()[k]) for k, p in trained.state_dict().items() if k in tower.state_dict())
+    with torch.no_grad():
+        logits = trained.attribute_logits(item["pixel_values"])
+    assert attribute_loss(logits, **batch).item() < before / 2
+    occupied = batch["colour"] > 0
+    colour_hits = (logits[..., : len(COLOUR_CLASSES)].argmax(-1) == batch["colour"])[occupied].float().mean()
+    assert colour_hits > 0.5  # 6 colours: chance is 1/6 on an occupied patch
+    assert (folder / "preprocessor_config.json").is_file()
