@@ -1,8 +1,10 @@
-"""Model configuration: a Qwen2 language model, a SigLIP vision tower and a connector between them."""
+"""Model configuration: a causal language model (Qwen2 in the published models), a SigLIP vision tower and a
+connector between them."""
 
 from __future__ import annotations
 
-from transformers import AutoConfig, PreTrainedConfig, Qwen2Config, SiglipVisionConfig
+from transformers import AutoConfig, PreTrainedConfig, SiglipVisionConfig
+from transformers.configuration_utils import SubConfigSpec
 
 CONNECTOR_TYPES = ("group", "naive", "image", "mlp")
 
@@ -35,10 +37,16 @@ class TinyVideoConfig(PreTrainedConfig):
     (`group`, `naive`); the `image` connector gives each frame `num_queries // group` tokens, and
     `mlp` keeps every patch token. `video_token_id` is the token the processor repeats once per
     visual token; it sits in the spare embedding rows above the tokenizer's vocabulary.
+
+    `text_config` is the config of any decoder-only causal LM whose transformers class takes
+    `inputs_embeds` (its `model_type` picks the class; without one it is Qwen2, as in the published models).
     """
 
     model_type = "tinyvideo"
-    sub_configs_defaults = {"text_config": Qwen2Config, "vision_config": SiglipVisionConfig}
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2"),
+        "vision_config": SiglipVisionConfig,
+    }
 
     text_config: dict | PreTrainedConfig | None = None
     vision_config: dict | PreTrainedConfig | None = None

@@ -46,7 +46,7 @@ from tinyvideo.eval.benchmarks import mlvu, mmvu, mvbench, nextqa, synth, videom
 from tinyvideo.eval.benchmarks.common import AnnotationError, Question, Sampling
 from tinyvideo.eval.report import ANSWERED, markdown, score
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
-from tinyvideo.processing import chat_prompt, preprocess_frames
+from tinyvideo.processing import preprocess_frames
 from tinyvideo.prompts import END_OF_TURN, question_with_instruction
 from tinyvideo.rows import read_json
 from tinyvideo.train.grpo_rollouts import completion_logprobs
@@ -251,7 +251,7 @@ def prompt_ids(processor, item: Asked) -> list[int]:
     """The token ids of a question's chat prompt; a question too long for the model loses the middle of
     its text, never its options, instruction or turn markers."""
     counts = [len(item.features)]
-    return processor.tokenize(processor.fit_prompt(chat_prompt(item.question.prompt), item.question.text, counts), counts)
+    return processor.tokenize(processor.fit_prompt(processor.chat_prompt(item.question.prompt), item.question.text, counts), counts)
 
 
 def answer_batch(model, processor, items: Sequence[Asked], settings: Settings) -> list[dict]:
