@@ -217,11 +217,12 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
     ) -> CausalLMOutputWithPast:
         if inputs_embeds is None:
             inputs_embeds = self.embed_inputs(input_ids, pixel_values_videos, video_num_frames, frame_features)
+        if past_key_values is not None:  # passed on only when given: some families take the cache as `cache`
+            kwargs["past_key_values"] = past_key_values
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             labels=labels,
             use_cache=use_cache,
             logits_to_keep=logits_to_keep,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, SiglipVisionConfig, SiglipVisionModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Qwen2Config, SiglipVisionConfig, SiglipVisionModel
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
 from tinyvideo.config import TinyVideoConfig
@@ -123,15 +123,19 @@ def tiny_config(
     vision_hidden_size: int = 48,
     vision_layers: int = 3,
     model_max_length: int = 2048,
+    text_model_type: str = "qwen2",
 ) -> TinyVideoConfig:
-    """A model of a few hundred thousand parameters with the published architecture."""
-    text = Qwen2Config(
+    """A model of a few hundred thousand parameters with the published architecture; `text_model_type`
+    picks another language model family (any transformers causal LM `model_type`: llama, qwen3, phi3, gemma, ...)."""
+    text = AutoConfig.for_model(
+        text_model_type,
         vocab_size=vocab_rows,
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
+        head_dim=hidden_size // 4,
         max_position_embeddings=max(model_max_length, 4096),
         tie_word_embeddings=True,
         bos_token_id=eos_token_id,
