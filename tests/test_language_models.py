@@ -18,11 +18,15 @@ from tinyvideo.errors import InputError
 from tinyvideo.eval.harness import Settings, evaluate, read_predictions
 from tinyvideo.processing import IGNORE_INDEX, conversation_segments
 from tinyvideo.scratch import assemble, build_tiny, default_chat_format, load_language_model, spare_rows, train_tokenizer
-from tinyvideo.train.common import apply_tuning, save_model
+from tinyvideo.train.common import apply_tuning, load_config, save_model
 from tinyvideo.train.grpo import GRPOConfig, GRPODataset
+from tinyvideo.train.sft import SFTConfig
 from tinyvideo.train.grpo_trainer import GRPOTrainer
+from tinyvideo.train.language import letter_token_ids, prompt_ids
+from tinyvideo.data.synth import design_split
 from tinyvideo.video import write_video
 
+REPO = Path(__file__).resolve().parents[1]
 FAMILIES = ["llama", "qwen3", "phi3", "gemma"]
 # ChatML with the tiny tokenizer's eos closing each turn, so that generation stops at a turn's end.
 CHATML = (
@@ -188,6 +192,14 @@ def test_a_template_that_rewrites_earlier_turns_is_refused():
         conversation_segments([{"from": "human", "value": "hi"}], "tokenizer", train_tokenizer())
 
 
+def test_letter_binding_prompts_in_the_tokenizer_template_end_where_the_letter_comes():
+    tokenizer = chat_tokenizer()
+    question = design_split(0, "test", 1)[0].question
+    text = tokenizer.decode(prompt_ids(tokenizer, question, "tokenizer"))
+    assert text.startswith("<|im_start|>user\n") and text.endswith(f"The answer is {question.answer_text}.<|endoftext|>\n<|im_start|>assistant\n")
+    assert [tokenizer.decode([i]) for i in letter_token_ids(tokenizer, "tokenizer")] == list("ABCDE")
+
+
 @pytest.mark.parametrize(
     "model_type, template, expected",
     [("qwen2", CHATML, "qwen2_base"), ("qwen3", CHATML, "qwen2_base"), ("llama", CHATML, "tokenizer"), ("llama", None, "qwen2_base"),
@@ -293,3 +305,12 @@ def test_gradient_checkpointing_gives_the_same_gradients(family):
     assert plain.keys() == checkpointed.keys()
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "finetune", "coldstart", "grpo"])
+def test_the_smollm2_recipes_load_and_each_stage_starts_from_the_one_before(stage):
+    config = load_config(GRPOConfig if stage == "grpo" else SFTConfig, REPO / "configs" / "smollm2" / f"{stage}.yaml", [])
+    before = {"pretrain": "base", "finetune": "pretrain/model", "coldstart": "finetune/model", "grpo": "coldstart/model"}
+    assert config.model_name_or_path == f"runs/smollm2/{before[stage]}" and config.output_dir == f"runs/smollm2/{stage}"
+    assert config.tune_language_model == ("frozen" if stage == "pretrain" else "lora")
+    assert getattr(config, "template", "chat") == ("pretrain" if stage == "pretrain" else "chat")
