@@ -147,11 +147,13 @@ def test_one_grpo_step_trains_the_language_model(family_dir, suite, tmp_path):
     assert any(not torch.equal(p, before[name]) for name, p in model.language_model.named_parameters())
 
 
-def test_one_eval_batch_answers_every_question(family_dir, suite, tmp_path):
+@pytest.mark.parametrize("mode", ["option", "cloze"])
+def test_one_eval_batch_answers_every_question(family_dir, suite, tmp_path, mode):
     model, processor = load(family_dir)
-    settings = Settings("synth", str(suite), str(family_dir), frames=3, max_new_tokens=4)
+    settings = Settings("synth", str(suite), str(family_dir), mode=mode, frames=3, max_new_tokens=4)
     records = read_predictions(evaluate(settings, tmp_path, model.eval(), processor, batch_size=2))
     assert sorted(r["id"] for r in records) == ["q0", "q1"]
+    assert all(r["status"] == "ok" and r["letter"] in "ABC" for r in records if mode == "cloze")
     assert all(r["status"] == "ok" and r["response"] is not None for r in records)
 
 
@@ -179,6 +181,8 @@ def test_the_tokenizer_template_supervises_each_answer_and_its_end_of_turn_only(
         [{"role": r, "content": c} for r, c in [("user", "\nWhat colour?"), ("assistant", "red"), ("user", "Why?"), ("assistant", "It is red.")]],
         tokenize=False,
     )
+    assert processor.reply_text("blue") == "blue<|endoftext|>\n"
+    assert TinyVideoProcessor.from_config(tokenizer, config).reply_text("blue") == " blue<|endoftext|>"
     assert processor.chat_prompt("Why?", "option").startswith("<|im_start|>user\n<image>\nWhy?\nAnswer with the option's letter")
     assert processor.chat_prompt("Why?").endswith("<|im_start|>assistant\n")
 

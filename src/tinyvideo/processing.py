@@ -259,6 +259,12 @@ class TinyVideoProcessor:
         """The generation prompt for one question about one video, in the model's chat format."""
         return chat_prompt(question, mode, self.chat_format, self.tokenizer)
 
+    def reply_text(self, answer: str) -> str:
+        """The text `answer` takes after a generation prompt in the model's chat format, its end of turn
+        included (" answer<|endoftext|>" in `qwen2_base`): what a scored answer's tokens are."""
+        turns = [{"from": "human", "value": "?"}, {"from": "gpt", "value": answer}]
+        return conversation_segments(turns, self.chat_format, self.tokenizer)[-1].text
+
     def encode_conversation(
         self, messages: Sequence[dict], num_frames: int | None, template: str = "chat"
     ) -> dict[str, list[int]]:

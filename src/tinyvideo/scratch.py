@@ -6,6 +6,7 @@ connector. Nothing is downloaded.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import logging
 import string
@@ -156,7 +157,7 @@ def tiny_config(
 def tiny_vision_config(
     image_size: int = 32, patch_size: int = 8, hidden_size: int = 48, num_layers: int = 3
 ) -> SiglipVisionConfig:
-    """A SigLIP vision tower of a few ten thousand parameters (the synthetic suite's frames are 32 px)."""
+    """A SigLIP vision tower of a few ten thousand parameters (frames squashed to `image_size` pixels)."""
     return SiglipVisionConfig(
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
@@ -239,6 +240,8 @@ def load_language_model(path: str | Path, gguf_file: str | None = None, dtype=No
         raise InputError(f"{folder / gguf_file}: no such GGUF file{how}")
     if not folder.is_dir():
         raise InputError(f"{folder}: no such language model folder (models load from local folders only)")
+    if gguf_file is not None and importlib.util.find_spec("gguf") is None:
+        raise InputError(f"reading {gguf_file} needs the gguf package: pip install 'gguf>=0.10' (or the tinyvideo[gguf] extra)")
     options = {"local_files_only": True, "gguf_file": gguf_file}
     tokenizer = AutoTokenizer.from_pretrained(folder, **options)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **options)

@@ -47,7 +47,7 @@ from tinyvideo.eval.benchmarks.common import AnnotationError, Question, Sampling
 from tinyvideo.eval.report import ANSWERED, markdown, score
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
 from tinyvideo.processing import preprocess_frames
-from tinyvideo.prompts import END_OF_TURN, question_with_instruction
+from tinyvideo.prompts import question_with_instruction
 from tinyvideo.rows import read_json
 from tinyvideo.train.grpo_rollouts import completion_logprobs
 from tinyvideo.video import VideoDecodeError, read_frames
@@ -297,7 +297,7 @@ def score_options(model, processor, items: Sequence[Asked]) -> list[dict]:
     """
     prompts = [{"input_ids": prompt_ids(processor, item)} for item in items]
     prompts = {k: v.to(model.device) for k, v in processor.pad(prompts, padding_side="left").items()}
-    answer_ids = [processor.tokenize(f" {text}{END_OF_TURN}", []) for item in items for text in item.question.options.values()]
+    answer_ids = [processor.tokenize(processor.reply_text(text), []) for item in items for text in item.question.options.values()]
     answers = {k: v.to(model.device) for k, v in processor.pad([{"input_ids": ids} for ids in answer_ids]).items()}
     counts = torch.tensor([len(item.question.options) for item in items], device=model.device)
     with torch.inference_mode():

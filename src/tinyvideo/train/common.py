@@ -69,8 +69,8 @@ class ModelArguments:
     - `model_name_or_path`: a tinyvideo or published TinyLLaVA-Video(-R1) folder, or the word `tiny` for a
       freshly initialised tiny model whose tokenizer is fit on the texts of `tokenizer_corpus` (text files,
       one example a line, or LLaVA-style json files, every conversation turn);
-    - `language_model_path` + `vision_tower_path`: Hugging Face folders of a Qwen2 LM and a SigLIP
-      vision tower joined by a new connector;
+    - `language_model_path` + `vision_tower_path`: Hugging Face folders of a causal LM (any decoder-only
+      family) and a SigLIP vision tower joined by a new connector (a GGUF language model: `tinyvideo init`);
     - `tiny` + `vision_tower_path`: a tiny language model from scratch with that SigLIP tower (for example
       one from `tinyvideo train vision`); the tower's folder sets its sizes and the frame size.
     The connector settings (`connector_type`, `num_queries`, `group`, `num_resampler_layers`,
@@ -78,7 +78,7 @@ class ModelArguments:
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "checkpoint folder, or 'tiny'"})
-    language_model_path: str | None = field(default=None, metadata={"help": "Qwen2 folder for a new model"})
+    language_model_path: str | None = field(default=None, metadata={"help": "causal LM folder for a new model"})
     vision_tower_path: str | None = field(
         default=None, metadata={"help": "SigLIP folder for a new model (with language_model_path, or 'tiny')"}
     )
