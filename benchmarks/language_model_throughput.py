@@ -88,7 +88,7 @@ def main() -> int:
         smollm2 = smollm2_recipe(scratch, Path(args.gguf), tower)
         lora = ["--tune_language_model", "lora", "--lora_r", str(args.lora_r), "--lora_alpha", str(2 * args.lora_r)]
         runs = {
-            "tiny_full": (PRETRAIN, ["--tokenizer_corpus", str(data), "--vision_tower_path", str(tower)]),
+            "tiny_full": (PRETRAIN, ["--model_name_or_path", "tiny", "--tokenizer_corpus", str(data), "--vision_tower_path", str(tower)]),
             "smollm2_full": (smollm2, []),
             "smollm2_lora": (smollm2, lora),
         }
