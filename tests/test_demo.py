@@ -81,6 +81,18 @@ def test_accuracy_tables_are_the_harness_reports(smoke):
             assert {row[0]: row[column] for row in rows[1:]} == expected
 
 
+def test_subtitles_section_is_the_harness_report(smoke):
+    out = smoke
+    report = json.loads((out / "eval" / f"{STAGES[-1]}-longvideobench" / "report.json").read_text())
+    rows = next(t for t in tables((out / "report.md").read_text()) if t[0][0] == "setting")
+    assert rows[1:] == [
+        ["w/o subs", pct(report["without_subtitles"]["headline"]["value"]), str(report["without_subtitles"]["invalid_answers"])],
+        ["w/ subs", pct(report["headline"]["value"]), str(report["invalid_answers"])],
+    ]
+    assert report["subtitles"] == {"ok": report["questions"]} and report["predicted"] == report["questions"] > 0
+    assert json.loads((out / "demo.json").read_text())["subtitles"]["files"] == {"ok": report["questions"]}
+
+
 def test_training_and_grpo_numbers_are_the_logged_ones(smoke):
     out = smoke
     found = tables((out / "report.md").read_text())

@@ -23,6 +23,7 @@ from tinyvideo.eval.benchmarks import mlvu, mmvu, mvbench, nextqa, synth, videom
 from tinyvideo.eval.benchmarks.common import AnnotationError, Sampling, lettered
 from tinyvideo.eval.harness import Settings, VideoFrames
 from tinyvideo.processing import chat_prompt
+from tinyvideo.vision_towers import FrameTransform
 
 SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
@@ -341,7 +342,7 @@ def test_a_broken_annotation_line_refuses_the_benchmark_naming_file_and_line(tmp
 def sampled(path: Path, sampling: Sampling, frames=None, fps=None, max_frames=None) -> tuple[list[int], dict]:
     """Frame indices read back from the pixels the harness would give the model, and the frame record."""
     settings = Settings("synth", "data", "model", frames=frames, fps=fps, max_frames=max_frames)
-    _, pixels, record, status = VideoFrames([(str(path), sampling)], settings, image_size=64)[0]
+    _, pixels, record, status = VideoFrames([(str(path), sampling)], settings, FrameTransform(64))[0]
     assert status == "ok", record
     as_uint8 = ((pixels.permute(0, 2, 3, 1).numpy() * 0.5 + 0.5) * 255).round().astype(np.uint8)
     return read_indices(as_uint8), record
@@ -389,6 +390,6 @@ def test_unreadable_and_missing_videos_are_reported(tmp_path):
     settings = Settings("synth", "data", "model", frames=4)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 100)
-    items = VideoFrames([(str(broken), Sampling()), (str(tmp_path / "gone.mp4"), Sampling())], settings, image_size=32)
+    items = VideoFrames([(str(broken), Sampling()), (str(tmp_path / "gone.mp4"), Sampling())], settings, FrameTransform(32))
     assert [(items[i][1], items[i][3]) for i in range(2)] == [(None, "unreadable"), (None, "missing")]
     assert "gone.mp4" in items[1][2]["error"]

@@ -24,6 +24,7 @@ from tinyvideo.eval import harness
 from tinyvideo.eval.benchmarks.common import Sampling
 from tinyvideo.eval.harness import Settings, build_report, evaluate, read_predictions
 from tinyvideo.scratch import build_tiny
+from tinyvideo.vision_towers import FrameTransform
 
 VIDEOS = {  # video -> number of questions about it
     "test/v0.mp4": 3,
@@ -234,7 +235,7 @@ def test_cloze_mode_picks_the_option_likeliest_as_the_answer(settings, loaded, t
     for record in answered:
         question = questions[record["id"]]
         assert record["prompt"] == question.text + "\nAnswer the question using a single word or phrase."
-        _, pixels, _, _ = harness.VideoFrames([(question.video, question.sampling)], cloze, processor.image_size)[0]
+        _, pixels, _, _ = harness.VideoFrames([(question.video, question.sampling)], cloze, processor.frame_transform)[0]
         prompt = processor.tokenize(processor.chat_prompt(record["prompt"]), [len(pixels)])
         expected = {}
         for letter, text in question.options.items():
@@ -258,14 +259,14 @@ def test_frame_status_tells_damage_from_cuts_and_missing_timestamps(tmp_path, ca
     cut = cut_by_stream_copy(make_indexed_video(tmp_path / "uncut.mp4", 94, 30, gop=100), tmp_path / "cut.mp4", 81)
     untimed = zero_frame_durations(make_indexed_video(tmp_path / "timed.mp4", 96, 25), tmp_path / "untimed.mp4")
     videos = [(str(path), Sampling()) for path in (damaged, cut, untimed)]
-    items = harness.VideoFrames(videos, Settings("synth", "data", "model", frames=16), image_size=32)
+    items = harness.VideoFrames(videos, Settings("synth", "data", "model", frames=16), FrameTransform(32))
     (_, pixels, record, status), cut_item, untimed_item = items[0], items[1], items[2]
     assert status == "damaged" and "damaged.mp4 is damaged" in caplog.text
     assert record["missing"] == [79, 92, 106] and len(pixels) == len(record["indices"]) == 13
     assert (record["targets"][6], record["indices"][6]) == (119, 125)
     assert (cut_item[3], cut_item[2]["total_frames"], cut_item[2]["truncated"]) == ("ok", 13, False)
     assert (untimed_item[3], untimed_item[2]["duration"], len(set(untimed_item[2]["indices"]))) == ("ok", None, 16)
-    by_rate = harness.VideoFrames(videos[2:], Settings("synth", "data", "model", frames=None, fps=1.0), image_size=32)[0]
+    by_rate = harness.VideoFrames(videos[2:], Settings("synth", "data", "model", frames=None, fps=1.0), FrameTransform(32))[0]
     assert by_rate[3] == "unreadable" and "timestamps cannot tell its frames apart" in by_rate[2]["error"]
 
 

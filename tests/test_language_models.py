@@ -248,6 +248,15 @@ def test_a_vocabulary_without_a_spare_row_grows_one_and_keeps_the_text_outputs(l
     torch.testing.assert_close(logits[..., : len(tokenizer)], expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("tower", ["clip", "dinov2"])
+def test_a_language_model_joins_a_new_tiny_tower_of_any_family(llama_dir, tower):
+    model, processor = assemble(llama_dir, tower, num_queries=16, group=4, image_size=32)
+    assert model.config.vision_config.model_type.startswith(tower) and processor.image_size == 32
+    inputs = processor(text=[processor.chat_prompt("What colour?")], videos=[video(2)])
+    with torch.no_grad():
+        assert torch.isfinite(model.eval()(**inputs).logits).all()
+
+
 def test_a_vocabulary_with_spare_rows_keeps_its_size(tmp_path):
     model, processor = build_tiny(TEXTS)
     model.language_model.save_pretrained(tmp_path)
@@ -266,10 +275,12 @@ def test_init_writes_a_ready_folder_from_a_language_model_folder(llama_dir, tmp_
     with torch.no_grad():
         assert model.generate(**inputs, max_new_tokens=3, do_sample=False).shape[1] > inputs["input_ids"].shape[1]
     out = str(tmp_path / "other")
-    assert main(["init", "--language-model", str(llama_dir), "--out", out]) == 2
+    assert main(["init", "--language-model", str(llama_dir), "--vision-tower", str(tmp_path / "none"), "--out", out]) == 2
     assert main(["init", "--language-model", str(llama_dir), "--gguf-file", "x.gguf", "--vision-tower", "tiny", "--out", out]) == 2
+    assert main(["init", "--gguf-file", "x.gguf", "--out", out]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert "needs --vision-tower" in errors[0] and f"{llama_dir}/x.gguf: no such GGUF file" in errors[1]
+    assert "none: neither a tiny tower" in errors[0] and f"{llama_dir}/x.gguf: no such GGUF file" in errors[1]
+    assert "--gguf-file and --chat-format apply to a --language-model" in errors[2]
 
 
 def test_a_missing_packaged_gguf_file_says_how_to_get_it(tmp_path):

@@ -113,7 +113,7 @@ def test_preprocessing_matches_published(published_dir):
     tensors = load_file(published_dir.parent / "preprocess" / "expected.safetensors")
     from tinyvideo.processing import preprocess_frames
 
-    pixels = preprocess_frames(tensors["frame_uint8"].numpy(), image_size=32)[0]
+    pixels = preprocess_frames(tensors["frame_uint8"].numpy(), 32)[0]
     assert torch.equal(pixels, tensors["pixel_values_pil"])
 
 

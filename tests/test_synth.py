@@ -19,8 +19,9 @@ from PIL import Image
 from tinyvideo.data import synth
 from tinyvideo.data.synth_formats import problem
 from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Question
-from tinyvideo.data.synth_scenes import COLOURS, FRAMES, OBJECT, SIZE, where
+from tinyvideo.data.synth_scenes import COLOURS, FPS, FRAMES, OBJECT, SIZE, where
 from tinyvideo.errors import InputError
+from tinyvideo.eval.benchmarks import longvideobench, videomme
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +245,47 @@ def test_videomme_layout(suite):
     for row in table.itertuples():
         assert [o[:3] for o in row.options] == ["A. ", "B. ", "C. ", "D. "] and row.answer in "ABCD"
         assert (suite.root / "eval/videomme/data" / f"{row.videoID}.mp4").is_file()
+
+
+def test_videomme_subtitles(suite):
+    questions = videomme.load(suite.path("eval", "videomme", "root"), "option", subtitles=True)
+    states = Counter(q.subtitles.status for q in questions if q.id.endswith("/subs"))
+    videos = len({q.video for q in questions})
+    assert states == {"ok": 3 * (videos - videos // 3), "missing": 3 * (videos // 3)}  # two videos in three have one
+    with_lines = next(q for q in questions if q.id.endswith("/subs") and q.subtitles.status == "ok")
+    asked, _ = with_lines.at_frames([k / FPS for k in range(FRAMES)])  # every frame: every caption shows
+    listed = asked.prompt[: -len(with_lines.prompt)].split("\n")[1:-1]
+    assert listed == [cue.text for cue in with_lines.subtitles.cues] and all(t.startswith(("A frame", "An empty")) for t in listed)
+
+
+def test_longvideobench_layout_in_both_packagings_and_subtitle_schemas(suite, tmp_path):
+    root = suite.path("eval", "longvideobench", "root")
+    items = json.loads((root / "lvb_val.json").read_text())
+    assert {type(item["correct_choice"]) for item in items} == {int} and {len(i["candidates"]) for i in items} == {4, 5}
+    assert {item["duration_group"] for item in items} == {15, 60, 600, 3600}
+    first, second = (json.loads((root / "subtitles" / items[k]["subtitle_path"]).read_text()) for k in (0, 1))
+    assert set(first[0]) == {"start", "end", "line"} and items[0]["starting_timestamp_for_subtitles"] == 0.0
+    assert set(second[0]) == {"timestamp", "text"} and second[-1]["timestamp"][1] is None
+    assert items[1]["starting_timestamp_for_subtitles"] == second[0]["timestamp"][0] == 30.0
+    table = pd.read_parquet(root / "validation-00000-of-00001.parquet")
+    assert "candidates" not in table and (table["option4"] == "N/A").any()
+
+    repack = tmp_path / "repack"  # the parquet alone, as lmms-eval downloads it
+    repack.mkdir()
+    (repack / "validation-00000-of-00001.parquet").symlink_to(root / "validation-00000-of-00001.parquet")
+    (repack / "videos").symlink_to(root / "videos")
+    from_json = longvideobench.load(root, "option", subtitles=True)
+    from_parquet = longvideobench.load(repack, "option")
+    assert [(q.prompt, q.options, q.answer) for q in from_json if not q.id.endswith("/subs")] == [
+        (q.prompt, q.options, q.answer) for q in from_parquet
+    ]
+    subtitled = [q for q in from_json if q.id.endswith("/subs")]
+    assert {q.subtitles.status for q in subtitled} == {"ok"}
+    for question in subtitled[:2]:  # one file in each schema: captions on the video's clock, the last to its end
+        cues = question.subtitles.cues
+        assert cues[0].start == 0 and cues[-1].end == 2.0 and all(a.end == b.start for a, b in zip(cues, cues[1:]))
+        asked, _ = question.at_frames([k / FPS for k in range(FRAMES)])
+        assert asked.prompt.count("[image]") == FRAMES and cues[0].text in asked.prompt
 
 
 def test_mvbench_layout(suite):

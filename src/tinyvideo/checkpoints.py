@@ -176,7 +176,13 @@ def published_config(config: TinyVideoConfig) -> dict:
 
 
 def export_published(model, processor, out_dir: str | os.PathLike) -> Path:
-    """Write `model` (and its tokenizer) as a published-format TinyLLaVA folder."""
+    """Write `model` (and its tokenizer) as a published-format TinyLLaVA folder; `CheckpointError` for a
+    model whose vision tower is not SigLIP, the only tower the published checkpoints have."""
+    if model.config.vision_config.model_type != "siglip_vision_model":
+        raise CheckpointError(
+            f"the published TinyLLaVA format is written for SigLIP towers only; this model's tower is "
+            f"{model.config.vision_config.model_type!r}: keep it in tinyvideo's format (save_pretrained)"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tied = model.config.tie_word_embeddings

@@ -1,10 +1,12 @@
-"""Model configuration: a causal language model (Qwen2 in the published models), a SigLIP vision tower and a
-connector between them."""
+"""Model configuration: a causal language model (Qwen2 in the published models), a vision tower (SigLIP, CLIP or
+DINOv2) and a connector between them."""
 
 from __future__ import annotations
 
-from transformers import AutoConfig, PreTrainedConfig, SiglipVisionConfig
+from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+
+from tinyvideo.vision_towers import dropped_tokens, kind_of, tower_tokens
 
 CONNECTOR_TYPES = ("group", "naive", "image", "mlp")
 
@@ -36,16 +38,19 @@ class TinyVideoConfig(PreTrainedConfig):
     `num_queries` is the number of visual tokens a video becomes for the video-level connectors
     (`group`, `naive`); the `image` connector gives each frame `num_queries // group` tokens, and
     `mlp` keeps every patch token. `video_token_id` is the token the processor repeats once per
-    visual token; it sits in the spare embedding rows above the tokenizer's vocabulary.
+    visual token; it sits in the spare embedding rows above the tokenizer's vocabulary. `image_size` is
+    the side of the frames the vision tower sees, when it is not `vision_config.image_size` (DINOv2
+    checkpoints are made for 518-pixel images and see 224-pixel crops).
 
     `text_config` is the config of any decoder-only causal LM whose transformers class takes
     `inputs_embeds` (its `model_type` picks the class; without one it is Qwen2, as in the published models).
     """
 
     model_type = "tinyvideo"
+    # A sub-config dict is read by its `model_type` (Qwen2 and SigLIP when it has none, as in published checkpoints).
     sub_configs_defaults = {
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2"),
-        "vision_config": SiglipVisionConfig,
+        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="siglip_vision_model"),
     }
 
     text_config: dict | PreTrainedConfig | None = None
@@ -57,6 +62,7 @@ class TinyVideoConfig(PreTrainedConfig):
     mlp_depth: int = 2
     vision_feature_layer: int = -2
     vision_feature_select_strategy: str = "patch"
+    image_size: int | None = None
     video_token_id: int | None = None
     model_max_length: int = 3072
     tie_word_embeddings: bool = True
@@ -66,6 +72,9 @@ class TinyVideoConfig(PreTrainedConfig):
         self.connector_type, depth = canonical_connector(self.connector_type)
         self.mlp_depth = depth or self.mlp_depth
         self.tie_word_embeddings = self.text_config.tie_word_embeddings
+        kind_of(self.vision_config)  # a vision tower tinyvideo can build
+        if self.image_size is None:
+            self.image_size = self.vision_config.image_size
         if self.vision_feature_select_strategy not in ("patch", "cls_patch"):
             raise ValueError("vision_feature_select_strategy must be 'patch' or 'cls_patch'")
         if self.connector_type in ("group", "image") and self.num_queries % self.group:
@@ -79,9 +88,10 @@ class TinyVideoConfig(PreTrainedConfig):
 
     @property
     def tokens_per_frame(self) -> int:
-        """Vision-tower tokens per frame after feature selection (728 for SigLIP-so400m-384 'patch')."""
-        patches = (self.vision_config.image_size // self.vision_config.patch_size) ** 2
-        return patches - 1 if self.vision_feature_select_strategy == "patch" else patches
+        """Vision-tower tokens per frame after feature selection (728 for SigLIP-so400m-384 'patch', 256 for
+        CLIP ViT-L/14-224 and DINOv2 at 224)."""
+        tokens = tower_tokens(self.vision_config, self.image_size)
+        return tokens - dropped_tokens(self.vision_config) if self.vision_feature_select_strategy == "patch" else tokens
 
     def num_visual_tokens(self, num_frames: int) -> int:
         """How many embeddings the connector makes of a video of `num_frames` frames."""

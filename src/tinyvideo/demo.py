@@ -252,6 +252,25 @@ def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES) -> dict[str
     return reports
 
 
+def evaluate_subtitles(ws: Workspace, model: Path, run: Path) -> dict:
+    """The harness's report on the suite's LongVideoBench files in Option mode, each question asked without
+    and with its subtitles (the frames' captions, interleaved with the frames)."""
+    from accelerate import PartialState
+
+    from tinyvideo.eval.harness import Settings, build_report, evaluate
+
+    settings = Settings(
+        benchmark="longvideobench",
+        data=str(ws.suite.path("eval", "longvideobench", "root").resolve()),
+        model=str(model.resolve()),
+        max_new_tokens=OPTION_TOKENS,
+        subtitles=True,
+    )
+    folder = ws.root / "eval" / f"{run.name}-longvideobench"
+    evaluate(settings, folder, batch_size=64, num_workers=0, device=PartialState().device)
+    return build_report(folder)
+
+
 def task_accuracy(report: dict) -> dict[str, float | None]:
     """Accuracy per task, then over all questions ("all")."""
     tasks = {task: cell["accuracy"] for task, cell in report["breakdowns"]["task"].items()}
@@ -287,7 +306,8 @@ def run_demo(ws: Workspace, started: float) -> Path:
         accuracies = ", ".join(f"{mode} {_pct(task_accuracy(r)['all'])}" for mode, r in reports.items()) or "-"
         logger.info("stage %s done in %.0f s; test accuracy: %s", stage.name, seconds, accuracies)
         start = "tiny" if stage is VISION else str(final)
-    return demo_report.write_demo_report(ws, results, time.perf_counter() - started)
+    subtitles = evaluate_subtitles(ws, final, run)
+    return demo_report.write_demo_report(ws, results, time.perf_counter() - started, subtitles)
 
 
 def ablation_extra(connector: str, recipe_connector: str, num_frames: int, num_queries: int) -> list[str]:

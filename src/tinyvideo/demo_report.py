@@ -179,8 +179,9 @@ def example_lines(ws: Workspace, examples: list[tuple[str, dict]], folder: Path)
 # ---- the reports ------------------------------------------------------------------------------------
 
 
-def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float) -> Path:
-    """`report.md`, `demo.json` and the plots, from each stage's run folder, history and evaluation reports."""
+def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float, subtitles: dict) -> Path:
+    """`report.md`, `demo.json` and the plots, from each stage's run folder, history and evaluation reports;
+    `subtitles` is the last stage's report on the suite's LongVideoBench files without and with subtitles."""
     root, tasks = ws.root, ws.suite.manifest["tasks"]
     histories = {stage: result["history"] for stage, result in results.items()}
     plot_losses(histories, root / "loss.png")
@@ -243,6 +244,22 @@ def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float) -
         ["metric", "first logged step", "last logged step"],
         [[m, _num(v and v["first"]), _num(v and v["last"])] for m, v in grpo_table.items()],
     )
+    with_subs, without_subs = subtitles["headline"]["value"], subtitles["without_subtitles"]["headline"]["value"]
+    lines += [
+        "",
+        "## Subtitles (LongVideoBench layout)",
+        "",
+        f"The last stage's model on the suite's test clips in LongVideoBench's files, Option mode, each question "
+        "asked without and with subtitles (the frames' captions, interleaved with the frames as LongVideoBench "
+        "defines it):",
+        "",
+        *table(["setting", "accuracy (%)", "invalid answers"], [
+            ["w/o subs", pct(without_subs), str(subtitles["without_subtitles"]["invalid_answers"])],
+            ["w/ subs", pct(with_subs), str(subtitles["invalid_answers"])],
+        ]),
+        "",
+        "Subtitle files: " + ", ".join(f"{k} {v}" for k, v in subtitles.get("subtitles", {}).items()) + ".",
+    ]
     examples = pick_examples(ws, {s: r["run"] for s, r in evaluated.items()})
     example_text, example_summary = example_lines(ws, examples, root / "examples")
     if not any(e["self_correction"] for e in example_summary):
@@ -262,6 +279,7 @@ def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float) -
             "invalid_answers": {mode: {s: r["reports"][mode]["invalid_answers"] for s, r in evaluated.items()} for mode in MODES},
             "training": training,
             "grpo": grpo_table,
+            "subtitles": {"w/o subs": without_subs, "w/ subs": with_subs, "files": subtitles.get("subtitles", {})},
             "examples": example_summary,
         },
     )

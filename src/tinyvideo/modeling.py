@@ -1,4 +1,4 @@
-"""The model: SigLIP vision tower -> connector -> a causal LM (Qwen2 in the published models).
+"""The model: vision tower (SigLIP, CLIP or DINOv2) -> connector -> a causal LM (Qwen2 in the published models).
 
 The language model is whatever `AutoModelForCausalLM` builds from `config.text_config`: any decoder-only
 model whose class takes `inputs_embeds` (Qwen2/2.5/3, Llama and SmolLM2, Phi-3, Gemma, ...). What differs
@@ -30,14 +30,15 @@ from transformers import (
     LogitsProcessor,
     LogitsProcessorList,
     PreTrainedModel,
-    SiglipVisionModel,
 )
 from transformers import initialization as init
+from transformers.core_model_loading import revert_weight_conversion
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from tinyvideo.config import TinyVideoConfig
 from tinyvideo.connectors import PerceiverResampler, build_connector
 from tinyvideo.errors import InputError
+from tinyvideo.vision_towers import build_vision_tower, dropped_tokens, embed, encoder_layers
 
 Videos = torch.Tensor | Sequence[torch.Tensor]
 
@@ -84,7 +85,7 @@ class TinyVideoPreTrainedModel(PreTrainedModel):
 class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixin):
     def __init__(self, config: TinyVideoConfig):
         super().__init__(config)
-        self.vision_tower = SiglipVisionModel(config.vision_config)
+        self.vision_tower = build_vision_tower(config.vision_config)
         self.connector = build_connector(config)
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
@@ -116,11 +117,13 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
     @classmethod
     def weight_shapes(cls, config: TinyVideoConfig) -> dict[str, tuple[int, ...]]:
         """Name -> shape of every weight a checkpoint of `config` holds (the tied output head excluded),
-        found on the meta device: no memory is taken, whatever the size."""
+        found on the meta device: no memory is taken, whatever the size. Names are as saved: transformers
+        saves some towers' weights under their original names (DINOv2's `attention.attention.query`)."""
         with torch.device("meta"):
             model = cls(config)
         tied = model.all_tied_weights_keys  # tied copy -> its source; empty when the head is not tied
-        return {name: tuple(t.shape) for name, t in model.state_dict().items() if name not in tied}
+        saved = revert_weight_conversion(model, model.state_dict())
+        return {name: tuple(t.shape) for name, t in saved.items() if name not in tied}
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
@@ -137,16 +140,19 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         """Frames [N, 3, S, S] -> features [N, P, Dv]: the hidden state of `vision_feature_layer`.
 
         Only the layers up to that one run (the published code runs them all and discards the rest).
-        With the 'patch' strategy token 0 is dropped although SigLIP has no CLS token: the published
+        The 'patch' strategy drops the tokens before the patches: CLIP's class token, DINOv2's class
+        and register tokens, and SigLIP's first patch although SigLIP has no class token: the published
         models were trained that way (compat-spec 1.4).
         """
-        layers = self.vision_tower.encoder.layers
+        layers = encoder_layers(self.vision_tower)
         depth = self.config.vision_feature_layer % (len(layers) + 1)
-        hidden = self.vision_tower.embeddings(pixel_values.to(device=self.device, dtype=self.vision_tower.dtype))
+        hidden = embed(self.vision_tower, pixel_values.to(device=self.device, dtype=self.vision_tower.dtype))
         for layer in layers[:depth]:
             hidden = layer(hidden, None)
             hidden = hidden[0] if isinstance(hidden, tuple) else hidden
-        return hidden[:, 1:] if self.config.vision_feature_select_strategy == "patch" else hidden
+        if self.config.vision_feature_select_strategy == "patch":
+            return hidden[:, dropped_tokens(self.config.vision_config) :]
+        return hidden
 
     def encode_videos(self, pixel_values_videos: Videos, video_num_frames=None) -> list[torch.Tensor]:
         """Run the vision tower once over all frames of all videos; one [T_i, P, Dv] tensor per video."""

@@ -24,6 +24,7 @@ from tinyvideo.config import TinyVideoConfig
 from tinyvideo.errors import InputError
 from tinyvideo.rows import read_json
 from tinyvideo.prompts import END_OF_TURN, SYSTEM, question_with_instruction
+from tinyvideo.vision_towers import HALF, FrameTransform, frame_transform
 
 logger = logging.getLogger(__name__)
 
@@ -117,12 +118,14 @@ def chat_prompt(question: str, mode: str | None = None, template: str = "qwen2_b
     return "".join(s.text for s in conversation_segments([{"from": "human", "value": question}], template, tokenizer))
 
 
-def preprocess_frames(frames, image_size: int) -> torch.Tensor:
-    """uint8 RGB frames [T,H,W,3] (array, tensor or list of PIL images) -> float32 [T,3,S,S] in [-1, 1].
-
-    A bicubic squash to S x S (no crop, no padding), /255, then (x - 0.5) / 0.5: SigLIP's preprocessing,
-    bit-identical to the published pipeline (compat-spec 2.1).
+def preprocess_frames(frames, transform: FrameTransform | int) -> torch.Tensor:
+    """uint8 RGB frames [T,H,W,3] (array, tensor or list of PIL images) -> float32 [T,3,S,S] by the vision
+    tower's image processing. An int S is SigLIP's: a bicubic squash to S x S (no crop, no padding),
+    /255, then (x - 0.5) / 0.5, bit-identical to the published pipeline (compat-spec 2.1).
+    Raises `ValueError` for frames of another shape or dtype.
     """
+    if isinstance(transform, int):
+        transform = FrameTransform(transform)
     if isinstance(frames, Image.Image):
         frames = [frames]
     if isinstance(frames, (list, tuple)):
@@ -136,18 +139,18 @@ def preprocess_frames(frames, image_size: int) -> torch.Tensor:
         raise ValueError("a video of zero frames cannot be processed")
     if frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (0..255); got {frames.dtype}")
-    resized = np.stack([np.asarray(Image.fromarray(f).resize((image_size, image_size), Image.BICUBIC)) for f in frames])
-    pixels = (resized.astype(np.float32) / 255.0 - 0.5) / 0.5
-    return torch.from_numpy(pixels.transpose(0, 3, 1, 2).copy())
+    return transform(frames)
 
 
 class TinyVideoProcessor:
     """Turns prompts and videos into model inputs; builds prompts and training labels.
 
     The number of visual tokens of a video is `tokens_per_video + tokens_per_frame * num_frames`
-    (one of the two is zero, depending on the connector). `chat_format` is how the model's conversations
-    are written: `qwen2_base` (the published models, and folders saved without the setting) or
-    `tokenizer` (the tokenizer's own chat template).
+    (one of the two is zero, depending on the connector). Frames are prepared as the vision tower's
+    image processor does (`frame_transform`: SigLIP's squash by default; a shortest-edge resize and
+    centre crop when `shortest_edge` is set; then `image_mean` and `image_std`). `chat_format` is how the
+    model's conversations are written: `qwen2_base` (the published models, and folders saved without the
+    setting) or `tokenizer` (the tokenizer's own chat template).
     """
 
     def __init__(
@@ -158,6 +161,9 @@ class TinyVideoProcessor:
         tokens_per_video: int = 512,
         tokens_per_frame: int = 0,
         model_max_length: int = 3072,
+        shortest_edge: int | None = None,
+        image_mean: Sequence[float] = HALF,
+        image_std: Sequence[float] = HALF,
         chat_format: str = "qwen2_base",
     ):
         if chat_format not in CHAT_FORMATS:
@@ -175,16 +181,31 @@ class TinyVideoProcessor:
         self.tokens_per_video = tokens_per_video
         self.tokens_per_frame = tokens_per_frame
         self.model_max_length = model_max_length
+        self.shortest_edge = shortest_edge
+        self.image_mean = tuple(image_mean)
+        self.image_std = tuple(image_std)
         self.chat_format = chat_format
+
+    @property
+    def frame_transform(self) -> FrameTransform:
+        return FrameTransform(self.image_size, self.shortest_edge, self.image_mean, self.image_std)
 
     # ---- construction and persistence ---------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, tokenizer, config: TinyVideoConfig, chat_format: str = "qwen2_base") -> TinyVideoProcessor:
+    def from_config(
+        cls, tokenizer, config: TinyVideoConfig, vision_tower_dir=None, chat_format: str = "qwen2_base"
+    ) -> TinyVideoProcessor:
+        """The processor of a model of `config`; frames prepared by the image processor in
+        `vision_tower_dir` when given (its preprocessor_config.json), else by its tower family's defaults."""
         per_frame = config.num_visual_tokens(1) - config.num_visual_tokens(0)
+        transform = frame_transform(config.vision_config, config.image_size, vision_tower_dir)
         return cls(
             tokenizer,
-            image_size=config.vision_config.image_size,
+            image_size=config.image_size,
+            shortest_edge=transform.shortest_edge,
+            image_mean=transform.mean,
+            image_std=transform.std,
             video_token_id=config.video_token_id,
             tokens_per_video=config.num_visual_tokens(0),
             tokens_per_frame=per_frame,
@@ -221,6 +242,9 @@ class TinyVideoProcessor:
             "tokens_per_video": self.tokens_per_video,
             "tokens_per_frame": self.tokens_per_frame,
             "model_max_length": self.model_max_length,
+            "shortest_edge": self.shortest_edge,
+            "image_mean": list(self.image_mean),
+            "image_std": list(self.image_std),
             "chat_format": self.chat_format,
         }
 
@@ -356,7 +380,7 @@ class TinyVideoProcessor:
     def preprocess_videos(self, videos: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
         """Videos (uint8 frames, or already preprocessed float tensors [T,3,S,S]) -> padded [V,Tmax,3,S,S], counts."""
         pixels = [
-            v if isinstance(v, torch.Tensor) and v.is_floating_point() else preprocess_frames(v, self.image_size)
+            v if isinstance(v, torch.Tensor) and v.is_floating_point() else preprocess_frames(v, self.frame_transform)
             for v in videos
         ]
         for video in pixels:

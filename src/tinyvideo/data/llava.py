@@ -104,7 +104,7 @@ class LlavaDataset(torch.utils.data.Dataset):
         pixels = None
         if row["media"] is not None:
             frames = load_video(self.video_root / row["media"], self.sampling)
-            pixels = preprocess_frames(frames, self.processor.image_size)
+            pixels = preprocess_frames(frames, self.processor.frame_transform)
         num_frames = None if pixels is None else len(pixels)
         example = self.processor.encode_conversation(row["conversations"], num_frames, self.template)
         if all(label < 0 for label in example["labels"]):

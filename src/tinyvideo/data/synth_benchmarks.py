@@ -3,9 +3,12 @@
 Field names, file names and folder layouts follow `reference/eval-io-anchors.md` section 1.1 and
 `reference/compat-spec.md` sections 5.1-5.4, quirks included (Video-MME options already prefixed
 "A. ", MVBench answers as candidate text with duplicate file names across folders, MLVU text answers,
-MMVU's URL-like video paths and empty choices on open-ended items, NExT-QA's integer ids and answers),
-so an evaluation adapter can be tested end to end on real files. Every clip is 2 seconds long; the
-Video-MME `duration` bucket is a label cycled over the videos, not a length.
+MMVU's URL-like video paths and empty choices on open-ended items, NExT-QA's integer ids and answers,
+LongVideoBench's index answers, "N/A"-padded parquet options and subtitle files in both schemas, their
+clock offset and null end times), so an evaluation adapter can be tested end to end on real files.
+Every clip is 2 seconds long; the Video-MME `duration` bucket and LongVideoBench's `duration_group` are
+labels cycled over the videos, not lengths. LongVideoBench's subtitles are the frames' captions, one
+line per run of frames with the same caption.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pandas as pd
 from tinyvideo.data.synth_formats import atomic_write, write_json
 from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Clip, balanced, count_probe, presence_probe
 from tinyvideo.data.synth_scenes import FPS, FRAMES, SIZE
+from tinyvideo.data.synth_text import frame_caption
 
 DURATION = FRAMES / FPS
 
@@ -62,6 +66,18 @@ MMVU_SUBJECT = {"collision": "Mechanical Engineering", "state_change": "Chemistr
 MMVU_URL = "https://huggingface.co/datasets/yale-nlp/MMVU/resolve/main"
 # NExT-QA question types (why, descriptive); event_order is TN or TP by its relation (after / before)
 NEXTQA_TYPE = {"collision": "CW", "state_change": "DO"}
+# LongVideoBench question categories: the referring kind closest to each task's question
+LONGVIDEOBENCH_CATEGORY = {
+    "moving_direction": "O2E",  # what an object does
+    "appearance_order": "O3O",  # an object after another
+    "event_order": "E3E",  # an event after another
+    "counting": "S2O",  # the objects of a scene
+    "state_change": "SAA",  # an attribute that changes
+    "existence_end": "SOS",  # an object followed through the video
+    "collision": "E2O",  # the object of an event
+}
+LONGVIDEOBENCH_GROUPS = (15, 60, 600, 3600)
+SUBTITLE_OFFSET = 30.0  # the clock of the timestamp-schema files starts this long before the video
 
 
 def _place(src: Path, dst: Path) -> None:
@@ -120,8 +136,18 @@ def write_mvbench(out: Path, root: Path, clips: list[Clip], video_root: Path) ->
     }
 
 
+def caption_srt(clip: Clip) -> str:
+    """The clip's frame captions as an `.srt` file, each line wrapped in Video-MME's `<font>` tag."""
+    blocks = []
+    for number, line in enumerate(caption_subtitles(clip, timestamp_schema=False), 1):
+        start, end = (line[key].replace(".", ",") for key in ("start", "end"))
+        blocks.append(f'{number}\n{start} --> {end}\n<font color="white" size=".72c">{line["line"]}</font>\n')
+    return "\n".join(blocks)
+
+
 def write_videomme(out: Path, root: Path, clips: list[Clip], video_root: Path, seed: int) -> dict:
-    """`videomme/test-00000-of-00001.parquet`, three questions per video, videos at `data/<videoID>.mp4`."""
+    """`videomme/test-00000-of-00001.parquet`, three questions per video, videos at `data/<videoID>.mp4`,
+    subtitles at `subtitle/<videoID>.srt` for two videos in three (some real videos have none)."""
     clips = [c for c in clips if c.question.task in VIDEOMME_TASK_TYPE]
     rng = np.random.default_rng([seed, 4])
     n = len(clips)
@@ -152,9 +178,17 @@ def write_videomme(out: Path, root: Path, clips: list[Clip], video_root: Path, s
                 }
             )
         _place(video_root / clip.video, out / "data" / f"{youtube}.mp4")
+        if j % 3 != 2:
+            srt = caption_srt(clip)
+            atomic_write(out / "subtitle" / f"{youtube}.srt", lambda tmp: Path(tmp).write_text(srt, encoding="utf-8"))
     parquet = out / "videomme" / "test-00000-of-00001.parquet"
     atomic_write(parquet, lambda tmp: pd.DataFrame(rows).to_parquet(tmp, index=False))
-    return {"root": _relative(out, root), "parquet": _relative(parquet, root), "video": _relative(out / "data", root)}
+    return {
+        "root": _relative(out, root),
+        "parquet": _relative(parquet, root),
+        "video": _relative(out / "data", root),
+        "subtitles": _relative(out / "subtitle", root),
+    }
 
 
 def write_mlvu(out: Path, root: Path, clips: list[Clip], video_root: Path) -> dict:
@@ -277,8 +311,74 @@ def write_nextqa(out: Path, root: Path, clips: list[Clip], video_root: Path, see
     }
 
 
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes // 60):02d}:{int(minutes % 60):02d}:{rest:06.3f}"
+
+
+def caption_subtitles(clip: Clip, timestamp_schema: bool) -> list[dict]:
+    """The clip's frame captions as subtitle lines, one per run of frames with the same caption: in the
+    `{start, end, line}` schema on the video's clock, or in the `{timestamp: [s, e], text}` schema on a
+    clock `SUBTITLE_OFFSET` seconds ahead, the last line's end null ("until the end")."""
+    captions = [frame_caption(clip.scene, frame) for frame in range(FRAMES)]
+    starts = [frame for frame in range(FRAMES) if frame == 0 or captions[frame] != captions[frame - 1]]
+    lines = []
+    for start, end in zip(starts, starts[1:] + [FRAMES]):
+        if timestamp_schema:
+            last = None if end == FRAMES else SUBTITLE_OFFSET + end / FPS
+            lines.append({"timestamp": [SUBTITLE_OFFSET + start / FPS, last], "text": captions[start]})
+        else:
+            lines.append({"start": _clock(start / FPS), "end": _clock(end / FPS), "line": captions[start]})
+    return lines
+
+
+def write_longvideobench(out: Path, root: Path, clips: list[Clip], video_root: Path) -> dict:
+    """`lvb_val.json` (index answers) and its parquet re-pack (`option0..4`, "N/A" padding) beside
+    `videos/<video_id>.mp4` and `subtitles/<video_id>_en.json`, the two subtitle schemas alternating."""
+    rows = []
+    for j, clip in enumerate(clips):
+        q, video_id = clip.question, f"lvb{j:05d}"
+        timestamp_schema = j % 2 == 1
+        _place(video_root / clip.video, out / "videos" / f"{video_id}.mp4")
+        write_json(out / "subtitles" / f"{video_id}_en.json", caption_subtitles(clip, timestamp_schema))
+        rows.append(
+            {
+                "video_id": video_id,
+                "question": q.question,
+                "question_wo_referring_query": q.question,
+                "candidates": q.options,
+                "correct_choice": q.answer_index,
+                "position": [0],
+                "topic_category": "SY-Synthetic",
+                "question_category": LONGVIDEOBENCH_CATEGORY[q.task],
+                "level": "L1-Perception",
+                "id": f"{video_id}_0",
+                "video_path": f"{video_id}.mp4",
+                "subtitle_path": f"{video_id}_en.json",
+                "duration_group": LONGVIDEOBENCH_GROUPS[j % len(LONGVIDEOBENCH_GROUPS)],
+                "starting_timestamp_for_subtitles": SUBTITLE_OFFSET if timestamp_schema else 0.0,
+                "duration": DURATION,
+            }
+        )
+    write_json(out / "lvb_val.json", rows)
+    repack = [
+        {k: v for k, v in row.items() if k != "candidates"}
+        | {f"option{i}": text for i, text in enumerate(row["candidates"] + ["N/A"] * (5 - len(row["candidates"])))}
+        for row in rows
+    ]
+    parquet = out / "validation-00000-of-00001.parquet"
+    atomic_write(parquet, lambda tmp: pd.DataFrame(repack).to_parquet(tmp, index=False))
+    return {
+        "root": _relative(out, root),
+        "json": _relative(out / "lvb_val.json", root),
+        "parquet": _relative(parquet, root),
+        "video": _relative(out / "videos", root),
+        "subtitles": _relative(out / "subtitles", root),
+    }
+
+
 def write_benchmarks(root: Path, clips: list[Clip], video_root: Path, seed: int) -> dict:
-    """All five evaluation sets under `root/eval/`; returns their manifest entries (paths relative to `root`)."""
+    """All six evaluation sets under `root/eval/`; returns their manifest entries (paths relative to `root`)."""
     base = root / "eval"
     return {
         "mvbench": write_mvbench(base / "mvbench", root, clips, video_root),
@@ -286,4 +386,5 @@ def write_benchmarks(root: Path, clips: list[Clip], video_root: Path, seed: int)
         "mlvu": write_mlvu(base / "mlvu", root, clips, video_root),
         "mmvu": write_mmvu(base / "mmvu", root, clips, video_root, seed),
         "nextqa": write_nextqa(base / "nextqa", root, clips, video_root, seed),
+        "longvideobench": write_longvideobench(base / "longvideobench", root, clips, video_root),
     }

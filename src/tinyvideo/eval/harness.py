@@ -42,21 +42,30 @@ from torch.utils.data import DataLoader, Dataset
 
 from tinyvideo.errors import InputError
 from tinyvideo.eval.answers import extract_answer
-from tinyvideo.eval.benchmarks import mlvu, mmvu, mvbench, nextqa, synth, videomme
-from tinyvideo.eval.benchmarks.common import AnnotationError, Question, Sampling
-from tinyvideo.eval.report import ANSWERED, markdown, score
+from tinyvideo.eval.benchmarks import longvideobench, mlvu, mmvu, mvbench, nextqa, synth, videomme
+from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, WITHOUT_SUBTITLES, AnnotationError, Question, Sampling
+from tinyvideo.eval.report import ANSWERED, beside, markdown, score
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.rows import read_json
 from tinyvideo.train.grpo_rollouts import completion_logprobs
 from tinyvideo.video import VideoDecodeError, read_frames
+from tinyvideo.vision_towers import FrameTransform
 
 logger = logging.getLogger(__name__)
 
-BENCHMARKS = {"videomme": videomme, "mvbench": mvbench, "mlvu": mlvu, "mmvu": mmvu, "nextqa": nextqa, "synth": synth}
+BENCHMARKS = {
+    "videomme": videomme,
+    "longvideobench": longvideobench,
+    "mvbench": mvbench,
+    "mlvu": mlvu,
+    "mmvu": mmvu,
+    "nextqa": nextqa,
+    "synth": synth,
+}
 # Adapter options and the benchmarks that take them.
-ADAPTER_OPTIONS = {"duration": ("videomme",), "split": ("nextqa", "synth")}
+ADAPTER_OPTIONS = {"duration": ("videomme",), "split": ("nextqa", "synth"), "subtitles": ("videomme", "longvideobench")}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RUN_FILE = "run.json"
 MODES = ("option", "reason", "cloze")
@@ -75,6 +84,7 @@ class Settings:
     max_frames: int | None = None
     duration: str = "all"
     split: str = "test"
+    subtitles: bool = False
     limit: int | None = None
     temperature: float = 0.0
     seed: int | None = None
@@ -84,6 +94,8 @@ class Settings:
     def __post_init__(self):
         if self.benchmark not in BENCHMARKS:
             raise InputError(f"unknown benchmark {self.benchmark!r}; expected one of {sorted(BENCHMARKS)}")
+        if self.subtitles and self.benchmark not in ADAPTER_OPTIONS["subtitles"]:
+            raise InputError(f"{self.benchmark} has no subtitles; --subtitles is for {', '.join(ADAPTER_OPTIONS['subtitles'])}")
         if self.mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if (self.frames is None) == (self.fps is None):
@@ -148,10 +160,10 @@ class VideoFrames(Dataset):
     Runs in DataLoader workers, so decoding and resizing overlap with the model's work.
     """
 
-    def __init__(self, videos: Sequence[tuple[str, Sampling]], settings: Settings, image_size: int, threads: int = 0):
+    def __init__(self, videos: Sequence[tuple[str, Sampling]], settings: Settings, transform: FrameTransform, threads: int = 0):
         self.videos = list(videos)
         self.settings = settings
-        self.image_size = image_size
+        self.transform = transform
         self.threads = threads
 
     def __len__(self) -> int:
@@ -169,7 +181,7 @@ class VideoFrames(Dataset):
             return index, None, {**rule, "error": str(error)}, status
         record = {**rule, **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(info).items()}}
         status = "damaged" if info.damaged else "truncated" if info.truncated else "ok"
-        return index, preprocess_frames(frames, self.image_size), record, status
+        return index, preprocess_frames(frames, self.transform), record, status
 
 
 # ---- predictions file ------------------------------------------------------------------------------
@@ -239,12 +251,14 @@ def batch_seed(seed: int, ids: Sequence[str]) -> int:
 
 
 class Asked(NamedTuple):
-    """A question waiting for its batch, with its video's frame features and frame record."""
+    """A question waiting for its batch, as asked at its frames' times, with its video's frame features,
+    frame record and the state of its subtitles (None for a question without)."""
 
     question: Question
     features: torch.Tensor
     frames: dict
     status: str
+    subtitles: str | None = None
 
 
 def prompt_ids(processor, item: Asked) -> list[int]:
@@ -275,7 +289,14 @@ def answer_batch(model, processor, items: Sequence[Asked], settings: Settings) -
     for item, text, tokens in zip(items, texts, new_tokens):
         answer = read_response(item.question, text)
         records.append(
-            record_of(item.question, item.status, item.frames, **answer, new_tokens=int((tokens != processor.pad_token_id).sum()))
+            record_of(
+                item.question,
+                item.status,
+                item.frames,
+                item.subtitles,
+                **answer,
+                new_tokens=int((tokens != processor.pad_token_id).sum()),
+            )
         )
     return records
 
@@ -319,6 +340,7 @@ def score_options(model, processor, items: Sequence[Asked]) -> list[dict]:
                 item.question,
                 item.status,
                 item.frames,
+                item.subtitles,
                 response=item.question.options[letter],
                 letter=letter,
                 method="likelihood",
@@ -328,8 +350,8 @@ def score_options(model, processor, items: Sequence[Asked]) -> list[dict]:
     return records
 
 
-def record_of(question: Question, status: str, frames: dict, **answer) -> dict:
-    """One line of the predictions file."""
+def record_of(question: Question, status: str, frames: dict, subtitles: str | None = None, **answer) -> dict:
+    """One line of the predictions file; `subtitles` (the state of the question's subtitles) only when it has some."""
     letter = answer.get("letter")
     return {
         "id": question.id,
@@ -344,6 +366,7 @@ def record_of(question: Question, status: str, frames: dict, **answer) -> dict:
         "video": question.video,
         "frames": frames,
         "prompt": question.prompt,
+        **({"subtitles": subtitles} if subtitles is not None else {}),
         **({"scores": answer["scores"]} if "scores" in answer else {}),
     }
 
@@ -358,7 +381,7 @@ def answer_questions(
     for question in questions:
         by_video.setdefault((question.video, question.sampling), []).append(question)
     videos = list(by_video)
-    dataset = VideoFrames(videos, settings, processor.image_size, threads=1 if num_workers else 0)
+    dataset = VideoFrames(videos, settings, processor.frame_transform, threads=1 if num_workers else 0)
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers)
     queue: list[Asked] = []
     progress = tqdm(total=len(questions), desc=settings.benchmark, unit="q", disable=None)  # off when not a terminal
@@ -376,7 +399,9 @@ def answer_questions(
             continue
         with torch.inference_mode():
             features = model.encode_videos([pixels])[0]
-        queue += [Asked(q, features, frames, status) for q in asked]
+        for question in asked:
+            question, subtitles = question.at_frames(frames.get("timestamps"))
+            queue.append(Asked(question, features, frames, status, subtitles))
         while len(queue) >= batch_size:
             flush(queue[:batch_size])
             queue = queue[batch_size:]
@@ -399,6 +424,8 @@ def check_run_file(output: Path, wanted: dict) -> None:
     if not path.is_file():
         return
     found = read_json(path)
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings) if f.default is not dataclasses.MISSING}
+    found["settings"] = {**defaults, **found.get("settings", {})}  # settings added since: their defaults
     if found != wanted:
         changed = sorted(k for k in wanted["settings"] if found.get("settings", {}).get(k) != wanted["settings"][k])
         raise InputError(
@@ -422,14 +449,24 @@ def build_report(output: Path) -> dict:
     run = read_json(path)
     settings = run["settings"]
     records = [r for p in sorted(output.glob("predictions*.jsonl")) for r in read_predictions(p)]
-    report = {
-        "benchmark": settings["benchmark"],
-        "mode": settings["mode"],
-        **score(records, BENCHMARKS[settings["benchmark"]].SCORING, expected=run["num_questions"]),
-        "settings": settings,
-    }
+    scoring = BENCHMARKS[settings["benchmark"]].SCORING
+    title = f"{settings['benchmark']} ({settings['mode']} mode)"
+    if not settings.get("subtitles"):
+        report = {"benchmark": settings["benchmark"], "mode": settings["mode"], **score(records, scoring, expected=run["num_questions"])}
+        text = markdown(report, title)
+    else:  # every question asked without and with subtitles: each setting scored on its own
+        expected = run["num_questions"] // 2
+        parts = {
+            name: score([r for r in records if r["categories"].get("subtitles") == name], scoring, expected=expected)
+            for name in (WITHOUT_SUBTITLES, WITH_SUBTITLES)
+        }
+        report = {"benchmark": settings["benchmark"], "mode": settings["mode"], **parts[WITH_SUBTITLES], "without_subtitles": parts[WITHOUT_SUBTITLES]}
+        text = "\n".join(
+            [markdown(parts[WITH_SUBTITLES], f"{title}, {WITH_SUBTITLES}"), f"## {WITHOUT_SUBTITLES} beside {WITH_SUBTITLES}", "", beside(parts), ""]
+        )
+    report["settings"] = settings
     write_atomic(output / "report.json", json.dumps(report, indent=2) + "\n")
-    write_atomic(output / "report.md", markdown(report, f"{settings['benchmark']} ({settings['mode']} mode)") + "\n")
+    write_atomic(output / "report.md", text + "\n")
     return report
 
 
@@ -496,6 +533,11 @@ def add_arguments(parser) -> None:
     add_frame_arguments(parser)
     parser.add_argument("--duration", choices=["short", "medium", "long", "all"], default="all", help="Video-MME durations")
     parser.add_argument("--split", default="test", help="NExT-QA / synthetic-suite split")
+    parser.add_argument(
+        "--subtitles",
+        action="store_true",
+        help="Video-MME, LongVideoBench: ask every question without and with its subtitles, scored side by side",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=8, help="questions per generate call")
     parser.add_argument("--limit", type=positive_int, help="only the first N questions")
     parser.add_argument("--shard", help="i/n: answer the i-th of n deterministic parts (0-based)")
@@ -520,6 +562,7 @@ def settings_from(args) -> Settings:
         max_frames=max_frames,
         duration=args.duration,
         split=args.split,
+        subtitles=args.subtitles,
         limit=args.limit,
         temperature=args.temperature,
         seed=args.seed,
@@ -544,7 +587,7 @@ def run(args) -> int:
         state = PartialState()
         if shard is None and state.num_processes > 1:
             shard = (state.process_index, state.num_processes)
-        output = Path(args.output or f"outputs/eval/{args.benchmark}-{args.mode}")
+        output = Path(args.output or f"outputs/eval/{args.benchmark}-{args.mode}{'-subs' if args.subtitles else ''}")
         device = args.device or state.device
         evaluate(settings, output, shard=shard, batch_size=args.batch_size, num_workers=args.num_workers, device=device)
     # No barrier between processes: each scores what is there when it finishes, so the last one to
@@ -560,6 +603,9 @@ def _print_summary(report: dict, output: Path) -> int:
         f"{report['hedged_answers']} hedged answers, "
         f"status {report['status']}); report in {output / 'report.md'}"
     )
+    if "without_subtitles" in report:
+        value = report["without_subtitles"]["headline"]["value"]
+        print(f"  that is {WITH_SUBTITLES}; {WITHOUT_SUBTITLES}: {'-' if value is None else f'{value:.1f}'} (subtitles: {report.get('subtitles', {})})")
     if report["pending"]:
         print(f"{report['pending']} question(s) not answered yet: run the remaining shards, then `tinyvideo eval merge --output {output}`")
     return 0

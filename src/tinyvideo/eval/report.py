@@ -6,7 +6,10 @@ random letter instead, compat-spec 6.12, or take a hedge's first letter).
 Accuracies are percentages. Breakdowns are micro accuracies per value of a category field; the
 headline is the overall micro accuracy unless the leaderboard says otherwise (MLVU's M-Avg is the
 mean of its task accuracies). A category with no questions has no accuracy (None, shown as "-"),
-never a division by zero.
+never a division by zero. A run with subtitles is scored with them; the same questions asked without
+are scored apart and shown beside (`beside`). The subtitle states of the questions asked with them
+(`ok`, or why a question got none: `missing`, `empty`, `unknown schema`, `end before start`, `no frame
+times`) are counted.
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ def score(records: Iterable[dict], scoring: Scoring, expected: int | None = None
             groups[name][group] = tally.as_dict()
 
     statuses = Counter(record["status"] for record in records)
+    subtitles = Counter(record["subtitles"] for record in records if "subtitles" in record)
     answered = sum(statuses[s] for s in ANSWERED)
     if scoring.macro_over:
         accuracies = [cell["accuracy"] for cell in breakdowns[scoring.macro_over].values() if cell["accuracy"] is not None]
@@ -128,6 +132,7 @@ def score(records: Iterable[dict], scoring: Scoring, expected: int | None = None
         "hedged_rate": overall.hedged / answered if answered else None,
         "breakdowns": breakdowns,
         "groups": groups,
+        **({"subtitles": dict(sorted(subtitles.items()))} if subtitles else {}),
     }
 
 
@@ -169,6 +174,7 @@ def markdown(report: dict, title: str) -> str:
         "- status: " + (", ".join(f"{k} {v}" for k, v in report["status"].items()) or "none"),
         f"- invalid answers: {_share(report['invalid_answers'], report['invalid_rate'])}",
         f"- hedged answers: {_share(report['hedged_answers'], report['hedged_rate'])}",
+        *([f"- subtitles: {', '.join(f'{k} {v}' for k, v in report['subtitles'].items())}"] if "subtitles" in report else []),
         "",
     ]
     lines += _table("overall", {"all": report["overall"]}) + [""]
@@ -176,4 +182,19 @@ def markdown(report: dict, title: str) -> str:
         lines += [f"## by {name}", ""] + _table(name, cells) + [""]
     for name, groups in report["groups"].items():
         lines += [f"## {name} groups", ""] + _table("group", groups) + [""]
+    return "\n".join(lines)
+
+
+def beside(reports: dict[str, dict]) -> str:
+    """Markdown: the accuracy of each report (one per setting, e.g. without and with subtitles) side by
+    side, overall (with the invalid-answer counts) and for every value of every breakdown."""
+    names = list(reports)
+    first = reports[names[0]]
+    lines = ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    lines.append("| overall | " + " | ".join(_pct(r["headline"]["value"]) for r in reports.values()) + " |")
+    lines.append("| invalid answers | " + " | ".join(str(r["invalid_answers"]) for r in reports.values()) + " |")
+    for field_name, cells in first["breakdowns"].items():
+        for value in cells:
+            row = [_pct(r["breakdowns"].get(field_name, {}).get(value, {}).get("accuracy")) for r in reports.values()]
+            lines.append(f"| {field_name} {value} | " + " | ".join(row) + " |")
     return "\n".join(lines)

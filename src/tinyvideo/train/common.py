@@ -31,7 +31,9 @@ from tinyvideo.errors import InputError
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.rows import read_json_rows, read_text
+from tinyvideo.scratch import TINY_TOWERS
 from tinyvideo.video import IMAGE_SUFFIXES, read_frames
+from tinyvideo.vision_towers import encoder_layers, input_modules
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +72,11 @@ class ModelArguments:
       freshly initialised tiny model whose tokenizer is fit on the texts of `tokenizer_corpus` (text files,
       one example a line, or LLaVA-style json files, every conversation turn);
     - `language_model_path` + `vision_tower_path`: Hugging Face folders of a causal LM (any decoder-only
-      family) and a SigLIP vision tower joined by a new connector (a GGUF language model: `tinyvideo init`);
-    - `tiny` + `vision_tower_path`: a tiny language model from scratch with that SigLIP tower (for example
+      family) and a vision tower (SigLIP, CLIP or DINOv2) joined by a new connector (a GGUF language model:
+      `tinyvideo init`);
+    - `tiny` + `vision_tower_path`: a tiny language model from scratch with that tower (for example
       one from `tinyvideo train vision`); the tower's folder sets its sizes and the frame size.
+      Without it, a tiny tower of the `tiny_vision_tower` family.
     The connector settings (`connector_type`, `num_queries`, `group`, `num_resampler_layers`,
     `model_max_length`) and the `tiny_*` sizes apply only to new models; a folder keeps its own.
     """
@@ -80,7 +84,8 @@ class ModelArguments:
     model_name_or_path: str | None = field(default=None, metadata={"help": "checkpoint folder, or 'tiny'"})
     language_model_path: str | None = field(default=None, metadata={"help": "causal LM folder for a new model"})
     vision_tower_path: str | None = field(
-        default=None, metadata={"help": "SigLIP folder for a new model (with language_model_path, or 'tiny')"}
+        default=None,
+        metadata={"help": "SigLIP, CLIP or DINOv2 folder for a new model (with language_model_path, or 'tiny')"},
     )
     connector_type: str = field(default="group", metadata={"help": "group | naive | image | mlp (new models)"})
     num_queries: int = field(default=512, metadata={"help": "visual tokens per video (new models)"})
@@ -97,6 +102,9 @@ class ModelArguments:
     tiny_vision_hidden_size: int = field(default=48, metadata={"help": "vision tower width (tiny models)"})
     tiny_vision_layers: int = field(default=3, metadata={"help": "vision tower depth (tiny models)"})
     tiny_patch_size: int = field(default=8, metadata={"help": "vision patch side (tiny models)"})
+    tiny_vision_tower: str = field(
+        default="siglip", metadata={"help": f"vision tower family of tiny models: {' | '.join(TINY_TOWERS)}"}
+    )
 
     tune_language_model: str = field(default="full", metadata={"help": "frozen | full | lora"})
     tune_vision_tower: str = field(default="frozen", metadata={"help": "frozen | full | lora | partial"})
@@ -132,6 +140,8 @@ class ModelArguments:
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         tiny = self.model_name_or_path == "tiny"
+        if self.tiny_vision_tower not in TINY_TOWERS:
+            raise InputError(f"tiny_vision_tower must be one of {', '.join(TINY_TOWERS)}; got {self.tiny_vision_tower!r}")
         if self.language_model_path is not None and self.vision_tower_path is None:
             raise InputError("a new model needs both language_model_path and vision_tower_path")
         if self.vision_tower_path is not None and self.language_model_path is None and not tiny:
@@ -259,6 +269,7 @@ def load_model_and_processor(args) -> tuple[TinyVideoForConditionalGeneration, T
             num_layers=args.tiny_num_layers,
             vision_hidden_size=args.tiny_vision_hidden_size,
             vision_layers=args.tiny_vision_layers,
+            vision_tower=getattr(args, "tiny_vision_tower", "siglip"),
             model_max_length=args.model_max_length,
             vision_tower_path=args.vision_tower_path,
         )
@@ -301,14 +312,14 @@ def _freeze(module: nn.Module) -> None:
 def used_vision_layers(model) -> nn.ModuleList:
     """The vision encoder layers the model runs: up to `vision_feature_layer`; the rest (and the post
     layer norm and pooling head) get no gradient, and trainable unused weights break DDP."""
-    layers = model.vision_tower.encoder.layers
+    layers = encoder_layers(model.vision_tower)
     return layers[: model.config.vision_feature_layer % (len(layers) + 1)]
 
 
 def _trainable_parts(model, args) -> dict[str, tuple[list[nn.Module], str]]:
     """Component -> (modules that take part, tune type)."""
     layers = used_vision_layers(model)
-    vision_parts = [model.vision_tower.embeddings, *layers]
+    vision_parts = [*input_modules(model.vision_tower), *layers]
     if args.tune_vision_tower == "partial":
         vision_parts, vision_tune = list(layers[args.vision_tower_from_layer :]), "full"
     else:

@@ -189,7 +189,7 @@ class GRPODataset(torch.utils.data.Dataset):
     def encode(self, index: int) -> dict:
         row = self.rows[index]
         frames = load_video(self.video_root / row["video_filename"], self.config)
-        pixels = preprocess_frames(frames, self.processor.image_size)
+        pixels = preprocess_frames(frames, self.processor.frame_transform)
         prompt = grpo_prompt(row["problem"], self.processor)
         prompt_ids = self.processor.tokenize(prompt, [len(pixels)])
         room = self.processor.model_max_length - self.config.max_completion_length

@@ -9,14 +9,15 @@ a page long and share nothing but this module.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from tinyvideo.errors import InputError
 from tinyvideo.eval.answers import LETTERS
+from tinyvideo.eval.subtitles import Cue
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.video import segment_centre_indices, uniform_indices
 
@@ -24,8 +25,12 @@ from tinyvideo.video import segment_centre_indices, uniform_indices
 #   "uniform": linspace over the whole video, repeats kept (pytorchvideo path A; MMVU, NExT-QA, synth);
 #   "unique": the same linspace with repeats dropped, so a short video gives fewer frames (PyAV path B;
 #             Video-MME, MLVU);
-#   "segment_centre": centres of equal segments inside `bound` (MVBench, path C).
-FRAME_RULES = ("uniform", "unique", "segment_centre")
+#   "segment_centre": centres of equal segments inside `bound` (MVBench, path C);
+#   "stride": every int(int(duration * fps) / N)-th frame from the first, `duration` being the end of
+#             `bound` as the annotation gives it (LongVideoBench's loader).
+FRAME_RULES = ("uniform", "unique", "segment_centre", "stride")
+WITH_SUBTITLES = "w/ subs"
+WITHOUT_SUBTITLES = "w/o subs"
 
 
 class AnnotationError(InputError):
@@ -34,7 +39,8 @@ class AnnotationError(InputError):
 
 @dataclass(frozen=True)
 class Sampling:
-    """Which frames a question's video gives: the benchmark's rule and, for MVBench, a time window (seconds)."""
+    """Which frames a question's video gives: the benchmark's rule and, for MVBench and LongVideoBench, a
+    time window (seconds)."""
 
     rule: str = "uniform"
     bound: tuple[float, float] | None = None
@@ -54,7 +60,7 @@ class Sampling:
         """
 
         def choose(total: int, rate: float | None) -> np.ndarray:
-            if rate is None and (frames is None or self.rule == "segment_centre"):
+            if rate is None and (frames is None or self.rule in ("segment_centre", "stride")):
                 raise ValueError("the video's timestamps cannot tell its frames apart, so its frame rate is unknown")
             count = frames if frames is not None else max(1, int(total / rate * fps))
             if frames is None and max_frames is not None:
@@ -63,10 +69,27 @@ class Sampling:
                 if folder:
                     return segment_centre_indices(self.bound, rate, total, first_idx=1, num=count) - 1
                 return segment_centre_indices(self.bound, rate, total - 1, first_idx=0, num=count)
+            if self.rule == "stride":
+                step = int(int(self.bound[1] * rate) / count)
+                return np.minimum(np.arange(count) * step, total - 1)
             indices = uniform_indices(total, count)
             return np.unique(indices) if self.rule == "unique" else indices
 
         return choose
+
+
+@dataclass(frozen=True)
+class Subtitles:
+    """A question's subtitle track and how its benchmark places the lines in the prompt.
+
+    `status` is "ok" or why there are no lines (the file is missing, empty, unreadable...); `place`
+    makes the text that goes before the question's prompt from the sampled frames' times (seconds) and
+    the lines, or is None to ask without subtitles (LongVideoBench with a bad file).
+    """
+
+    cues: tuple[Cue, ...] = ()
+    status: str = "ok"
+    place: Callable[[Sequence[float], Sequence[Cue]], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +98,8 @@ class Question:
 
     `prompt` is the user text (question, options, mode instruction) without the chat template;
     `text` is the question alone, as asked (Cloze mode asks it without the options); `options` maps each letter to its text; `categories` holds the grouping fields of the
-    benchmark's leaderboard (for example duration, domain and task type for Video-MME).
+    benchmark's leaderboard (for example duration, domain and task type for Video-MME). A question asked
+    with `subtitles` gets its final prompt once its frames' times are known (`at_frames`).
     """
 
     id: str
@@ -86,10 +110,37 @@ class Question:
     answer: str
     categories: dict[str, str] = field(default_factory=dict)
     sampling: Sampling = Sampling()
+    subtitles: Subtitles | None = None
 
     def __post_init__(self):
         if self.answer not in self.options:
             raise AnnotationError(f"question {self.id}: answer {self.answer!r} is not one of {sorted(self.options)}")
+
+    def at_frames(self, timestamps: Sequence[float] | None) -> tuple[Question, str | None]:
+        """The question as asked with frames sampled at `timestamps` (seconds; None when the video's
+        timestamps are unknown), and the state of its subtitles (None for a question without any)."""
+        if self.subtitles is None:
+            return self, None
+        if self.subtitles.place is None:
+            return self, self.subtitles.status
+        if timestamps is None:
+            return self, "no frame times"
+        placed = self.subtitles.place(list(timestamps), self.subtitles.cues)
+        return replace(self, prompt=placed + self.prompt), self.subtitles.status
+
+
+def both_settings(question: Question, subtitles: Subtitles) -> list[Question]:
+    """The question without and with its subtitles, for a run that reports the two side by side: the
+    second's id ends in "/subs", and each carries its setting in the `subtitles` category."""
+    return [
+        replace(question, categories={**question.categories, "subtitles": WITHOUT_SUBTITLES}),
+        replace(
+            question,
+            id=f"{question.id}/subs",
+            categories={**question.categories, "subtitles": WITH_SUBTITLES},
+            subtitles=subtitles,
+        ),
+    ]
 
 
 def option_list(value, where: str) -> list[str]:
