@@ -3,7 +3,7 @@
 Three models train on the same clips and captions, at the same batch, each in a fresh process (see
 `train_throughput.py`, whose measurement this reuses): the tiny language model of `configs/synth/pretrain.yaml`
 (4 layers, width 128, trained in full), and SmolLM2-135M-Instruct read from its GGUF file, trained in full and
-with LoRA adapters (`--lora-r`). All three see through the same untrained vision tower of the
+with LoRA adapters (`--lora-r`, alpha 2r, no dropout: configs/smollm2/'s settings). All three see through the same untrained vision tower of the
 `configs/synth/vision.yaml` shape, frozen, with the recipe's group connector (32 visual tokens).
 
     python benchmarks/language_model_throughput.py --suite synth [--steps 8 --batch-size 8]
@@ -86,7 +86,7 @@ def main() -> int:
             "--dataloader_num_workers", "0", "--use_cpu", str(not torch.cuda.is_available()),
         ]  # fmt: skip
         smollm2 = smollm2_recipe(scratch, Path(args.gguf), tower)
-        lora = ["--tune_language_model", "lora", "--lora_r", str(args.lora_r), "--lora_alpha", str(2 * args.lora_r)]
+        lora = ["--tune_language_model", "lora", "--lora_r", str(args.lora_r), "--lora_alpha", str(2 * args.lora_r), "--lora_dropout", "0"]
         runs = {
             "tiny_full": (PRETRAIN, ["--model_name_or_path", "tiny", "--tokenizer_corpus", str(data), "--vision_tower_path", str(tower)]),
             "smollm2_full": (smollm2, []),
