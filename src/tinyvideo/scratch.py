@@ -252,7 +252,8 @@ def load_language_model(path: str | Path, gguf_file: str | None = None, dtype=No
     """A causal LM and its tokenizer from a local Hugging Face folder, or from the GGUF file `gguf_file` in
     folder `path` (`path` may also name the .gguf file itself). GGUF weights are dequantised (float32 unless
     `dtype` says otherwise) and the model forgets it came from a quantised file, so it saves as plain
-    safetensors. Raises `InputError` for a missing folder or file, saying how to get a packaged one."""
+    safetensors. Raises `InputError` for a missing folder or file (saying how to get a packaged one), or one
+    that holds no causal LM and tokenizer."""
     folder = Path(path)
     if gguf_file is None and folder.suffix == ".gguf":
         folder, gguf_file = folder.parent, folder.name
@@ -270,8 +271,12 @@ def load_language_model(path: str | Path, gguf_file: str | None = None, dtype=No
     if gguf_file is not None and importlib.util.find_spec("gguf") is None:
         raise InputError(f"reading {gguf_file} needs the gguf package: pip install 'gguf>=0.10' (or the tinyvideo[gguf] extra)")
     options = {"local_files_only": True, "gguf_file": gguf_file}
-    tokenizer = AutoTokenizer.from_pretrained(folder, **options)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **options)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **options)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **options)
+    except (OSError, ValueError) as error:  # no config, weights or tokenizer files there, or not a causal LM
+        reason = str(error).strip().splitlines()[0]
+        raise InputError(f"{folder / (gguf_file or '')}: not a causal language model with its tokenizer ({reason})") from error
     if gguf_file is not None:
         del model.config.quantization_config  # the weights are plain tensors now
         model.hf_quantizer = None
