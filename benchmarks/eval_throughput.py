@@ -42,12 +42,12 @@ from tinyvideo.video import read_frames, uniform_indices  # noqa: E402
 VIDEOS, QUESTIONS_PER_VIDEO, SECONDS, FPS, SIZE = 20, 3, 4, 30, (320, 240)
 
 
-def make_fixture(root: Path) -> Path:
-    """The suite layout with 20 videos and 3 questions about each; generated once and kept."""
+def make_fixture(root: Path, videos: int = VIDEOS) -> Path:
+    """The suite layout with `videos` videos and 3 questions about each; generated once and kept."""
     if (root / "suite.json").is_file():
         return root
     rows = []
-    for v in range(VIDEOS):
+    for v in range(videos):
         video = f"test/clip-{v:02d}.mp4"
         make_indexed_video(root / "videos" / video, SECONDS * FPS, FPS, size=SIZE)
         for q in range(QUESTIONS_PER_VIDEO):
@@ -79,7 +79,7 @@ def published_loop(model, processor, settings: Settings) -> dict[str, str]:
     for question in load_questions(settings):
         frames, _ = read_frames(question.video)  # every frame, as the published pytorchvideo path decodes
         frames = frames[uniform_indices(len(frames), settings.frames)]
-        batch = processor(text=[chat_prompt(question.prompt)], videos=[frames])
+        batch = processor(text=[chat_prompt(question.prompt)], videos=[frames]).to(model.device)
         with torch.inference_mode():
             output = model.generate(
                 **batch, max_new_tokens=settings.max_new_tokens, do_sample=False, suppress_tokens=[processor.video_token_id]

@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from launch import launch
 from media import corrupt_frames, cut_by_stream_copy, make_frame_folder, make_indexed_video, truncate_file, zero_frame_durations
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.cli import main
@@ -190,19 +191,16 @@ def test_shards_merged_equal_one_run(settings, loaded, reference, tmp_path):
     assert (tmp_path / "report.md").read_text() == (reference / "report.md").read_text()
 
 
-def test_accelerate_processes_become_shards(suite, checkpoint, monkeypatch, tmp_path):
-    import accelerate
-
-    class SecondOfTwo:
-        num_processes, process_index, device = 2, 1, "cpu"
-
-    monkeypatch.setattr(accelerate, "PartialState", SecondOfTwo)
-    rc = cli("synth", "--model", str(checkpoint), "--data", str(suite), "--frames", "4", "--max-new-tokens", "2",
-             "--num-workers", "0", "--output", str(tmp_path))
-    ids = {r["id"] for r in read_predictions(tmp_path / "predictions-1-of-2.jsonl")}
-    assert rc == 0 and 0 < len(ids) < QUESTIONS
-    report = report_of(tmp_path)  # what is there so far; the process that finishes last sees everything
-    assert report["predicted"] == len(ids) and report["pending"] == QUESTIONS - len(ids)
+def test_launched_processes_split_the_questions_and_report_as_one_run(suite, checkpoint, reference, tmp_path):
+    """`accelerate launch` with 2 processes on the CPU: each answers its own videos' questions, none is
+    answered twice or lost, and the report written when the last one finishes is the one-process report."""
+    launch(["eval", "synth", "--model", str(checkpoint), "--data", str(suite), "--frames", "4", "--max-new-tokens", "6",
+            "--batch-size", "4", "--num-workers", "0", "--output", str(tmp_path)])
+    parts = [[r["id"] for r in read_predictions(tmp_path / f"predictions-{i}-of-2.jsonl")] for i in range(2)]
+    assert all(parts) and len(parts[0]) + len(parts[1]) == len(set(parts[0]) | set(parts[1])) == QUESTIONS
+    assert not (tmp_path / "predictions.jsonl").exists()
+    assert report_of(tmp_path) == report_of(reference)
+    assert responses(tmp_path) == responses(reference)
 
 
 def test_sampling_needs_a_seed_and_repeats_with_it(suite, checkpoint, settings, loaded, tmp_path):

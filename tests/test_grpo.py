@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
+import replica_digests
+from launch import launch
 from safetensors.torch import load_file
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
@@ -297,3 +299,73 @@ def test_published_recipe_config():
 def test_bad_settings_are_refused(suite, tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
         GRPOConfig(**{**settings(suite, tmp_path), **override})
+
+
+def test_two_processes_sample_score_and_step_as_one_process_accumulating_two_batches(suite, tmp_path):
+    """`accelerate launch` with 2 processes x 1 prompt against 1 process x 1 prompt x 2 accumulation
+    steps: the same rollouts, rewards and advantages (each group scored whole on its process, the noise
+    drawn per rollout), the logged reward the mean over both processes' rollouts, the same loss
+    (measured: at most 2e-9 apart), and replicas holding the same weights after every step. Rewarded by
+    `replica_digests.distinct_tokens`, which varies within a group."""
+    values = settings(
+        suite, tmp_path / "two", per_device_train_batch_size=1, max_steps=3, log_completions_steps=1, save_strategy="steps",
+        save_steps=3, reward_combination="weighted_sum", max_completion_length=12,
+    )
+    two = write_yaml(tmp_path / "two.yaml", values)
+    launch(["grpo", str(tmp_path / "digests"), "--config", str(two)], script=replica_digests.__file__)
+    digests = [(tmp_path / "digests" / f"digests-{rank}.jsonl").read_text().splitlines() for rank in (0, 1)]
+    assert len(digests[0]) == 3 and digests[0] == digests[1]
+
+    torch.set_num_threads(1)
+    try:
+        one = {**values, "output_dir": str(tmp_path / "one"), "gradient_accumulation_steps": 2}
+        replica_digests.main(["grpo", str(tmp_path / "alone"), "--config", str(write_yaml(tmp_path / "one.yaml", one))])
+    finally:
+        torch.set_num_threads(2)
+
+    def samples(run):
+        rows = [json.loads(line) for line in (tmp_path / run / "completions.jsonl").read_text().splitlines()]
+        return sorted(rows, key=lambda r: (r["step"], r["row"], r["completion"], r["advantage"]))
+
+    def logged(run):
+        state = json.loads((tmp_path / run / "checkpoint-3" / "trainer_state.json").read_text())
+        return [e for e in state["log_history"] if "loss" in e]
+
+    together, alone = samples("two"), samples("one")
+    assert [(r["step"], r["row"], r["completion"], r["reward"]) for r in together] == [
+        (r["step"], r["row"], r["completion"], r["reward"]) for r in alone
+    ]
+    assert [r["advantage"] for r in together] == pytest.approx([r["advantage"] for r in alone], abs=1e-6)
+    for step, entry in enumerate(logged("two"), start=1):
+        rollouts = [r for r in together if r["step"] == step]
+        groups = {r["row"] for r in rollouts}
+        assert len(groups) == 2 and len(rollouts) == 2 * 4  # one prompt from each process, G = 4 each
+        assert entry["reward"] == pytest.approx(np.mean([r["reward"] for r in rollouts]), abs=1e-6)
+        for row in groups:
+            rewards = torch.tensor([r["reward"] for r in rollouts if r["row"] == row])
+            advantages = torch.tensor([r["advantage"] for r in rollouts if r["row"] == row])
+            normalised = (rewards - rewards.mean()) / (rewards.std() + 1e-4)
+            assert torch.allclose(advantages, normalised, atol=0.1)  # the group's own statistics, plus N(0, 0.02^2)
+    for mine, theirs in zip(logged("two"), logged("one"), strict=True):
+        assert mine["loss"] == pytest.approx(theirs["loss"], abs=1e-6) and mine["kl"] == pytest.approx(theirs["kl"], abs=1e-6)
+        assert mine["reward"] == pytest.approx(theirs["reward"], abs=1e-6)
+    first = load_file(tmp_path / "two" / "model" / "model.safetensors")
+    second = load_file(tmp_path / "one" / "model" / "model.safetensors")
+    assert max((first[k] - second[k]).abs().max().item() for k in first) < 1e-5
+
+
+def test_zero3_rollouts_gather_the_weights_once_not_for_every_token(tmp_path):
+    """Under ZeRO-3 (`configs/deepspeed/zero3.json`, 2 CPU processes over gloo) the rollouts are sampled
+    from weights gathered once: DeepSpeed fetches no module's weights while generating (without the
+    context it fetches every layer's at every token), the rollouts are the unsharded model's, and the
+    weights are sharded again and training goes on afterwards."""
+    pytest.importorskip("deepspeed")
+    launch([str(tmp_path)], script=str(Path(__file__).parent / "zero3_generation.py"))
+    for rank in (0, 1):
+        report = json.loads((tmp_path / f"rank-{rank}.json").read_text())
+        assert report["sharded"] and report["sharded_after"]
+        assert report["hooks/8"]["fetches"] > report["hooks/4"]["fetches"] > 0
+        assert report["gathered/4"]["fetches"] == report["gathered/8"]["fetches"] == 0
+        for tokens in (4, 8):
+            assert report[f"gathered/{tokens}"]["ids"] == report[f"hooks/{tokens}"]["ids"] == report["whole"][str(tokens)]
+        assert report["training_fetches"] > 0  # the hooks are back: the training step ran on sharded weights

@@ -12,10 +12,10 @@ from dataclasses import fields
 import pytest
 import torch
 import yaml
-from transformers import TrainingArguments
 
 from tinyvideo.errors import InputError
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
+from tinyvideo.scratch import full_size_config
 from tinyvideo.train.common import (
     MINIMUMS,
     POSITIVE,
@@ -171,39 +171,43 @@ def test_save_model_replaces_a_folder_whole_or_not_at_all(tmp_path, monkeypatch)
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary folder left behind
 
 
+PUBLISHED_RECIPES = {"pretrain.yaml": SFTConfig, "finetune.yaml": SFTConfig, "coldstart.yaml": SFTConfig, "grpo_r1.yaml": GRPOConfig}
+
+
+@pytest.mark.parametrize("recipe", PUBLISHED_RECIPES)
 @pytest.mark.parametrize("stage", [2, 3])
-def test_deepspeed_files_fill_every_auto_value_from_the_trainer(stage, monkeypatch, tmp_path):
-    """The Hugging Face integration replaces "auto" with TrainingArguments values; run that step here
-    (without DeepSpeed installed) and check nothing is left unfilled or in conflict."""
-    from accelerate.utils.deepspeed import HfDeepSpeedConfig
-    from transformers.integrations import deepspeed as hf_deepspeed
+def test_deepspeed_files_resolve_every_auto_value_against_each_published_recipe(stage, recipe, tmp_path):
+    """What the Trainer does with a DeepSpeed file (transformers' `HfTrainerDeepSpeedConfig`): every "auto"
+    is filled from the recipe's arguments and the full-size model's width, and nothing disagrees with them."""
+    pytest.importorskip("deepspeed")
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig, unset_hf_deepspeed_config
 
-    class TrainerDeepSpeedConfig(hf_deepspeed.HfTrainerDeepSpeedConfig, HfDeepSpeedConfig):
-        """Transformers' class on top of accelerate's, as it is built when DeepSpeed is installed."""
-
-    monkeypatch.setattr(hf_deepspeed, "dep_version_check", lambda name: None)
     path = CONFIGS / "deepspeed" / f"zero{stage}.json"
     raw = json.loads(path.read_text())
     assert raw["zero_optimization"]["stage"] == stage
     assert "optimizer" not in raw and "scheduler" not in raw  # the Trainer's AdamW and schedule are used
-
-    args = TrainingArguments(
-        output_dir=str(tmp_path), per_device_train_batch_size=8, gradient_accumulation_steps=4, bf16=False, max_grad_norm=0.5
-    )
-    model, _ = tiny()
-    config = TrainerDeepSpeedConfig(str(path))  # also marks DeepSpeed as on, process-wide
+    args = load_config(PUBLISHED_RECIPES[recipe], str(CONFIGS / recipe), ["--use_cpu", "true", "--output_dir", str(tmp_path)])
+    with torch.device("meta"):
+        model = TinyVideoForConditionalGeneration(full_size_config())
+    config = HfTrainerDeepSpeedConfig(str(path))  # also marks DeepSpeed as on, process-wide
     try:
         config.trainer_config_process(args)
-        config.trainer_config_finalize(args, model, num_training_steps=100)
+        config.trainer_config_finalize(args, model, num_training_steps=1000)  # raises on a mismatch
     finally:
-        hf_deepspeed.unset_hf_deepspeed_config()
-    filled = json.dumps(config.config)
-    assert '"auto"' not in filled
-    assert config.config["train_micro_batch_size_per_gpu"] == 8 and config.config["gradient_accumulation_steps"] == 4
-    assert config.config["gradient_clipping"] == 0.5
-    assert config.config["zero_optimization"]["reduce_bucket_size"] == model.config.hidden_size**2
+        unset_hf_deepspeed_config()
+    filled = config.config
+    assert '"auto"' not in json.dumps(filled)
+    assert filled["train_micro_batch_size_per_gpu"] == args.per_device_train_batch_size
+    assert filled["gradient_accumulation_steps"] == args.gradient_accumulation_steps
+    assert filled["train_batch_size"] == args.per_device_train_batch_size * args.gradient_accumulation_steps
+    assert filled["gradient_clipping"] == args.max_grad_norm
+    assert filled["bf16"]["enabled"] is args.bf16 is True and filled["fp16"]["enabled"] is False
+    zero = filled["zero_optimization"]
+    assert zero["reduce_bucket_size"] == 2048**2  # Qwen2.5-3B's width, squared
     if stage == 3:
-        assert config.config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+        assert zero["stage3_prefetch_bucket_size"] == int(0.9 * 2048**2)
+        assert zero["stage3_param_persistence_threshold"] == 10 * 2048
+        assert zero["stage3_gather_16bit_weights_on_model_save"] is True
 
 
 @pytest.mark.parametrize("config_class", [SFTConfig, GRPOConfig, VisionConfig, LanguageConfig])

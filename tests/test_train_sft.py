@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import replica_digests
+from launch import environment, launch, launch_command
 from safetensors.torch import load_file
 from test_data_llava import write_toy_data
 
@@ -136,3 +138,63 @@ def test_a_killed_run_resumes_to_the_same_weights(toy, tmp_path):
     assert resumed.keys() == expected.keys()
     worst = max((resumed[k] - expected[k]).abs().max().item() for k in expected)
     assert worst < 1e-5, f"resumed weights differ by up to {worst}"
+
+
+def logged_losses(run: Path) -> list[float]:
+    state = json.loads((last_complete_checkpoint(run) / "trainer_state.json").read_text())
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+
+def test_two_processes_train_as_one_with_their_batches_together_and_resume_after_a_kill(tmp_path):
+    """2 processes x batch 1 under `accelerate launch`: the replicas hold the same weights after every
+    step, the loss curve is that of 1 process x batch 2 (measured: 5e-7 apart, float32 rounding), rank 0
+    alone writes each checkpoint folder, and a SIGKILL of the whole launch resumes from the last one.
+
+    The data (8 rows) splits into whole global batches: where an epoch ends on a partial batch, the
+    process left short repeats rows from the epoch's start (accelerate's even batches), and the curves
+    part there."""
+    write_toy_data(tmp_path)
+    toy, steps = tmp_path, 24
+    overrides = ["--per_device_train_batch_size", "1", "--use_cpu", "true"]
+    two = recipe(toy, tmp_path / "two", steps)
+    launch(["sft", str(tmp_path / "digests"), "--config", str(two), *overrides], script=replica_digests.__file__)
+    digests = [(tmp_path / "digests" / f"digests-{rank}.jsonl").read_text().splitlines() for rank in (0, 1)]
+    assert len(digests[0]) == steps and digests[0] == digests[1]
+
+    torch.set_num_threads(1)
+    try:
+        one = train(load_config(SFTConfig, str(recipe(toy, tmp_path / "one", steps)), []))
+    finally:
+        torch.set_num_threads(2)
+    assert logged_losses(tmp_path / "two") == pytest.approx(logged_losses(tmp_path / "one"), abs=1e-5)
+    expected = load_file(one / "model.safetensors")
+    together = load_file(tmp_path / "two" / FINAL_MODEL / "model.safetensors")
+    assert max((together[k] - expected[k]).abs().max().item() for k in expected) < 1e-5
+
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint-20", "checkpoint-24", FINAL_MODEL]
+    names = sorted(p.name for p in (tmp_path / "two" / "checkpoint-24").iterdir())
+    assert names.count("model.safetensors") == 1 and {"rng_state_0.pth", "rng_state_1.pth"} <= set(names)
+
+    command = launch_command(["train", "sft", "--config", str(recipe(toy, tmp_path / "killed", steps)), *overrides])
+    first = subprocess.Popen(command, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not (tmp_path / "killed" / "checkpoint-8" / "trainer_state.json").exists() and first.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within three minutes"
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)  # the launcher and both training processes
+    assert first.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "killed" / FINAL_MODEL).exists()
+    second = launch(["train", "sft", "--config", str(recipe(toy, tmp_path / "killed", steps)), *overrides])
+    assert "resuming from" in second.stderr
+    resumed = load_file(tmp_path / "killed" / FINAL_MODEL / "model.safetensors")
+    assert max((resumed[k] - together[k]).abs().max().item() for k in together) < 1e-6
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with GPUs the processes join without use_cpu")
+def test_processes_that_cannot_join_are_refused_before_training(toy, tmp_path):
+    """Without GPUs and without use_cpu, each launched process would train alone into the same folder."""
+    command = launch_command(["train", "sft", "--config", str(recipe(toy, tmp_path / "run", steps=2))])
+    done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "launched as 2 processes, but the run holds 1: without GPUs set use_cpu: true" in done.stderr
+    assert not (tmp_path / "run").exists()

@@ -20,13 +20,15 @@ Each question's `status` says what became of its video, and the run goes on what
 "damaged" (some sampled frames cannot be decoded: answered with nearby frames standing in or fewer
 frames, as its `frames` record lists); "truncated" (the file ends early; answered from the part that
 decodes); "missing" or "unreadable" (not answered, counted wrong).
-`--shard i/n` (or the process index under `accelerate launch`) splits the videos deterministically;
-each shard writes its own predictions file, and `tinyvideo eval merge --output DIR` scores them all.
+`--shard i/n` (or the process index under `accelerate launch`, GPUs or not) splits the videos
+deterministically; each shard writes its own predictions file, and `tinyvideo eval merge --output DIR`
+scores them all (under `accelerate launch` the last process to finish does).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -68,6 +70,7 @@ BENCHMARKS = {
 ADAPTER_OPTIONS = {"duration": ("videomme",), "split": ("nextqa", "synth"), "subtitles": ("videomme", "longvideobench")}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RUN_FILE = "run.json"
+REPORT_LOCK = "report.lock"
 MODES = ("option", "reason", "cloze")
 
 
@@ -442,11 +445,19 @@ def write_run_file(output: Path, wanted: dict) -> None:
 
 
 def build_report(output: Path) -> dict:
-    """Score every predictions file in `output` together and write report.json and report.md."""
+    """Score every predictions file in `output` together and write report.json and report.md.
+
+    Processes that finish together take turns (an exclusive lock on `output/report.lock`): each scores
+    what is there when its turn comes, so the last to finish writes the report of every answer."""
     path = output / RUN_FILE
     if not path.is_file():
         raise InputError(f"{output}: no {RUN_FILE}; is this the --output folder of a tinyvideo eval run?")
-    run = read_json(path)
+    with open(output / REPORT_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return _write_report(output, read_json(path))
+
+
+def _write_report(output: Path, run: dict) -> dict:
     settings = run["settings"]
     records = [r for p in sorted(output.glob("predictions*.jsonl")) for r in read_predictions(p)]
     scoring = BENCHMARKS[settings["benchmark"]].SCORING
@@ -584,14 +595,15 @@ def run(args) -> int:
         shard = parse_shard(args.shard) if args.shard else None
         from accelerate import PartialState
 
-        state = PartialState()
+        # Launched processes join (over gloo) on the CPU too, where accelerate needs to be told.
+        state = PartialState(cpu=(args.device or "").startswith("cpu") or not torch.accelerator.is_available())
         if shard is None and state.num_processes > 1:
             shard = (state.process_index, state.num_processes)
         output = Path(args.output or f"outputs/eval/{args.benchmark}-{args.mode}{'-subs' if args.subtitles else ''}")
         device = args.device or state.device
         evaluate(settings, output, shard=shard, batch_size=args.batch_size, num_workers=args.num_workers, device=device)
-    # No barrier between processes: each scores what is there when it finishes, so the last one to
-    # finish writes the complete report, however long the others took.
+    # No barrier between processes (one would time out when the shards take very different times): each
+    # scores what is there when it finishes, and the last one to finish writes the complete report.
     return _print_summary(build_report(output), output)
 
 

@@ -234,8 +234,21 @@ def config_overrides(args, config_class) -> list[str]:
 def run_stage(args, config_class, train) -> int:
     """A training command: the YAML config with the command line's overrides, trained; prints the model folder."""
     config = load_config(config_class, args.config, config_overrides(args, config_class))
+    require_joined_processes(config)
     print(f"final model: {train(config)}")
     return 0
+
+
+def require_joined_processes(config) -> None:
+    """`InputError` when a launcher started several processes (its `WORLD_SIZE`) but the Trainer's
+    distributed state holds fewer: on a machine without GPUs a process joins the others only with
+    `use_cpu`, and otherwise each would train alone and write the same output folder."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > config.world_size:
+        raise InputError(
+            f"launched as {launched} processes, but the run holds {config.world_size}: without GPUs set use_cpu: true "
+            "(--use_cpu true) so that they train together over gloo"
+        )
 
 
 # ---- model ------------------------------------------------------------------------------------------

@@ -58,7 +58,8 @@ class GRPOConfig(ModelArguments, TrainingArguments):
     """Model, tuning, frames and data (`ModelArguments`), the Trainer's settings and GRPO's.
 
     `per_device_train_batch_size` counts prompts; each gets `num_generations` rollouts (TRL counts
-    completions instead). The vision tower stays frozen: its features are computed once per video and
+    completions instead), all sampled on the process that holds the prompt: a group never spans
+    processes, so its rewards are normalised where they were scored. The vision tower stays frozen: its features are computed once per video and
     shared by the rollouts, the policy and the reference.
     """
 
@@ -222,8 +223,9 @@ class GRPODataset(torch.utils.data.Dataset):
 # ---- the run ----------------------------------------------------------------------------------------
 
 
-def train(config: GRPOConfig) -> Path:
-    """Run GRPO and return the final model folder."""
+def train(config: GRPOConfig, callbacks=None, reward_funcs=None) -> Path:
+    """Run GRPO and return the final model folder. `callbacks` are `TrainerCallback`s to add;
+    `reward_funcs` (names or callables with TRL's signature) replace the config's names."""
     set_seed(config.seed)
     require_folder(config.video_root, "video_root")
     rows = read_rows(config.data_path)  # a bad data file is reported before the model loads
@@ -233,7 +235,9 @@ def train(config: GRPOConfig) -> Path:
     if config.beta and is_deepspeed_zero3_enabled() and not only_adapters_train(model):
         ref_model, _ = load_model_and_processor(config)  # ZeRO-3 weights are sharded at load: no deep copy
     dataset = GRPODataset(config.data_path, config.video_root, processor, config, rows)
-    trainer = GRPOTrainer(model, config, processor, dataset, ref_model=ref_model)
+    trainer = GRPOTrainer(
+        model, config, processor, dataset, reward_funcs=reward_funcs, ref_model=ref_model, callbacks=callbacks
+    )
     return train_and_save(trainer, processor, dataset)
 
 

@@ -7,10 +7,13 @@ from one batched `generate`, the rewards are combined and turned into group adva
 policy and the reference score only the completion tokens (see `grpo_rollouts`).
 
 Batches are lists of examples (identity collator). `per_device_train_batch_size` counts prompts, and
-every process holds whole groups, so group statistics need no communication.
+a prompt's G rollouts stay on the process that holds the prompt: a group is sampled, rewarded and
+normalised in one place. Rewards are gathered from every process before the advantages (so `batch`
+scaling sees the whole batch) and every metric before it is logged.
 
-Reproducible by construction: rollout sampling and advantage noise are seeded from (seed, micro-step,
-process), so a run resumed from a checkpoint samples what the uninterrupted run would have.
+Reproducible by construction: rollout sampling and advantage noise are seeded from the seed and the
+micro-batch's place in the run, so a run resumed from a checkpoint samples what the uninterrupted run
+would have, and N processes sample what one process with N accumulation steps would.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import gather_object
 from peft.tuners.lora import LoraLayer
 from torch.utils.data import Sampler
 from transformers import Trainer
@@ -97,6 +101,19 @@ def seeded_rng(seed: int, device: torch.device):
     with torch.random.fork_rng(devices=devices, device_type=device.type if on_accelerator else None):
         torch.manual_seed(seed)
         yield
+
+
+def gathered_for_generation(model):
+    """A context in which the rollouts are generated: for a DeepSpeed ZeRO-3 engine (each process holds a
+    shard of every weight), DeepSpeed's `unwrap_model_for_generation`, which gathers every weight once
+    and lifts the per-module fetch/release hooks until it exits (with them, every layer's weights would
+    be gathered again for every new token); for any other model nothing is needed."""
+    stage = getattr(model, "zero_optimization_stage", None)
+    if stage is None or stage() != 3:
+        return nullcontext()
+    from deepspeed.runtime.zero.stage3 import unwrap_model_for_generation  # present wherever an engine is
+
+    return unwrap_model_for_generation(model)
 
 
 @contextmanager
@@ -224,15 +241,18 @@ class GRPOTrainer(Trainer):
         return prompt_batch(policy, self.processor, prompt_ids, [item["pixel_values"] for item in inputs])
 
     def _rollout_seed(self) -> int:
-        sequence = np.random.SeedSequence([self.args.seed, self._micro_step, self.accelerator.process_index])
-        return int(sequence.generate_state(1)[0])
+        """The seed of this micro-batch's rollouts, from the seed and the micro-batch's place in the run's
+        sequence of micro-batches: the data loader deals a step's micro-batches to the processes in turn,
+        so the same prompts draw the same rollouts whether processes or accumulation steps share a step."""
+        place = (self._micro_step - 1) * self.accelerator.num_processes + self.accelerator.process_index
+        return int(np.random.SeedSequence([self.args.seed, place]).generate_state(1)[0])
 
     @torch.no_grad()
     def _generate_and_score(self, policy, prompts: Prompts, embeds: torch.Tensor, inputs: list[dict]) -> Rollouts:
         args, group = self.args, self.args.num_generations
         tokenizer = self.processor.tokenizer
         seed = self._rollout_seed()
-        with self._gathered_for_generation(), seeded_rng(seed, policy.device):
+        with gathered_for_generation(self.model_wrapped), seeded_rng(seed, policy.device):
             completion_ids = sample_completions(
                 policy, prompts, embeds, group, args.max_completion_length, args.temperature, args.top_p, args.top_k,
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=self.processor.pad_token_id,
@@ -245,11 +265,11 @@ class GRPOTrainer(Trainer):
             reward_lib.combine_rewards(per_func, args.reward_combination, args.reward_weights), dtype=torch.float32
         )
         all_rewards = self.accelerator.gather(rewards.to(policy.device)).cpu()
-        advantages = group_advantages(
-            all_rewards, group, args.scale_rewards, args.advantage_noise_std, torch.Generator().manual_seed(seed)
-        )
         start = self.accelerator.process_index * len(rewards)
-        advantages = advantages[start : start + len(rewards)].to(policy.device)
+        advantages = group_advantages(all_rewards, group, args.scale_rewards)[start : start + len(rewards)]
+        # The published noise, drawn for this process's rollouts from their own seed (not the gathered batch's).
+        noise = torch.randn(len(rewards), generator=torch.Generator().manual_seed(seed)) * args.advantage_noise_std
+        advantages = (advantages + noise).to(policy.device)
         num_items = self.accelerator.gather(mask.sum().reshape(1)).sum() / self.accelerator.num_processes
 
         ref_logp = self._reference_logprobs(policy, prompts, completion_ids) if args.beta else None
@@ -282,14 +302,6 @@ class GRPOTrainer(Trainer):
             return completion_logprobs(
                 model, embeds, prompts.attention_mask, completion_ids, self.args.num_generations, self.args.temperature
             )
-
-    def _gathered_for_generation(self):
-        """Under ZeRO-3 each process holds a shard of every weight: gather them once for the whole generate."""
-        if not self.is_deepspeed_enabled or self.accelerator.state.deepspeed_plugin.zero_stage != 3:
-            return nullcontext()
-        import deepspeed
-
-        return deepspeed.zero.GatheredParameters(list(self.model_wrapped.parameters()))
 
     # ---- metrics ------------------------------------------------------------------------------------
 
@@ -336,28 +348,33 @@ class GRPOTrainer(Trainer):
         return reward_lib.REWARD_FUNCS[name](completions=texts, solution=solutions)
 
     def _write_samples(self, texts, rewards, per_func, advantages, inputs) -> None:
-        """Every `log_completions_steps` steps, this process's rollouts go to `output_dir/completions.jsonl`."""
+        """Every `log_completions_steps` steps, the rollouts of every process go to `output_dir/completions.jsonl`
+        (written by the main process)."""
         every = self.args.log_completions_steps
         step = self.state.global_step + 1
-        if not every or step % every or not self.is_world_process_zero():
+        if not every or step % every:
             return
         group = self.args.num_generations
+        rows = []
+        for index, text in enumerate(texts):
+            item = inputs[index // group]
+            rows.append({
+                "step": step,
+                "row": item["row"],
+                "problem": item["columns"].get("problem"),
+                "solution": item["columns"].get("solution"),
+                "completion": text,
+                "reward": float(rewards[index]),
+                **{f"rewards/{name}": values[index] for name, values in zip(self.reward_names, per_func)},
+                "advantage": float(advantages[index]),
+            })
+        rows = gather_object(rows)
+        if not self.is_world_process_zero():
+            return
         path = Path(self.args.output_dir) / COMPLETIONS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as f:
-            for index, text in enumerate(texts):
-                item = inputs[index // group]
-                row = {
-                    "step": step,
-                    "row": item["row"],
-                    "problem": item["columns"].get("problem"),
-                    "solution": item["columns"].get("solution"),
-                    "completion": text,
-                    "reward": float(rewards[index]),
-                    **{f"rewards/{name}": values[index] for name, values in zip(self.reward_names, per_func)},
-                    "advantage": float(advantages[index]),
-                }
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add the means of the GRPO metrics gathered since the last log."""

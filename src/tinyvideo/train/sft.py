@@ -83,8 +83,8 @@ class SFTTrainer(Trainer):
         return super().compute_loss(model, inputs, *args, **kwargs)
 
 
-def train(config: SFTConfig) -> Path:
-    """Run one stage and return the final model folder."""
+def train(config: SFTConfig, callbacks=None) -> Path:
+    """Run one stage and return the final model folder; `callbacks` are `TrainerCallback`s to add."""
     set_seed(config.seed)
     require_folder(config.video_root, "video_root")
     rows = read_rows(config.data_path)  # a bad data file is reported before the model loads
@@ -97,6 +97,7 @@ def train(config: SFTConfig) -> Path:
         train_dataset=dataset,
         data_collator=LlavaCollator(processor),
         processing_class=processor,
+        callbacks=callbacks,
     )
     return train_and_save(trainer, processor, dataset)
 
