@@ -138,7 +138,7 @@ def grpo(model, processor, sizes: dict, device: torch.device) -> dict:
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     args = SimpleNamespace(device=device, generations=sizes["generations"], new_tokens=sizes["new_tokens"], seed=0)
     videos = [preprocess_frames(video(sizes["frames"], seed=1), processor.image_size)]
-    prompt_ids = [processor.tokenize(grpo_prompt(QUESTION), [sizes["frames"]])]
+    prompt_ids = [processor.tokenize(grpo_prompt(QUESTION, processor), [sizes["frames"]])]
     solutions = ["<answer>A</answer>"] * sizes["generations"]
     with Meter(device) as ours_meter:
         ours, (completions, advantages) = our_step(model, reference, processor, videos, prompt_ids, solutions, args)

@@ -61,7 +61,7 @@ def setup(args):
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (args.frames, 96, 96, 3), dtype=np.uint8) for _ in range(args.prompts)]
     videos = [preprocess_frames(clip, TINY["image_size"]) for clip in frames]
-    prompt_ids = [processor.tokenize(grpo_prompt(QUESTION), [args.frames]) for _ in range(args.prompts)]
+    prompt_ids = [processor.tokenize(grpo_prompt(QUESTION, processor), [args.frames]) for _ in range(args.prompts)]
     solutions = ["<answer>A</answer>"] * (args.prompts * args.generations)
     return model, reference, processor, videos, prompt_ids, solutions
 

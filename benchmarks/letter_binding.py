@@ -16,6 +16,7 @@ the whole vocabulary, as supervised fine-tuning has it) and scored on the test s
     python benchmarks/letter_binding.py [--layers 4 --hidden 128]   # a new tiny model, as the suite's recipes build
     python benchmarks/letter_binding.py --model runs/synth/pretrain/model --steps 0   # a trained model as is
     python benchmarks/letter_binding.py --model runs/base/language/model --steps 0   # a base language model as is
+    python benchmarks/letter_binding.py --model runs/smollm2/base --lora-r 16 --batch-size 8 --lr 1e-3   # LoRA
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from peft import LoraConfig, inject_adapter_in_model
 from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.data.synth import design_split
 from tinyvideo.data.synth_questions import Question
+from tinyvideo.processing import CHAT_FORMATS
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
 from tinyvideo.train.language import (
     binding_accuracy,
@@ -64,6 +67,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--chat-format", default="qwen2_base", choices=CHAT_FORMATS, help="the prompts' template: qwen2_base or the tokenizer's"
+    )
+    parser.add_argument(
+        "--lora-r", type=int, default=0, help="train LoRA adapters of this rank (alpha 2r) on every Linear layer, not all weights"
+    )
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -83,12 +92,17 @@ def main() -> int:
         tokenizer = train_tokenizer(texts, vocab_size=1024, letters_apart=args.letters_apart)
         config = tiny_config(spare_rows(tokenizer), tokenizer.eos_token_id, hidden_size=args.hidden, num_layers=args.layers)
         model = Qwen2ForCausalLM(config.text_config)
+    if args.lora_r:
+        model.requires_grad_(False)
+        inject_adapter_in_model(LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules="all-linear"), model)
     model.to(args.device).train()
-    prompts = [prompt_ids(tokenizer, q) for q in train]
-    letters = letter_token_ids(tokenizer).to(args.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    prompts = [prompt_ids(tokenizer, q, args.chat_format) for q in train]
+    letters = letter_token_ids(tokenizer, args.chat_format).to(args.device)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.0)
     rng = np.random.default_rng(args.seed)
-    curve = [{"step": 0, "seconds": 0.0, **binding_accuracy(model, tokenizer, test)}]
+    score = lambda: binding_accuracy(model, tokenizer, test, chat_format=args.chat_format)  # noqa: E731
+    curve = [{"step": 0, "seconds": 0.0, **score()}]
     started = time.perf_counter()
     for step in range(1, args.steps + 1):
         rows = rng.choice(len(train), args.batch_size, replace=False)
@@ -97,16 +111,17 @@ def main() -> int:
         answers = torch.tensor([train[i].answer_index for i in rows], device=args.device)
         loss = F.cross_entropy(logits, letters[answers])  # over the whole vocabulary, as SFT
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         optimizer.zero_grad()
         if step % args.eval_every == 0 or step == args.steps:
             point = {"step": step, "seconds": round(time.perf_counter() - started, 1), "loss": loss.item()}
-            curve.append({**point, **binding_accuracy(model, tokenizer, test)})
+            curve.append({**point, **score()})
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in curve[-1].items()}), flush=True)
     result = {
         "model": args.model or f"new tiny Qwen2, {args.layers} layers, width {args.hidden}",
         "parameters": sum(p.numel() for p in model.parameters()),
+        "trained_parameters": sum(p.numel() for p in trained),
         "settings": {k: v for k, v in vars(args).items() if k not in ("output", "model")},
         "train_questions": len(train),
         "test_questions": len(test),

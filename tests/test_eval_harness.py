@@ -234,7 +234,7 @@ def test_cloze_mode_picks_the_option_likeliest_as_the_answer(settings, loaded, t
         question = questions[record["id"]]
         assert record["prompt"] == question.text + "\nAnswer the question using a single word or phrase."
         _, pixels, _, _ = harness.VideoFrames([(question.video, question.sampling)], cloze, processor.frame_transform)[0]
-        prompt = processor.tokenize(harness.chat_prompt(record["prompt"]), [len(pixels)])
+        prompt = processor.tokenize(processor.chat_prompt(record["prompt"]), [len(pixels)])
         expected = {}
         for letter, text in question.options.items():
             answer = processor.tokenize(f" {text}<|endoftext|>", [])
@@ -297,7 +297,7 @@ def test_a_question_too_long_for_the_model_keeps_its_options_instruction_and_tur
     text = "what happens to the shape " * 2000
     long = dataclasses.replace(question, text=text, prompt=question.prompt.replace(question.text, text))
     ids = harness.prompt_ids(processor, harness.Asked(long, torch.zeros(4, 1), {}, "ok"))
-    end = harness.chat_prompt(question.prompt).split(question.text)[1]
+    end = processor.chat_prompt(question.prompt).split(question.text)[1]
     assert len(ids) <= processor.model_max_length
     assert processor.decode(ids).endswith(processor.decode(processor.tokenize(end, [])))
 

@@ -95,7 +95,7 @@ def test_cached_feature_logprobs_equal_a_full_forward_on_pixels_and_each_prompt_
     model, processor = tiny
     questions = [PROBLEM, "Which colour?\nA. red\nB. blue"]  # different lengths: the first prompt is unpadded
     videos = clips(processor, ["red", "blue"])
-    ids = [processor.tokenize(grpo_prompt(q), [len(v)]) for q, v in zip(questions, videos)]
+    ids = [processor.tokenize(grpo_prompt(q, processor), [len(v)]) for q, v in zip(questions, videos)]
     prompts = prompt_batch(model, processor, ids, videos)
     assert prompts.attention_mask[1].sum() < prompts.attention_mask.shape[1]  # the second is left-padded
     embeds = prompt_embeddings(model, prompts)
@@ -117,7 +117,7 @@ def test_rollouts_never_sample_the_video_token(tiny):
     """The output head keeps a row for the video token; a rollout holding it would break the log-prob pass."""
     model, processor = tiny
     videos = clips(processor, ["red"])
-    prompts = prompt_batch(model, processor, [processor.tokenize(grpo_prompt(PROBLEM), [len(videos[0])])], videos)
+    prompts = prompt_batch(model, processor, [processor.tokenize(grpo_prompt(PROBLEM, processor), [len(videos[0])])], videos)
     embeds = prompt_embeddings(model, prompts)
     head = model.get_output_embeddings().weight
     saved = head.detach().clone()
@@ -219,7 +219,7 @@ def test_with_only_lora_training_the_reference_is_the_adapter_free_model(suite, 
     for name, p in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.5)  # a trained adapter
-    ids = torch.tensor([processor.tokenize(grpo_prompt(PROBLEM), [3])])
+    ids = torch.tensor([processor.tokenize(grpo_prompt(PROBLEM, processor), [3])])
     video = clips(processor, ["green"])[0].unsqueeze(0)
     with torch.no_grad():
         adapted = model(input_ids=ids, pixel_values_videos=video).logits

@@ -98,7 +98,7 @@ def test_overrides_parse_like_the_command_line(tmp_path):
     config = load_config(SFTConfig, args.config, config_overrides(args, SFTConfig))
     assert config.learning_rate == 3e-5 and config.use_cpu is True and config.bf16 is False
     assert config.lora_target_modules == ["q_proj", "v_proj"] and config.fps == 1.0
-    assert config.num_frames == 16 and config.template == "qwen2_base"
+    assert config.num_frames == 16 and config.template == "chat"
 
     recipe.write_text("model_name_or_path: tiny\ndata_path: d.json\nlearning_rat: 1.0e-4\n")
     with pytest.raises(ValueError, match="learning_rat"):

@@ -1,8 +1,9 @@
-"""Model configuration: a Qwen2 language model, a vision tower (SigLIP, CLIP or DINOv2) and a connector between them."""
+"""Model configuration: a causal language model (Qwen2 in the published models), a vision tower (SigLIP, CLIP or
+DINOv2) and a connector between them."""
 
 from __future__ import annotations
 
-from transformers import AutoConfig, PreTrainedConfig, Qwen2Config
+from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from tinyvideo.vision_towers import dropped_tokens, kind_of, tower_tokens
@@ -40,12 +41,15 @@ class TinyVideoConfig(PreTrainedConfig):
     visual token; it sits in the spare embedding rows above the tokenizer's vocabulary. `image_size` is
     the side of the frames the vision tower sees, when it is not `vision_config.image_size` (DINOv2
     checkpoints are made for 518-pixel images and see 224-pixel crops).
+
+    `text_config` is the config of any decoder-only causal LM whose transformers class takes
+    `inputs_embeds` (its `model_type` picks the class; without one it is Qwen2, as in the published models).
     """
 
     model_type = "tinyvideo"
-    # A vision config dict is read by its `model_type` (SigLIP when it has none, as in published checkpoints).
+    # A sub-config dict is read by its `model_type` (Qwen2 and SigLIP when it has none, as in published checkpoints).
     sub_configs_defaults = {
-        "text_config": Qwen2Config,
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2"),
         "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="siglip_vision_model"),
     }
 

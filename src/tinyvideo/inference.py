@@ -8,7 +8,6 @@ import torch
 
 from tinyvideo.eval.answers import HEDGED, OPTION_LINE, extract_answer, question_options
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
-from tinyvideo.processing import chat_prompt
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -44,7 +43,7 @@ def question_prompt(processor, question: str, mode: str | None, num_frames: int)
         free_text = max(before.strip(), after.strip(), key=len)
     else:
         free_text = question.strip()
-    return processor.fit_prompt(chat_prompt(question, mode), free_text, [num_frames])
+    return processor.fit_prompt(processor.chat_prompt(question, mode), free_text, [num_frames])
 
 
 def answer_question(

@@ -1,4 +1,10 @@
-"""The model: vision tower (SigLIP, CLIP or DINOv2) -> connector -> Qwen2 causal LM.
+"""The model: vision tower (SigLIP, CLIP or DINOv2) -> connector -> a causal LM (Qwen2 in the published models).
+
+The language model is whatever `AutoModelForCausalLM` builds from `config.text_config`: any decoder-only
+model whose class takes `inputs_embeds` (Qwen2/2.5/3, Llama and SmolLM2, Phi-3, Gemma, ...). What differs
+between families is read from the model itself, never from its name: the layers that must not be split
+across devices and gradient checkpointing from its transformers class, the tied output head from its
+tied-weight keys.
 
 The processor has already expanded each video placeholder into `num_visual_tokens` copies of
 `config.video_token_id`, so sequence lengths are known before the model runs; the model only
@@ -18,12 +24,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from transformers import (
+    AutoModelForCausalLM,
     AutoModelForImageTextToText,
     GenerationMixin,
     LogitsProcessor,
     LogitsProcessorList,
     PreTrainedModel,
-    Qwen2ForCausalLM,
 )
 from transformers import initialization as init
 from transformers.core_model_loading import revert_weight_conversion
@@ -63,8 +69,7 @@ class TinyVideoPreTrainedModel(PreTrainedModel):
     config_class = TinyVideoConfig
     config: TinyVideoConfig
     base_model_prefix = "model"
-    supports_gradient_checkpointing = True
-    _no_split_modules = ["Qwen2DecoderLayer", "SiglipEncoderLayer", "CLIPEncoderLayer", "Dinov2Layer", "Dinov2WithRegistersLayer"]
+    # `_no_split_modules` is gathered by `post_init` from the vision tower's and the language model's classes.
     _supports_sdpa = True
     _supports_flash_attn = True
 
@@ -82,8 +87,13 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         super().__init__(config)
         self.vision_tower = build_vision_tower(config.vision_config)
         self.connector = build_connector(config)
-        self.language_model = Qwen2ForCausalLM(config.text_config)
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
+
+    @property
+    def supports_gradient_checkpointing(self) -> bool:
+        """True when both the language model's class and the vision tower's can recompute activations."""
+        return self.language_model.supports_gradient_checkpointing and self.vision_tower.supports_gradient_checkpointing
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -111,7 +121,7 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         saves some towers' weights under their original names (DINOv2's `attention.attention.query`)."""
         with torch.device("meta"):
             model = cls(config)
-        tied = {"language_model.lm_head.weight"} if config.tie_word_embeddings else set()
+        tied = model.all_tied_weights_keys  # tied copy -> its source; empty when the head is not tied
         saved = revert_weight_conversion(model, model.state_dict())
         return {name: tuple(t.shape) for name, t in saved.items() if name not in tied}
 
@@ -213,11 +223,12 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
     ) -> CausalLMOutputWithPast:
         if inputs_embeds is None:
             inputs_embeds = self.embed_inputs(input_ids, pixel_values_videos, video_num_frames, frame_features)
+        if past_key_values is not None:  # passed on only when given: some families take the cache as `cache`
+            kwargs["past_key_values"] = past_key_values
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             labels=labels,
             use_cache=use_cache,
             logits_to_keep=logits_to_keep,

@@ -39,11 +39,18 @@ class Segment:
     supervised: bool
 
 
-def conversation_segments(messages: Sequence[dict], template: str = "qwen2_base") -> list[Segment]:
-    """Published templates as text segments, each marked supervised (trained on) or not.
+CHAT_FORMATS = ("qwen2_base", "tokenizer")  # how a model's conversations are written (its processor keeps one)
+TEMPLATES = ("chat", *CHAT_FORMATS, "pretrain")  # "chat": the processor's own chat format
+
+
+def conversation_segments(messages: Sequence[dict], template: str = "qwen2_base", tokenizer=None) -> list[Segment]:
+    """A conversation as text segments, each marked supervised (trained on) or not.
 
     `messages` are LLaVA-style `{"from": "human"|"gpt", "value": ...}` turns; a final human turn without
-    an answer (or an answer of None) gives the generation prompt that ends with "ASSISTANT:".
+    an answer (or an answer of None) gives the generation prompt. `template` is `qwen2_base` (the published
+    text template, ending with "ASSISTANT:"), `tokenizer` (the chat template of `tokenizer`, for language
+    models of other families) or `pretrain` (captions only). Raises ValueError for turns out of order, an
+    unknown template, or a tokenizer without a usable chat template.
     """
     turns = list(messages)
     if turns and turns[0].get("from") != "human":
@@ -60,12 +67,14 @@ def conversation_segments(messages: Sequence[dict], template: str = "qwen2_base"
         if caption is None:
             return [Segment(PLACEHOLDER, False)]
         return [Segment(PLACEHOLDER, False), Segment(caption + "\n", True)]
+    if PLACEHOLDER in questions[0]:
+        questions[0] = (PLACEHOLDER + "\n" + questions[0].replace(PLACEHOLDER, "").strip()).strip()
+    if template == "tokenizer":
+        return _tokenizer_template_segments(questions, answers, tokenizer)
     if template != "qwen2_base":
-        raise ValueError(f"unknown template {template!r}; expected 'qwen2_base' or 'pretrain'")
+        raise ValueError(f"unknown template {template!r}; expected one of {', '.join(TEMPLATES[1:])}")
     segments = [Segment(SYSTEM, False)]
-    for index, (question, answer) in enumerate(zip(questions, answers)):
-        if index == 0 and PLACEHOLDER in question:
-            question = (PLACEHOLDER + "\n" + question.replace(PLACEHOLDER, "").strip()).strip()
+    for question, answer in zip(questions, answers):
         segments.append(Segment(f"USER: {question} ASSISTANT:", False))
         if answer is None:
             break
@@ -73,12 +82,40 @@ def conversation_segments(messages: Sequence[dict], template: str = "qwen2_base"
     return segments
 
 
-def chat_prompt(question: str, mode: str | None = None) -> str:
-    """The `qwen2_base` generation prompt for one question about one video."""
+def _tokenizer_template_segments(questions: list[str], answers: list[str | None], tokenizer) -> list[Segment]:
+    """The turns written by the tokenizer's chat template: each answer, with the end-of-turn text the
+    template puts after it, is the text the conversation gains when the answer is added to its prompt."""
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        raise ValueError("the 'tokenizer' template needs a tokenizer with a chat template")
+    chat, segments, written = [], [], ""
+    for question, answer in zip(questions, answers):
+        chat.append({"role": "user", "content": question})
+        prompt = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        segments.append(Segment(_continuation(prompt, written), False))
+        if answer is None:
+            break
+        chat.append({"role": "assistant", "content": answer})
+        written = tokenizer.apply_chat_template(chat, tokenize=False)
+        segments.append(Segment(_continuation(written, prompt), True))
+    return segments
+
+
+def _continuation(text: str, prefix: str) -> str:
+    if not text.startswith(prefix):
+        raise ValueError(
+            "the tokenizer's chat template writes a conversation's start differently once it goes on, "
+            "so the answers' tokens cannot be told apart; use the qwen2_base template"
+        )
+    return text[len(prefix) :]
+
+
+def chat_prompt(question: str, mode: str | None = None, template: str = "qwen2_base", tokenizer=None) -> str:
+    """The generation prompt for one question about one video: `qwen2_base` (the published models'), or
+    the chat template of `tokenizer` with `template="tokenizer"`."""
     if PLACEHOLDER not in question:
         question = PLACEHOLDER + "\n" + question
     question = question_with_instruction(question, mode)
-    return "".join(s.text for s in conversation_segments([{"from": "human", "value": question}]))
+    return "".join(s.text for s in conversation_segments([{"from": "human", "value": question}], template, tokenizer))
 
 
 def preprocess_frames(frames, transform: FrameTransform | int) -> torch.Tensor:
@@ -111,7 +148,9 @@ class TinyVideoProcessor:
     The number of visual tokens of a video is `tokens_per_video + tokens_per_frame * num_frames`
     (one of the two is zero, depending on the connector). Frames are prepared as the vision tower's
     image processor does (`frame_transform`: SigLIP's squash by default; a shortest-edge resize and
-    centre crop when `shortest_edge` is set; then `image_mean` and `image_std`).
+    centre crop when `shortest_edge` is set; then `image_mean` and `image_std`). `chat_format` is how the
+    model's conversations are written: `qwen2_base` (the published models, and folders saved without the
+    setting) or `tokenizer` (the tokenizer's own chat template).
     """
 
     def __init__(
@@ -125,7 +164,12 @@ class TinyVideoProcessor:
         shortest_edge: int | None = None,
         image_mean: Sequence[float] = HALF,
         image_std: Sequence[float] = HALF,
+        chat_format: str = "qwen2_base",
     ):
+        if chat_format not in CHAT_FORMATS:
+            raise ValueError(f"chat_format must be one of {', '.join(CHAT_FORMATS)}; got {chat_format!r}")
+        if chat_format == "tokenizer" and not getattr(tokenizer, "chat_template", None):
+            raise ValueError("chat_format 'tokenizer' needs a tokenizer with a chat template")
         if video_token_id < len(tokenizer):
             raise ValueError(
                 f"video_token_id {video_token_id} is a real token of the tokenizer (size {len(tokenizer)}); "
@@ -140,6 +184,7 @@ class TinyVideoProcessor:
         self.shortest_edge = shortest_edge
         self.image_mean = tuple(image_mean)
         self.image_std = tuple(image_std)
+        self.chat_format = chat_format
 
     @property
     def frame_transform(self) -> FrameTransform:
@@ -148,7 +193,9 @@ class TinyVideoProcessor:
     # ---- construction and persistence ---------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, tokenizer, config: TinyVideoConfig, vision_tower_dir=None) -> TinyVideoProcessor:
+    def from_config(
+        cls, tokenizer, config: TinyVideoConfig, vision_tower_dir=None, chat_format: str = "qwen2_base"
+    ) -> TinyVideoProcessor:
         """The processor of a model of `config`; frames prepared by the image processor in
         `vision_tower_dir` when given (its preprocessor_config.json), else by its tower family's defaults."""
         per_frame = config.num_visual_tokens(1) - config.num_visual_tokens(0)
@@ -163,6 +210,7 @@ class TinyVideoProcessor:
             tokens_per_video=config.num_visual_tokens(0),
             tokens_per_frame=per_frame,
             model_max_length=config.model_max_length,
+            chat_format=chat_format,
         )
 
     @classmethod
@@ -197,6 +245,7 @@ class TinyVideoProcessor:
             "shortest_edge": self.shortest_edge,
             "image_mean": list(self.image_mean),
             "image_std": list(self.image_std),
+            "chat_format": self.chat_format,
         }
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
@@ -230,11 +279,23 @@ class TinyVideoProcessor:
                 ids += self.tokenizer(chunk, add_special_tokens=False).input_ids
         return ids
 
+    def chat_prompt(self, question: str, mode: str | None = None) -> str:
+        """The generation prompt for one question about one video, in the model's chat format."""
+        return chat_prompt(question, mode, self.chat_format, self.tokenizer)
+
+    def reply_text(self, answer: str) -> str:
+        """The text `answer` takes after a generation prompt in the model's chat format, its end of turn
+        included (" answer<|endoftext|>" in `qwen2_base`): what a scored answer's tokens are."""
+        turns = [{"from": "human", "value": "?"}, {"from": "gpt", "value": answer}]
+        return conversation_segments(turns, self.chat_format, self.tokenizer)[-1].text
+
     def encode_conversation(
-        self, messages: Sequence[dict], num_frames: int | None, template: str = "qwen2_base"
+        self, messages: Sequence[dict], num_frames: int | None, template: str = "chat"
     ) -> dict[str, list[int]]:
-        """input_ids and labels for training: only answers (and their closing eos) are supervised."""
-        segments = conversation_segments(messages, template)
+        """input_ids and labels for training: only answers (and their closing eos) are supervised.
+        `template` is one of `TEMPLATES`; `chat`, the model's own chat format."""
+        template = self.chat_format if template == "chat" else template
+        segments = conversation_segments(messages, template, self.tokenizer)
         placeholders = sum(s.text.count(PLACEHOLDER) for s in segments)
         if placeholders > 1:
             raise ValueError(f"a training conversation may hold one {PLACEHOLDER} placeholder; found {placeholders}")

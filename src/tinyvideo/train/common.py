@@ -71,8 +71,9 @@ class ModelArguments:
     - `model_name_or_path`: a tinyvideo or published TinyLLaVA-Video(-R1) folder, or the word `tiny` for a
       freshly initialised tiny model whose tokenizer is fit on the texts of `tokenizer_corpus` (text files,
       one example a line, or LLaVA-style json files, every conversation turn);
-    - `language_model_path` + `vision_tower_path`: Hugging Face folders of a Qwen2 LM and a vision
-      tower (SigLIP, CLIP or DINOv2) joined by a new connector;
+    - `language_model_path` + `vision_tower_path`: Hugging Face folders of a causal LM (any decoder-only
+      family) and a vision tower (SigLIP, CLIP or DINOv2) joined by a new connector (a GGUF language model:
+      `tinyvideo init`);
     - `tiny` + `vision_tower_path`: a tiny language model from scratch with that tower (for example
       one from `tinyvideo train vision`); the tower's folder sets its sizes and the frame size.
       Without it, a tiny tower of the `tiny_vision_tower` family.
@@ -81,7 +82,7 @@ class ModelArguments:
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "checkpoint folder, or 'tiny'"})
-    language_model_path: str | None = field(default=None, metadata={"help": "Qwen2 folder for a new model"})
+    language_model_path: str | None = field(default=None, metadata={"help": "causal LM folder for a new model"})
     vision_tower_path: str | None = field(
         default=None,
         metadata={"help": "SigLIP, CLIP or DINOv2 folder for a new model (with language_model_path, or 'tiny')"},
@@ -343,27 +344,36 @@ def _trainable_parts(model, args) -> dict[str, tuple[list[nn.Module], str]]:
     }
 
 
-def _lora_targets(model, modules: list[nn.Module], wanted: list[str] | None) -> list[str]:
-    """Full names of the Linear layers under `modules` to adapt (never the tied output head)."""
+def _linear_layers(model, modules: list[nn.Module]) -> list[str]:
+    """Full names of the Linear layers under `modules`, whatever the model family calls them, never the
+    output head (the vocabulary-sized layer, often tied to the input embeddings)."""
     names = {id(m): n for n, m in model.named_modules()}
-    targets = []
-    for module in modules:
-        for sub_name, sub in module.named_modules():
-            name = f"{names[id(module)]}.{sub_name}".rstrip(".")
-            if isinstance(sub, nn.Linear) and not name.endswith("lm_head"):
-                if wanted is None or name.rsplit(".", 1)[-1] in wanted:
-                    targets.append(name)
-    return targets
+    head = model.get_output_embeddings()
+    return [
+        f"{names[id(module)]}.{sub_name}".rstrip(".")
+        for module in modules
+        for sub_name, sub in module.named_modules()
+        if isinstance(sub, nn.Linear) and sub is not head
+    ]
 
 
 def lora_config(model, args) -> LoraConfig | None:
-    """The LoRA settings for the components tuned with `lora`, or None when none is."""
-    targets = [
-        name
-        for modules, tune in _trainable_parts(model, args).values()
-        if tune == "lora"
-        for name in _lora_targets(model, modules, args.lora_target_modules)
-    ]
+    """The LoRA settings for the components tuned with `lora`, or None when none is. `lora_target_modules`
+    picks Linear layers by their last name; `InputError` when it picks none of a component's."""
+    wanted = args.lora_target_modules
+    targets = []
+    for component, (modules, tune) in _trainable_parts(model, args).items():
+        if tune != "lora":
+            continue
+        layers = _linear_layers(model, modules)
+        picked = [name for name in layers if wanted is None or name.rsplit(".", 1)[-1] in wanted]
+        if not picked:
+            known = sorted({name.rsplit(".", 1)[-1] for name in layers})
+            raise InputError(
+                f"lora_target_modules {' '.join(wanted)} name no Linear layer of the {component}; its layers are "
+                f"named {', '.join(known)}"
+            )
+        targets += picked
     if not targets:
         return None
     return LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, target_modules=targets)

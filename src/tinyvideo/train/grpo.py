@@ -27,7 +27,7 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 
 from tinyvideo.errors import InputError
 from tinyvideo.eval.answers import question_options
-from tinyvideo.processing import chat_prompt, preprocess_frames
+from tinyvideo.processing import preprocess_frames
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.rows import read_json_rows
 from tinyvideo.train.common import (
@@ -161,9 +161,10 @@ def read_rows(path: str | os.PathLike) -> tuple[list[dict], list[int]]:
     return rows, dropped
 
 
-def grpo_prompt(problem: str) -> str:
-    """The published GRPO prompt: the problem, a space, the reasoning instruction, in `qwen2_base` (compat-spec 3.6)."""
-    return chat_prompt(question_with_instruction(problem, "reason", separator=" "))
+def grpo_prompt(problem: str, processor) -> str:
+    """The published GRPO prompt: the problem, a space, the reasoning instruction, in the model's chat format
+    (`qwen2_base` for the published models, compat-spec 3.6)."""
+    return processor.chat_prompt(question_with_instruction(problem, "reason", separator=" "))
 
 
 class GRPODataset(torch.utils.data.Dataset):
@@ -190,7 +191,7 @@ class GRPODataset(torch.utils.data.Dataset):
         row = self.rows[index]
         frames = load_video(self.video_root / row["video_filename"], self.config)
         pixels = preprocess_frames(frames, self.processor.frame_transform)
-        prompt = grpo_prompt(row["problem"])
+        prompt = grpo_prompt(row["problem"], self.processor)
         prompt_ids = self.processor.tokenize(prompt, [len(pixels)])
         room = self.processor.model_max_length - self.config.max_completion_length
         if len(prompt_ids) > room:

@@ -91,22 +91,26 @@ class LanguageConfig(TrainingArguments):
         super().__post_init__()
 
 
-def binding_prompt(question: Question) -> str:
-    """The question, its options, the Option instruction and the stated answer, as a `qwen2_base` prompt
-    that ends with "ASSISTANT:"."""
+def binding_prompt(question: Question, chat_format: str = "qwen2_base", tokenizer=None) -> str:
+    """The question, its options, the Option instruction and the stated answer, as a generation prompt: a
+    `qwen2_base` one that ends with "ASSISTANT:", or one in `tokenizer`'s chat template (`chat_format="tokenizer"`)."""
     told = question_with_instruction(f"{question.question}\n{option_lines(question.options)}", "option")
     told += f"\nThe answer is {question.answer_text}."
-    return "".join(s.text for s in conversation_segments([{"from": "human", "value": told}]))
+    return "".join(s.text for s in conversation_segments([{"from": "human", "value": told}], chat_format, tokenizer))
 
 
-def letter_token_ids(tokenizer) -> torch.Tensor:
-    """Token ids [5] of the letters as the template answers them: after "ASSISTANT:" with a space."""
-    return torch.tensor([tokenizer(f" {letter}")["input_ids"][-1] for letter in LETTERS])
+def letter_token_ids(tokenizer, chat_format: str = "qwen2_base") -> torch.Tensor:
+    """Token ids [5] of the letters as the template answers them: after "ASSISTANT:" with a space
+    (`qwen2_base`), first in the reply (a tokenizer's chat template)."""
+    space = " " if chat_format == "qwen2_base" else ""
+    return torch.tensor([tokenizer(f"{space}{letter}", add_special_tokens=False)["input_ids"][-1] for letter in LETTERS])
 
 
-def prompt_ids(tokenizer, question: Question) -> list[int]:
-    """`binding_prompt` as token ids, with whatever the reply holds before its letter (the space, where the
-    tokenizer keeps letters apart): the next token is the letter."""
+def prompt_ids(tokenizer, question: Question, chat_format: str = "qwen2_base") -> list[int]:
+    """`binding_prompt` as token ids, with whatever the reply holds before its letter (in `qwen2_base`, the
+    space, where the tokenizer keeps letters apart): the next token is the letter."""
+    if chat_format != "qwen2_base":  # the template writes every special token itself
+        return tokenizer(binding_prompt(question, chat_format, tokenizer), add_special_tokens=False)["input_ids"]
     return tokenizer(binding_prompt(question))["input_ids"] + tokenizer(" A")["input_ids"][:-1]
 
 
@@ -169,16 +173,18 @@ def next_token_logits(model, batch: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def binding_accuracy(model, tokenizer, questions: list[Question], batch_size: int = 128) -> dict[str, float]:
+def binding_accuracy(
+    model, tokenizer, questions: list[Question], batch_size: int = 128, chat_format: str = "qwen2_base"
+) -> dict[str, float]:
     """Percent of questions whose letter, among the letters the question offers, is the most likely
     reply to `binding_prompt`; per task and over `all`."""
-    letters = letter_token_ids(tokenizer).to(model.device)
+    letters = letter_token_ids(tokenizer, chat_format).to(model.device)
     was_training = model.training
     model.eval()
     hits = []
     for start in range(0, len(questions), batch_size):
         chunk = questions[start : start + batch_size]
-        batch = left_padded(tokenizer, [prompt_ids(tokenizer, q) for q in chunk])
+        batch = left_padded(tokenizer, [prompt_ids(tokenizer, q, chat_format) for q in chunk])
         logits = next_token_logits(model, {k: v.to(model.device) for k, v in batch.items()})[:, letters]
         for q, row in zip(chunk, logits, strict=True):
             hits.append((q.task, int(row[: len(q.options)].argmax()) == q.answer_index))

