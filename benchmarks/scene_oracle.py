@@ -7,7 +7,8 @@ Every question of the suite is asked about a written account of its clip instead
   text the `pretrain` stage teaches the model to write.
 The language model is trained on the letter of fresh train-split questions (seeds 1.. of the suite, never
 its test split) and scored every `--eval-every` steps on the test split of seed 0 (280 questions, chance
-22.9%): the answer is the option letter with the highest next-token logit. A model that stays at chance
+22.9%): the answer is the option letter with the highest next-token logit. AdamW at `--lr` after a linear
+warm-up over the first 100 steps, gradients clipped at norm 1. A model that stays at chance
 here cannot answer from the video either, however well it sees.
 
     python benchmarks/scene_oracle.py --model runs/base/language/model --describe caption [--steps 2000]
@@ -30,6 +31,7 @@ from tinyvideo.data.synth_formats import option_lines
 from tinyvideo.data.synth_questions import Clip
 from tinyvideo.data.synth_scenes import OBJECT, Scene
 from tinyvideo.data.synth_text import caption
+from tinyvideo.flags import positive_float, positive_int
 from tinyvideo.processing import conversation_segments
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.train.language import left_padded, letter_token_ids, next_token_logits
@@ -78,15 +80,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a causal language model folder with its tokenizer")
     parser.add_argument("--describe", choices=("frames", "caption"), default="caption")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--train-seeds", type=int, default=20, help="train-split clips of seeds 1..N (1,960 each)")
-    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--steps", type=positive_int, default=2000)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--lr", type=positive_float, default=5e-4)
+    parser.add_argument("--train-seeds", type=positive_int, default=20, help="train-split clips of seeds 1..N (1,960 each)")
+    parser.add_argument("--eval-every", type=positive_int, default=250)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None, help="default: benchmarks/results/scene_oracle_<describe>.json")
     args = parser.parse_args()
 
+    if not (Path(args.model) / "config.json").is_file():
+        parser.error(f"{args.model}: no config.json; --model is a causal language model folder with its tokenizer")
     torch.manual_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(args.model, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(args.model, local_files_only=True, dtype=torch.float32)

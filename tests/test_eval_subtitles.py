@@ -98,6 +98,8 @@ def test_both_json_schemas_are_read_on_the_video_clock(tmp_path):
         ('[{"begin": 1, "finish": 2, "words": "a"}]', "unknown schema"),
         ('[{"start": "1 second", "end": "00:00:02.000", "line": "a"}]', "unknown schema"),
         ("not json", "unknown schema"),
+        ('[{"start": "00:00:01.000", "end": "00:00:02.000", "line": null}]', "unknown schema"),
+        ('[{"timestamp": [1.0, 2.0], "text": 7}]', "unknown schema"),
         ('[{"start": "00:00:05.000", "end": "00:00:04.000", "line": "a"}]', "end before start"),
         ('[{"timestamp": [5.0, 4.0], "text": "a"}]', "end before start"),
     ],

@@ -58,21 +58,45 @@ def test_the_loss_is_the_two_cross_entropies_plus_the_weighted_offset_error():
     assert attribute_loss(logits, colour, shape, offset).item() == pytest.approx(by_hand.item(), abs=1e-5)
 
 
-def test_scene_rows_that_are_not_scenes_are_dropped_with_their_line(tmp_path):
-    good = {"video": "a.mp4", "objects": [{"shape": "circle", "x": [1, 2], "y": [1, 2], "colour": ["red", None]}]}
-    bad = [
-        {"video": "b.mp4", "objects": [{"shape": "star", "x": [1], "y": [1], "colour": ["red"]}]},
-        {"video": "c.mp4", "objects": [{"shape": "circle", "x": [1, 2], "y": [1], "colour": ["red", "red"]}]},
-        {"video": "d.mp4", "objects": [{"shape": "circle", "x": [1], "y": [1], "colour": ["mauve"]}]},
-        {"objects": []},
-    ]
+def circle(**changes) -> dict:
+    return {"shape": "circle", "x": [1, 2], "y": [1, 2], "colour": ["red", None], **changes}
+
+
+@pytest.mark.parametrize(
+    "row, problem",
+    [
+        ({"objects": [circle()]}, "no 'video' path"),
+        ({"video": "v.mp4", "objects": []}, "no 'objects' list"),
+        ({"video": "v.mp4", "objects": [circle(shape="star")]}, "object 0: 'shape' must be one of"),
+        ({"video": "v.mp4", "objects": [circle(y=[1])]}, "one entry per frame each"),
+        ({"video": "v.mp4", "objects": [circle(colour=["mauve", None])]}, "unknown colour 'mauve'"),
+        ({"video": "v.mp4", "objects": [circle(x=["a", 2])]}, "object 0, frame 0: x, y must be whole pixels in [0, 50]"),
+        ({"video": "v.mp4", "objects": [circle(x=[None, 2])]}, "frame 0: x, y must be whole pixels"),
+        ({"video": "v.mp4", "objects": [circle(x=[-30, 2])]}, "frame 0: x, y must be whole pixels"),
+        ({"video": "v.mp4", "objects": [circle(y=[1, 51], colour=["red", "red"])]}, "frame 1: x, y must be whole pixels"),
+        ({"video": "v.mp4", "objects": [circle(x=[True, 2])]}, "frame 0: x, y must be whole pixels"),
+        ({"video": "v.mp4", "objects": [circle(), circle(x=[1], y=[1], colour=["red"])]}, "different numbers of frames ([1, 2])"),
+    ],
+)
+def test_a_row_that_is_not_a_scene_is_skipped_with_its_line_and_why(tmp_path, caplog, row, problem):
+    good = {"video": "a.mp4", "objects": [circle(x=[0, 50], colour=["red", None]), circle(x=[None, 3], colour=[None, "blue"])]}
     path = tmp_path / "scenes.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in [good, *bad]) + "\nnot json\n")
+    path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
     rows, dropped = read_scene_rows(path)
-    assert [r["video"] for r in rows] == ["a.mp4"] and dropped == [1, 2, 3, 4, 5]
-    path.write_text(json.dumps(bad[0]) + "\n")
-    with pytest.raises(InputError, match="no usable scene rows"):
+    assert [r["video"] for r in rows] == ["a.mp4"] and dropped == [1]
+    assert "scenes.jsonl line 2 skipped: " in caplog.text and problem in caplog.text
+
+
+def test_a_file_without_a_usable_scene_row_is_refused_with_a_hint(tmp_path):
+    path = tmp_path / "frames.json"
+    path.write_text(json.dumps([{"video": "a.mp4", "frames": [{"index": 0, "caption": "a red circle"}]}]))
+    with pytest.raises(InputError, match="no usable scene rows .frame-caption rows are for objective: contrastive"):
         read_scene_rows(path)
+
+
+def test_the_frame_must_divide_into_whole_patches():
+    with pytest.raises(InputError, match=r"image_size \(30\) must be a multiple of patch_size \(8\)"):
+        load_config(VisionConfig, None, ["--data_path", "x.jsonl", "--image_size", "30", "--patch_size", "8"])
 
 
 @pytest.fixture(scope="module")

@@ -135,3 +135,16 @@ def test_the_published_format_is_refused_for_a_tower_other_than_siglip(tmp_path)
     model, processor = build_tiny(["x"], vision_tower="clip")
     with pytest.raises(CheckpointError, match="published TinyLLaVA format is written for SigLIP towers only"):
         export_published(model, processor, tmp_path)
+
+
+def test_a_folder_without_the_towers_weights_is_refused_not_used_at_random(tiny_dir, tmp_path):
+    from tinyvideo.errors import InputError
+    from tinyvideo.vision_towers import load_vision_tower
+
+    # A whole tinyvideo model folder holds a SigLIP vision config, but its tower weights sit under another prefix.
+    with pytest.raises(InputError, match="tower's weights are not in this folder"):
+        load_vision_tower(tiny_dir)
+    model = TinyVideoForConditionalGeneration.from_pretrained(tiny_dir)
+    model.vision_tower.save_pretrained(tmp_path / "tower")
+    tower = load_vision_tower(tmp_path / "tower")
+    assert all(torch.equal(p, model.vision_tower.state_dict()[k]) for k, p in tower.state_dict().items())

@@ -156,9 +156,20 @@ def vision_config_of(folder: str | Path) -> PreTrainedConfig:
 
 
 def load_vision_tower(folder: str | Path, dtype=None) -> PreTrainedModel:
-    """A pretrained tower from a local folder (see `vision_config_of`); nothing is downloaded."""
+    """A pretrained tower from a local folder (see `vision_config_of`); nothing is downloaded. Raises
+    `InputError` when the folder lacks any of the tower's weights (a whole tinyvideo model folder, say):
+    those would be left at their random initialisation."""
     config = vision_config_of(folder)
-    return kind_of(config).model_class.from_pretrained(folder, config=config, local_files_only=True, dtype=dtype)
+    tower, loading = kind_of(config).model_class.from_pretrained(
+        folder, config=config, local_files_only=True, dtype=dtype, output_loading_info=True
+    )
+    missing = sorted(loading["missing_keys"])
+    if missing:
+        raise InputError(
+            f"{folder}: {len(missing)} of the {config.model_type} tower's weights are not in this folder (e.g. {missing[0]}); "
+            "a vision tower folder holds a vision model (or a two-tower SigLIP / CLIP model), not a whole tinyvideo model"
+        )
+    return tower
 
 
 def frame_size_of(vision_config: PreTrainedConfig, folder: str | Path | None = None) -> int:

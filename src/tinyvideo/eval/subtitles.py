@@ -94,9 +94,11 @@ def read_longvideobench(path: str | Path, offset: float, duration: float) -> tup
                 text = item["text"]
             else:
                 raise ValueError("in neither schema ({start, end, line} or {timestamp: [s, e], text})")
+            if not isinstance(text, str):
+                raise ValueError(f"the line's text is {type(text).__name__}, not a string")
         except (TypeError, ValueError) as error:
             raise SubtitleError(f"{path}, line {number}: {error}", "unknown schema") from None
-        cues.append(Cue(start, end, str(text)))
+        cues.append(Cue(start, end, text))
     return _checked(cues, path)
 
 

@@ -48,14 +48,13 @@ from tinyvideo.train.runs import train_and_save
 
 logger = logging.getLogger(__name__)
 
-
 OBJECTIVES = ("contrastive", "attributes")
 
 
 @dataclass
 class VisionConfig(TrainingArguments):
-    """The frame-caption data, the sizes of the two towers, and the Trainer's settings.
-    `per_device_train_batch_size` counts rows (videos); a batch holds all their listed frames."""
+    """The objective and its data, the tower sizes (the text tower's for `contrastive` only), and the
+    Trainer's settings. `per_device_train_batch_size` counts rows (videos); a batch holds all their listed frames."""
 
     objective: str = field(
         default="contrastive",
@@ -81,6 +80,8 @@ class VisionConfig(TrainingArguments):
             raise InputError(f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}")
         if self.data_path is None:
             raise InputError("data_path is required: json rows of video and captioned frames, or scene rows")
+        if self.image_size % self.patch_size:
+            raise InputError(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
         super().__post_init__()
 
 

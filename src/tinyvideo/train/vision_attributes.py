@@ -43,20 +43,35 @@ SHAPE_CLASSES = ("none", *SHAPES)
 OFFSET_WEIGHT = 10.0  # the offset error (a fraction of a patch, squared) is small next to the two cross-entropies
 
 
-def _is_usable(row) -> bool:
-    if not (isinstance(row, dict) and isinstance(row.get("video"), str) and isinstance(row.get("objects"), list)):
-        return False
-    lengths = set()
-    for obj in row["objects"]:
+def _is_pixel(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= SIZE - OBJECT
+
+
+def scene_row_problem(row) -> str | None:
+    """Why a row is not a usable scene row, or None: every object a known shape with one x, y and colour per
+    frame, the same number of frames for all, and while visible its top-left corner a whole pixel inside
+    the frame (0 .. SIZE - OBJECT), as the suite draws them."""
+    if not (isinstance(row, dict) and isinstance(row.get("video"), str)):
+        return "no 'video' path"
+    objects = row.get("objects")
+    if not (isinstance(objects, list) and objects):
+        return "no 'objects' list"
+    frames = set()
+    for k, obj in enumerate(objects):
         if not (isinstance(obj, dict) and obj.get("shape") in SHAPES):
-            return False
+            return f"object {k}: 'shape' must be one of {', '.join(SHAPES)}"
         tracks = [obj.get(key) for key in ("x", "y", "colour")]
-        if not all(isinstance(track, list) for track in tracks):
-            return False
-        if not all(c is None or c in COLOURS for c in obj["colour"]):
-            return False
-        lengths.update(len(track) for track in tracks)
-    return len(lengths) == 1 and lengths != {0}
+        if not all(isinstance(track, list) and track for track in tracks) or len({len(t) for t in tracks}) > 1:
+            return f"object {k}: 'x', 'y' and 'colour' must be lists with one entry per frame each"
+        frames.add(len(obj["colour"]))
+        for t, (x, y, colour) in enumerate(zip(*tracks)):
+            if colour is not None and colour not in COLOURS:
+                return f"object {k}, frame {t}: unknown colour {colour!r} (one of {', '.join(COLOURS)}, or null)"
+            if colour is not None and not (_is_pixel(x) and _is_pixel(y)):
+                return f"object {k}, frame {t}: x, y must be whole pixels in [0, {SIZE - OBJECT}] (its top-left corner); got {x!r}, {y!r}"
+    if len(frames) > 1:
+        return f"the objects track different numbers of frames ({sorted(frames)})"
+    return None
 
 
 def read_scene_rows(path: str | Path) -> tuple[list[dict], list[int]]:
@@ -64,13 +79,14 @@ def read_scene_rows(path: str | Path) -> tuple[list[dict], list[int]]:
     (logged with their file and line). Raises `InputError` when no row is usable."""
     kept, dropped = [], []
     for index, row in enumerate(read_json_rows(path)):
-        if row.error is None and _is_usable(row.value):
+        problem = row.error or scene_row_problem(row.value)
+        if problem is None:
             kept.append({"row": index, "where": row.where, "video": row.value["video"], "objects": row.value["objects"]})
         else:
             dropped.append(index)
-            logger.warning("%s skipped: %s", row.where, row.error or "not a scene row {video, objects: [{shape, x, y, colour}]}")
+            logger.warning("%s skipped: %s", row.where, problem)
     if not kept:
-        raise InputError(f"{path}: no usable scene rows")
+        raise InputError(f"{path}: no usable scene rows (frame-caption rows are for objective: contrastive)")
     return kept, dropped
 
 
@@ -158,7 +174,8 @@ class AttributeTrainer(Trainer):
 
 
 def train(config) -> Path:
-    """Train the tower on scene rows (`config`: the vision stage's `VisionConfig`) and return its folder (a SigLIP vision model with its image processor)."""
+    """Train the tower on scene rows (`config`: the vision stage's `VisionConfig`) and return its folder: a
+    SigLIP vision model with its image processor."""
     set_seed(config.seed)
     require_folder(config.video_root, "video_root")
     grid = config.image_size // config.patch_size
