@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from train_throughput import ROOT, toy_suite, vision_tower
+from train_throughput import ROOT, toy_suite, vision_tower, write_report
 
 from tinyvideo.scratch import assemble
 
@@ -114,12 +114,7 @@ def main() -> int:
         "torch": torch.__version__,
         "results": results,
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_suffix(".partial")
-    partial.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(partial, output)
-    print(f"wrote {output}")
+    write_report(report, args.output)
     return 0
 
 

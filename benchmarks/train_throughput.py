@@ -116,6 +116,16 @@ def vision_tower(folder: Path) -> Path:
     return folder
 
 
+def write_report(report: dict, output: str | Path) -> None:
+    """The report as indented JSON at `output`, written whole (through a `.partial` file) or not at all."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_suffix(".partial")
+    partial.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(partial, output)
+    print(f"wrote {output}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "synth" / "pretrain.yaml"))
@@ -174,12 +184,7 @@ def main() -> int:
         "torch": torch.__version__,
         "results": results,
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_suffix(".partial")
-    partial.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(partial, output)
-    print(f"wrote {output}")
+    write_report(report, args.output)
     return 0
 
 
