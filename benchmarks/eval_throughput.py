@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from media import make_indexed_video  # noqa: E402
 
-from tinyvideo.eval.answers import extract_answer  # noqa: E402
+from tinyvideo.answers import extract_answer  # noqa: E402
 from tinyvideo.eval.harness import Settings, evaluate, load_questions, read_predictions  # noqa: E402
 from tinyvideo.processing import chat_prompt  # noqa: E402
 from tinyvideo.scratch import build_tiny  # noqa: E402

@@ -32,10 +32,11 @@ import numpy as np
 import torch
 
 from tinyvideo.processing import preprocess_frames
+from tinyvideo.scoring import completion_logprobs, token_logprobs
 from tinyvideo.scratch import build_tiny
 from tinyvideo.train.grpo import grpo_prompt
-from tinyvideo.train.grpo_loss import completion_mask, group_advantages, policy_loss, token_logprobs
-from tinyvideo.train.grpo_rollouts import completion_logprobs, prompt_batch, prompt_embeddings, sample_completions
+from tinyvideo.train.grpo_loss import completion_mask, group_advantages, policy_loss
+from tinyvideo.train.grpo_rollouts import prompt_batch, prompt_embeddings, sample_completions
 from tinyvideo.train.rewards import accuracy_reward, combine_rewards, format_reward
 
 ROOT = Path(__file__).resolve().parents[1]

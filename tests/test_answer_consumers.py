@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinyvideo.eval.answers import HEDGED, format_options, option_texts, question_options
+from tinyvideo.answers import HEDGED, format_options, option_texts, question_options
 from tinyvideo.eval.benchmarks.common import Question
 from tinyvideo.eval.harness import read_response, record_of
 from tinyvideo.eval.report import Scoring, score

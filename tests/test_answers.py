@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyvideo.eval.answers import (
+from tinyvideo.answers import (
     OPTION_INSTRUCTION,
     REASON_INSTRUCTION,
     extract_answer,

@@ -12,19 +12,21 @@ import pytest
 import torch
 from PIL import Image
 
-from tinyvideo import demo
 from tinyvideo.cli import main
+from tinyvideo.commands import demo as demo_command
+from tinyvideo.demo import plan
+from tinyvideo.demo.report import GRPO_METRICS, pct, series
+from tinyvideo.demo.run import ablation_extra, final_model, load_stage_config
 from tinyvideo.errors import InputError
-from tinyvideo.demo_report import GRPO_METRICS, pct, series
 
-STAGES = [stage.name for stage in demo.STAGES]
+STAGES = [stage.name for stage in plan.STAGES]
 EVALUATED = STAGES[1:]  # every stage but the vision tower's makes a language model
 
 
 def run_demo(out: Path, *options: str) -> int:
     parser = argparse.ArgumentParser()
-    demo.add_arguments(parser)
-    return demo.run(parser.parse_args(["--scale", "smoke", "--out", str(out), *options]))
+    demo_command.add_arguments(parser)
+    return demo_command.run(parser.parse_args(["--scale", "smoke", "--out", str(out), *options]))
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +71,8 @@ def test_report_and_plots_are_written(smoke):
 
 def test_accuracy_tables_are_the_harness_reports(smoke):
     out = smoke
-    accuracy_tables = tables((out / "report.md").read_text())[: len(demo.MODES)]
-    for mode, rows in zip(demo.MODES, accuracy_tables, strict=True):
+    accuracy_tables = tables((out / "report.md").read_text())[: len(plan.MODES)]
+    for mode, rows in zip(plan.MODES, accuracy_tables, strict=True):
         assert rows[0] == ["task", "chance", *EVALUATED]
         for column, stage in enumerate(EVALUATED, start=2):
             report = json.loads((out / "eval" / f"{stage}-{mode}" / "report.json").read_text())
@@ -100,7 +102,7 @@ def test_training_and_grpo_numbers_are_the_logged_ones(smoke):
     grpo = next(t for t in found if t[0][0] == "metric")
     for row in losses[1:]:
         steps, values = series(json.loads((out / "runs" / row[0] / "log_history.json").read_text()), "loss")
-        assert row[1:4] == [str(demo.SCALES["smoke"].max_steps[row[0]]), f"{values[0]:.3f}", f"{values[-1]:.3f}"]
+        assert row[1:4] == [str(plan.SCALES["smoke"].max_steps[row[0]]), f"{values[0]:.3f}", f"{values[-1]:.3f}"]
         assert steps[-1] == int(row[1])
     history = json.loads((out / "runs" / "grpo" / "log_history.json").read_text())
     assert [row[0] for row in grpo[1:]] == list(GRPO_METRICS)
@@ -134,14 +136,14 @@ def test_ablation_connectors_make_the_same_number_of_visual_tokens():
     from tinyvideo.scratch import tiny_config
 
     tokens = {}
-    for connector in demo.CONNECTORS:
-        extra = demo.ablation_extra(connector, "group", num_frames=16, num_queries=32)
+    for connector in plan.CONNECTORS:
+        extra = ablation_extra(connector, "group", num_frames=16, num_queries=32)
         settings = {"connector_type": "group", "group": 8} | {k.lstrip("-"): v for k, v in zip(extra[::2], extra[1::2])}
         config = tiny_config(300, 0, num_queries=32, connector_type=settings["connector_type"], group=int(settings["group"]))
         tokens[config.connector_type] = config.num_visual_tokens(16)
     assert tokens == {"group": 32, "image": 32, "naive": 32}
     with pytest.raises(InputError, match="not a multiple"):
-        demo.ablation_extra("image", "group", num_frames=12, num_queries=32)
+        ablation_extra("image", "group", num_frames=12, num_queries=32)
 
 
 def test_a_base_language_model_is_what_pretraining_starts_from(smoke, tmp_path):
@@ -156,12 +158,12 @@ def test_a_base_language_model_is_what_pretraining_starts_from(smoke, tmp_path):
     base = Qwen2ForCausalLM(tiny_config(spare_rows(tokenizer), tokenizer.eos_token_id).text_config)
     base.save_pretrained(tmp_path / "base")
     tokenizer.save_pretrained(tmp_path / "base")
-    ws = demo.open_workspace(smoke, "smoke", 0, demo.RECIPES, language_model=tmp_path / "base")
-    config = demo.load_stage_config(ws, demo.PRETRAIN, tmp_path / "run", "tiny")
+    ws = plan.open_workspace(smoke, "smoke", 0, plan.RECIPES, language_model=tmp_path / "base")
+    config = load_stage_config(ws, plan.PRETRAIN, tmp_path / "run", "tiny")
     model, processor = load_model_and_processor(config)
     for name, weight in base.state_dict().items():
         assert torch.equal(model.language_model.state_dict()[name], weight), name
     assert processor.tokenizer("ASSISTANT: B")["input_ids"] == tokenizer("ASSISTANT: B")["input_ids"]
-    assert config.vision_tower_path == str(demo.final_model(ws.run_dir(demo.VISION.name)))
+    assert config.vision_tower_path == str(final_model(ws.run_dir(plan.VISION.name)))
     with pytest.raises(InputError, match="not a model folder"):
-        demo.open_workspace(smoke, "smoke", 0, demo.RECIPES, language_model=tmp_path)
+        plan.open_workspace(smoke, "smoke", 0, plan.RECIPES, language_model=tmp_path)

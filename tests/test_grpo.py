@@ -17,11 +17,11 @@ from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.cli import main
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.prompts import REASON_INSTRUCTION, SYSTEM
+from tinyvideo.scoring import completion_logprobs, token_logprobs
 from tinyvideo.scratch import build_tiny
 from tinyvideo.train.common import apply_tuning, load_config
 from tinyvideo.train.grpo import GRPOConfig, GRPODataset, grpo_prompt
-from tinyvideo.train.grpo_loss import token_logprobs
-from tinyvideo.train.grpo_rollouts import completion_logprobs, prompt_batch, prompt_embeddings, sample_completions
+from tinyvideo.train.grpo_rollouts import prompt_batch, prompt_embeddings, sample_completions
 from tinyvideo.train.grpo_trainer import GRPOTrainer, adapters_disabled, only_adapters_train
 from tinyvideo.video import write_video
 

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
+from tinyvideo.scoring import token_logprobs
 from tinyvideo.train.grpo_loss import (
     completion_mask,
     group_advantages,
     k3_kl,
     policy_loss,
-    token_logprobs,
     zero_std_fraction,
 )
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from tinyvideo.eval.answers import extract_answer
+from tinyvideo.answers import extract_answer
 from tinyvideo.scratch import assemble
 
 REPO = Path(__file__).resolve().parents[1]

@@ -204,19 +204,3 @@ def export_published(model, processor, out_dir: str | os.PathLike) -> Path:
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     processor.tokenizer.save_pretrained(out)
     return out
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="tinyvideo or published checkpoint folder")
-    parser.add_argument("--out", required=True, help="folder to write")
-    parser.add_argument("--format", choices=["tinyllava"], default="tinyllava", help="output format")
-
-
-def run(args) -> int:
-    from tinyvideo.modeling import TinyVideoForConditionalGeneration
-    from tinyvideo.processing import TinyVideoProcessor
-
-    model = TinyVideoForConditionalGeneration.from_pretrained(args.model)
-    processor = TinyVideoProcessor.from_pretrained(args.model)
-    print(export_published(model, processor, args.out))
-    return 0

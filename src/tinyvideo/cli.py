@@ -22,14 +22,14 @@ from tinyvideo.errors import InputError
 COMMANDS = {
     "init": ("tinyvideo.scratch", "create a new tiny model from scratch"),
     "infer": ("tinyvideo.inference", "answer a question about a video"),
-    "export": ("tinyvideo.checkpoints", "write a checkpoint back in the published TinyLLaVA format"),
+    "export": ("tinyvideo.commands.export", "write a checkpoint back in the published TinyLLaVA format"),
     "synth": ("tinyvideo.data.synth", "generate the synthetic video-reasoning suite"),
     "train vision": ("tinyvideo.train.vision", "pretrain a tiny vision tower on frame-caption pairs (from scratch)"),
     "train language": ("tinyvideo.train.language", "pretrain a tiny base language model on multiple-choice letter binding"),
     "train sft": ("tinyvideo.train.sft", "supervised training: pretraining, fine-tuning, cold start"),
     "train grpo": ("tinyvideo.train.grpo", "GRPO reinforcement learning"),
     "eval": ("tinyvideo.eval.harness", "evaluate on a benchmark, or merge shards: eval merge --output DIR"),
-    "demo": ("tinyvideo.demo", "train and evaluate a model on the synthetic suite from nothing, with a report"),
+    "demo": ("tinyvideo.commands.demo", "train and evaluate a model on the synthetic suite from nothing, with a report"),
     "serve": ("tinyvideo.serve", "a web page that answers questions about a video (needs the 'serve' extra)"),
 }
 DEBUG_FLAG = "--debug"

@@ -6,8 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from tinyvideo.eval.answers import HEDGED, OPTION_LINE, extract_answer, question_options
+from tinyvideo.answers import HEDGED, OPTION_LINE, extract_answer, question_options
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
+from tinyvideo.modeling import TinyVideoForConditionalGeneration
+from tinyvideo.processing import TinyVideoProcessor
+from tinyvideo.video import read_frames
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -15,7 +18,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 @dataclass
 class Answer:
     """A response; in option/reason mode also the option read from it, how (`method`, see
-    `tinyvideo.eval.answers.Extracted`), and its reasoning."""
+    `tinyvideo.answers.Extracted`), and its reasoning."""
 
     text: str
     letter: str | None = None
@@ -72,9 +75,6 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """The video and the flags are checked before the model is loaded."""
-    from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
-    from tinyvideo.video import read_frames
-
     num_frames, fps, max_frames = frame_sampling(args)
     frames, _ = read_frames(args.video, num_frames=num_frames, fps=fps, max_frames=max_frames)
     processor = TinyVideoProcessor.from_pretrained(args.model)

@@ -35,6 +35,7 @@ from transformers import initialization as init
 from transformers.core_model_loading import revert_weight_conversion
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from tinyvideo import checkpoints
 from tinyvideo.config import TinyVideoConfig
 from tinyvideo.connectors import PerceiverResampler, build_connector
 from tinyvideo.errors import InputError
@@ -104,8 +105,6 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         describes, before anything is built. Weights come in float32 unless `dtype` (or `torch_dtype`)
         says otherwise. Raises `CheckpointError` naming the folder or file otherwise.
         """
-        from tinyvideo import checkpoints
-
         kwargs["dtype"] = kwargs.pop("torch_dtype", None) or kwargs.get("dtype") or checkpoints.DEFAULT_DTYPE
         folder = pretrained_model_name_or_path
         config = kwargs.pop("config", None) or checkpoints.checkpoint_config(folder)

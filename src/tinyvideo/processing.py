@@ -20,10 +20,11 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer, BatchFeature
 
+from tinyvideo import checkpoints
 from tinyvideo.config import TinyVideoConfig
 from tinyvideo.errors import InputError
-from tinyvideo.rows import read_json
 from tinyvideo.prompts import END_OF_TURN, SYSTEM, question_with_instruction
+from tinyvideo.rows import read_json
 from tinyvideo.vision_towers import HALF, FrameTransform, frame_transform
 
 logger = logging.getLogger(__name__)
@@ -216,8 +217,6 @@ class TinyVideoProcessor:
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, **kwargs) -> TinyVideoProcessor:
         """Load from a tinyvideo folder, or derive from a published TinyLLaVA folder's config.json."""
-        from tinyvideo import checkpoints
-
         folder = Path(folder)
         config = checkpoints.checkpoint_config(folder)
         try:

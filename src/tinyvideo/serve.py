@@ -25,9 +25,15 @@ from pathlib import Path
 from threading import Thread
 
 import numpy as np
+import torch
+from transformers import TextIteratorStreamer
 
-from tinyvideo.eval.answers import extract_answer, question_options
+from tinyvideo.answers import extract_answer, question_options
+from tinyvideo.data.synth import load_suite
 from tinyvideo.flags import port_number, positive_float, positive_int
+from tinyvideo.inference import question_prompt
+from tinyvideo.modeling import TinyVideoForConditionalGeneration
+from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.video import VideoDecodeError, read_frames, uniform_indices
 
 MODES = ("option", "reason")
@@ -84,11 +90,6 @@ def load_frames(path: str | Path | None, limits: Limits) -> np.ndarray:
 
 def stream_answer(model, processor, frames, question: str, mode: str, max_new_tokens: int) -> Iterator[str]:
     """The response so far, after each new piece of text; greedy, as `tinyvideo.inference.answer_question`."""
-    import torch
-    from transformers import TextIteratorStreamer
-
-    from tinyvideo.inference import question_prompt
-
     batch = processor(text=[question_prompt(processor, question, mode, len(frames))], videos=[frames]).to(model.device)
     streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     failure: list[BaseException] = []
@@ -130,8 +131,6 @@ def answer_line(response: str, question: str, mode: str) -> str:
 
 def load_samples(root: Path) -> dict[str, Sample]:
     """The first test clip of each task of a generated suite, with its question and options."""
-    from tinyvideo.data.synth import load_suite
-
     suite = load_suite(root)
     samples, per_task = {}, {}
     for record in suite.records("test"):
@@ -222,10 +221,6 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print("tinyvideo serve needs gradio: pip install gradio", file=sys.stderr)
         return 2
-    import torch
-
-    from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
-
     samples = load_samples(args.samples) if args.samples else {}
     processor = TinyVideoProcessor.from_pretrained(args.model)
     model = TinyVideoForConditionalGeneration.from_pretrained(args.model, dtype=getattr(torch, args.dtype))

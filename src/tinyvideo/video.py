@@ -182,6 +182,18 @@ def read_frames(
     return _read_video(path, choose, threads)
 
 
+def load_video(path: str | os.PathLike, sampling) -> np.ndarray:
+    """uint8 frames [T,H,W,3] sampled as `sampling` (a training config) says: `fps` (capped by `max_frames`)
+    if set, else `num_frames` uniformly. A still image is one frame. One decoder thread: this runs in DataLoader workers."""
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        frames, _ = read_frames(path)
+    elif sampling.fps is not None:
+        frames, _ = read_frames(path, fps=sampling.fps, max_frames=sampling.max_frames, threads=1)
+    else:
+        frames, _ = read_frames(path, num_frames=sampling.num_frames, threads=1)
+    return frames
+
+
 def write_video(
     path: str | Path,
     frames: np.ndarray | Iterable[np.ndarray],

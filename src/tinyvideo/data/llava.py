@@ -20,8 +20,7 @@ import torch
 from tinyvideo.errors import InputError
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.rows import read_json_rows
-from tinyvideo.train.common import load_video
-from tinyvideo.video import VideoDecodeError
+from tinyvideo.video import VideoDecodeError, load_video
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ def read_rows(path: str | os.PathLike) -> tuple[datasets.Dataset, list[int]]:
 class LlavaDataset(torch.utils.data.Dataset):
     """Conversations about videos -> {input_ids, labels, pixel_values [T,3,S,S] or None, row, skipped}.
 
-    `sampling` carries `num_frames` / `fps` / `max_frames` (see `tinyvideo.train.common.load_video`);
+    `sampling` carries `num_frames` / `fps` / `max_frames` (see `tinyvideo.video.load_video`);
     `template` is one of `processing.TEMPLATES`: `chat` (the model's chat format, answers supervised) or
     `pretrain` (captions supervised), for example; `rows` is what
     `read_rows(data_path)` returned, when the caller has read the file already.

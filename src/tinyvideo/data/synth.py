@@ -40,6 +40,7 @@ from tinyvideo.data.synth_questions import FAMILIES, Clip, balanced, design
 from tinyvideo.data.synth_scenes import FPS, FRAMES, SIZE, Scene, render
 from tinyvideo.errors import InputError
 from tinyvideo.flags import non_negative_int, positive_int
+from tinyvideo.video import write_video
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +139,6 @@ _DETERMINISTIC_X264 = {"threads": "1", "x264-params": "asm=0"}
 
 
 def _encode(job: tuple[str, Scene]) -> None:
-    from tinyvideo.video import write_video  # PyAV loads only where videos are written
-
     # The frame size is also given to the encoder, so no default stream size can rescale the clips.
     write_video(job[0], render(job[1]), fps=FPS, video_size=f"{SIZE}x{SIZE}", **_DETERMINISTIC_X264)
 

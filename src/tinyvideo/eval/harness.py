@@ -42,16 +42,17 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from tinyvideo.answers import extract_answer
 from tinyvideo.errors import InputError
-from tinyvideo.eval.answers import extract_answer
 from tinyvideo.eval.benchmarks import longvideobench, mlvu, mmvu, mvbench, nextqa, synth, videomme
 from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, WITHOUT_SUBTITLES, AnnotationError, Question, Sampling
 from tinyvideo.eval.report import ANSWERED, beside, markdown, score
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
-from tinyvideo.processing import preprocess_frames
+from tinyvideo.modeling import TinyVideoForConditionalGeneration
+from tinyvideo.processing import TinyVideoProcessor, preprocess_frames
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.rows import read_json
-from tinyvideo.train.grpo_rollouts import completion_logprobs
+from tinyvideo.scoring import completion_logprobs
 from tinyvideo.video import VideoDecodeError, read_frames
 from tinyvideo.vision_towers import FrameTransform
 
@@ -513,8 +514,6 @@ def evaluate(
     pending = [q for q in mine if q.id not in done]
     logger.info("%s: %d question(s) in this shard, %d already answered", settings.benchmark, len(mine), len(mine) - len(pending))
     if pending and (model is None or processor is None):
-        from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
-
         processor = TinyVideoProcessor.from_pretrained(settings.model)
         model = TinyVideoForConditionalGeneration.from_pretrained(settings.model, dtype=DTYPES[settings.dtype])
         model.to(device or "cpu").eval()

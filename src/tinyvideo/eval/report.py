@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from tinyvideo.eval.answers import HEDGED
+from tinyvideo.answers import HEDGED
 
 ANSWERED = ("ok", "damaged", "truncated")  # statuses whose question reached the model
 

@@ -1,5 +1,5 @@
-"""What every training stage shares: configuration loading, where the model comes from, what trains,
-how frames are sampled and how the final model is written.
+"""What every training stage shares: configuration loading, where the model comes from, what trains
+and how the final model is written.
 
 LoRA adapters are injected into the model in place (`peft.inject_adapter_in_model`) rather than wrapping
 it in a `PeftModel`: the model stays a `TinyVideoForConditionalGeneration`, so the Trainer's checkpoints
@@ -18,7 +18,6 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
@@ -31,8 +30,7 @@ from tinyvideo.errors import InputError
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.rows import read_json_rows, read_text
-from tinyvideo.scratch import TINY_TOWERS
-from tinyvideo.video import IMAGE_SUFFIXES, read_frames
+from tinyvideo.scratch import TINY_TOWERS, assemble, build_tiny
 from tinyvideo.vision_towers import encoder_layers, input_modules
 
 logger = logging.getLogger(__name__)
@@ -256,10 +254,8 @@ def require_joined_processes(config) -> None:
 
 def load_model_and_processor(args) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
     """The model and processor named by the configuration, in float32 (mixed precision is the Trainer's)."""
-    from tinyvideo import scratch
-
     if args.language_model_path is not None:
-        return scratch.assemble(
+        return assemble(
             args.language_model_path,
             args.vision_tower_path,
             connector_type=args.connector_type,
@@ -269,7 +265,7 @@ def load_model_and_processor(args) -> tuple[TinyVideoForConditionalGeneration, T
             model_max_length=args.model_max_length,
         )
     if args.model_name_or_path == "tiny":
-        return scratch.build_tiny(
+        return build_tiny(
             corpus_texts(args.tokenizer_corpus or ()),
             vocab_size=args.tiny_vocab_size,
             seed=getattr(args, "seed", 0),
@@ -490,18 +486,3 @@ def load_adapter(model, folder: str | os.PathLike):
 
 def _has_lora(model) -> bool:
     return any(isinstance(m, LoraLayer) for m in model.modules())
-
-
-# ---- frames -----------------------------------------------------------------------------------------
-
-
-def load_video(path: str | os.PathLike, args) -> np.ndarray:
-    """uint8 frames [T,H,W,3] sampled as configured: `fps` (capped by `max_frames`) if set, else
-    `num_frames` uniformly. A still image is one frame. One decoder thread: this runs in DataLoader workers."""
-    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
-        frames, _ = read_frames(path)
-    elif args.fps is not None:
-        frames, _ = read_frames(path, fps=args.fps, max_frames=args.max_frames, threads=1)
-    else:
-        frames, _ = read_frames(path, num_frames=args.num_frames, threads=1)
-    return frames

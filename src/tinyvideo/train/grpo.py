@@ -25,8 +25,8 @@ import torch
 from transformers import TrainingArguments, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
+from tinyvideo.answers import question_options
 from tinyvideo.errors import InputError
-from tinyvideo.eval.answers import question_options
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.rows import read_json_rows
@@ -35,7 +35,6 @@ from tinyvideo.train.common import (
     add_config_arguments,
     apply_tuning,
     load_model_and_processor,
-    load_video,
     require_folder,
     run_stage,
 )
@@ -43,7 +42,7 @@ from tinyvideo.train.grpo_loss import LOSS_TYPES, SCALE_REWARDS
 from tinyvideo.train.grpo_trainer import GRPOTrainer, only_adapters_train
 from tinyvideo.train.rewards import COMBINATIONS, REWARD_FUNCS, combine_rewards
 from tinyvideo.train.runs import train_and_save
-from tinyvideo.video import VideoDecodeError
+from tinyvideo.video import VideoDecodeError, load_video
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""GRPO's arithmetic: completion masks, advantages, the k3 KL estimate, token log-probs and the policy loss.
+"""GRPO's arithmetic: completion masks, advantages, the k3 KL estimate and the policy loss.
 
 Plain tensor functions with no model and no trainer, so each one can be checked by hand against the
 published formula (compat-spec 4.4, steps 4-9). Names and loss types follow TRL's GRPOTrainer:
@@ -69,20 +69,6 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """Per-token KL(policy || reference) by the k3 estimator exp(d) - d - 1, d = ref - policy, clamped."""
     delta = ref_logp - logp
     return (torch.exp(delta) - delta - 1).clamp(-KL_CLAMP, KL_CLAMP)
-
-
-def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log p(token) for logits [N, L, V] and ids [N, L], in float32, one row at a time.
-
-    The logits are divided by the sampling temperature first, so these are the log-probs of the
-    distribution the rollouts were drawn from. Going row by row holds one row's log-softmax at a time
-    instead of the whole batch's [N, L, V] copy.
-    """
-    rows = []
-    for row_logits, row_ids in zip(logits, token_ids):
-        row = torch.log_softmax(row_logits.float() / temperature, dim=-1)
-        rows.append(row.gather(-1, row_ids.unsqueeze(-1)).squeeze(-1))
-    return torch.stack(rows)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

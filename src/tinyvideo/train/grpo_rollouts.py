@@ -1,4 +1,4 @@
-"""Rollouts and their log-probs, with each video through the vision tower once per step.
+"""Rollouts, with each video through the vision tower once per step.
 
 The published trainer encodes every video 24+ times per prompt (8 `generate` calls, then the video
 repeated 8x for the policy and 8x again for the reference) and materialises full-sequence logits
@@ -6,8 +6,7 @@ repeated 8x for the policy and 8x again for the reference) and materialises full
 - the frozen vision tower runs once; its frame features serve the rollouts, the policy and the reference;
 - the prompt embeddings (connector output included) are built once and the G rollouts of every prompt
   come from one batched `generate` on them (left padding lets several prompts share the call);
-- log-probs are computed only at completion positions: the language model's `logits_to_keep` slices
-  the hidden states before the output head.
+- log-probs are computed only at completion positions (`tinyvideo.scoring`).
 The G rollouts of a prompt are consecutive rows ("a group"), as `num_return_sequences` lays them out.
 """
 
@@ -16,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from tinyvideo.train.grpo_loss import token_logprobs
 
 
 @dataclass
@@ -91,32 +88,3 @@ def sample_completions(
     finally:
         model.train(training)
     return output[:, prompts.input_ids.shape[1] :]
-
-
-def completion_logprobs(
-    model,
-    prompt_embeds: torch.Tensor,
-    prompt_mask: torch.Tensor,
-    completion_ids: torch.Tensor,
-    num_generations: int,
-    temperature: float = 1.0,
-    forward=None,
-) -> torch.Tensor:
-    """log p(completion token | video, prompt, earlier tokens) for every completion position: [B*G, Lc].
-
-    Each prompt's embeddings are repeated for its G rollouts (their gradients add up, as if the
-    connector had run G times) and followed by the completions' token embeddings. Positions count
-    real tokens only, as in generation, so a left-padded prompt sees the positions it was sampled
-    with. Only the last Lc + 1 hidden states reach the output head. `forward` is the module to call
-    (a DDP/DeepSpeed wrapper of `model` during training); `model` is used for its embedding table.
-    """
-    width = completion_ids.shape[1]
-    embeds = torch.cat(
-        [prompt_embeds.repeat_interleave(num_generations, 0), model.get_input_embeddings()(completion_ids)], dim=1
-    )
-    mask = torch.cat([prompt_mask.repeat_interleave(num_generations, 0), torch.ones_like(completion_ids)], dim=1)
-    positions = (mask.cumsum(1) - 1).clamp(min=0)
-    output = (forward or model)(
-        inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=width + 1, use_cache=False
-    )
-    return token_logprobs(output.logits[:, :-1], completion_ids, temperature)

@@ -33,15 +33,10 @@ from peft.tuners.lora import LoraLayer
 from torch.utils.data import Sampler
 from transformers import Trainer
 
+from tinyvideo.scoring import completion_logprobs
 from tinyvideo.train import rewards as reward_lib
 from tinyvideo.train.grpo_loss import completion_mask, group_advantages, policy_loss, zero_std_fraction
-from tinyvideo.train.grpo_rollouts import (
-    Prompts,
-    completion_logprobs,
-    prompt_batch,
-    prompt_embeddings,
-    sample_completions,
-)
+from tinyvideo.train.grpo_rollouts import Prompts, prompt_batch, prompt_embeddings, sample_completions
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 
-from tinyvideo.eval.answers import LETTERS, extract_answer, question_options
+from tinyvideo.answers import LETTERS, extract_answer, question_options
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def strict_accuracy_reward(
 ) -> list[float]:
     """1.0 when evaluation would count the answer right, else 0.0.
 
-    The completion and the solution are read by `tinyvideo.eval.answers.extract_answer` against the
+    The completion and the solution are read by `tinyvideo.answers.extract_answer` against the
     options listed in the `problem` column ("A. text" lines), or the letters A-Z when there is no
     such column or it lists none. So "B", "<answer>b</answer>", "(B)", "The answer is B." and the
     text of option B all earn 1.0 when B is right; a hedge ("A or B", "A/B/C", two answer blocks

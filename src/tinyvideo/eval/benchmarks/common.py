@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyvideo.answers import LETTERS
 from tinyvideo.errors import InputError
-from tinyvideo.eval.answers import LETTERS
 from tinyvideo.eval.subtitles import Cue
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.video import segment_centre_indices, uniform_indices

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from tinyvideo.eval.answers import format_options
+from tinyvideo.answers import format_options
 from tinyvideo.eval.benchmarks.common import (
     AnnotationError,
     Question,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tinyvideo.eval.answers import format_options
+from tinyvideo.answers import format_options
 from tinyvideo.eval.benchmarks.common import AnnotationError, Question, Sampling, answer_letter, require
 from tinyvideo.eval.report import Scoring
 from tinyvideo.prompts import question_with_instruction

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tinyvideo.eval.answers import format_options
+from tinyvideo.answers import format_options
 from tinyvideo.eval.benchmarks.common import (
     AnnotationError,
     Question,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tinyvideo.eval.answers import format_options
+from tinyvideo.answers import format_options
 from tinyvideo.eval.benchmarks.common import (
     AnnotationError,
     Question,

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from tinyvideo.eval.answers import option_texts
+from tinyvideo.answers import option_texts
 from tinyvideo.eval.benchmarks.common import (
     AnnotationError,
     Question,

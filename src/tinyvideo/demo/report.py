@@ -16,9 +16,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from tinyvideo.data.synth_formats import write_json
-from tinyvideo.demo import ABLATION_MODES, MODES, STAGES, TEMPORAL_TASKS, Workspace, group_accuracy, task_accuracy
+from tinyvideo.demo.plan import ABLATION_MODES, MODES, STAGES, TEMPORAL_TASKS, Workspace, group_accuracy, task_accuracy
 from tinyvideo.eval.harness import read_predictions, write_atomic
 from tinyvideo.train.rewards import is_reflective
+from tinyvideo.video import read_frames
 
 GRPO_METRICS = ("reward", "accuracy", "format_rate", "completion_length", "kl")
 STRIP_FRAMES = 8
@@ -80,8 +81,6 @@ def plot_accuracy(panels: dict[str, dict[str, dict[str, float | None]]], path: P
 
 def frame_strip(video: str | Path, path: Path) -> Path:
     """A row of frames spread over the clip, as the model sees them in order."""
-    from tinyvideo.video import read_frames
-
     frames, _ = read_frames(video, num_frames=STRIP_FRAMES)
     gap = np.full((frames.shape[1], 2, 3), 255, dtype=np.uint8)
     row = np.concatenate([part for frame in frames for part in (frame, gap)][:-1], axis=1)

@@ -1,0 +1,38 @@
+"""`tinyvideo demo`: the synthetic suite, the five stages and their evaluations, and a report
+(`tinyvideo.demo` says what each form does)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from tinyvideo.demo.plan import RECIPES, SCALES, open_workspace
+from tinyvideo.demo.run import run_ablation, run_demo
+from tinyvideo.flags import non_negative_int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scale",
+        choices=list(SCALES),
+        default="small",
+        help="smoke: a few steps per stage, to check the whole path in minutes; small (default): the recipes as written",
+    )
+    parser.add_argument("--out", type=Path, default=Path("demo"), help="folder for everything (default ./demo); reruns reuse it")
+    parser.add_argument("--ablation", choices=["connectors"], help="compare the group, image-level and naive resamplers")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the suite and of every stage (default 0)")
+    parser.add_argument("--recipes", type=Path, default=RECIPES, help="folder of the stage recipes (default: configs/synth)")
+    parser.add_argument(
+        "--language-model",
+        type=Path,
+        help="a base language model folder to start from (e.g. `tinyvideo train language`'s); default: from scratch",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    ws = open_workspace(args.out, args.scale, args.seed, args.recipes, args.language_model)
+    report = run_ablation(ws, started) if args.ablation else run_demo(ws, started)
+    print(f"report: {report} ({time.perf_counter() - started:.0f} s)")
+    return 0

@@ -1,0 +1,33 @@
+"""`tinyvideo demo`: the whole life of a small video reasoning model on the synthetic suite, from nothing
+to a report with plots, in minutes on a laptop CPU.
+
+    tinyvideo demo [--scale smoke|small] [--out DIR]
+    tinyvideo demo --ablation connectors [--scale smoke|small] [--out DIR]
+
+The first form generates the suite, runs the five recipes of `configs/synth/` (vision, pretrain,
+finetune, coldstart, grpo) one after the other with their paths pointed into DIR, has the evaluation
+harness answer the suite's test questions in Option, Reason and Cloze modes after each stage that makes
+a language model, and writes
+`DIR/report.md` with its plots. `smoke` cuts every stage to a few steps (it checks the plumbing; the
+model learns little); `small` runs the recipes as written. The second form trains the same model with
+the group, image-level and naive video-level resamplers at the same number of visual tokens
+(pretraining and fine-tuning, on one shared vision tower) and writes `DIR/ablation.md`: Option and Cloze
+accuracy, the temporal tasks broken out.
+
+Nothing is done twice: a rerun reuses the suite, every finished stage (a stage cut short resumes from
+its last checkpoint) and every answered question. DIR holds:
+
+    synth/                    the suite
+    runs/<run>/               Trainer output: checkpoints, model/, log_history.json
+    eval/<run>-<mode>/        harness output: predictions.jsonl, report.json, report.md
+    report.md, demo.json, *.png, examples/        (ablation.md, ablation.json, ablation.png)
+
+On a CPU shared with other work, run it as `OMP_NUM_THREADS=1 tinyvideo demo ...`: a model this small
+gains little from more threads, and on a busy machine OpenMP threads spend their time waiting on each other.
+
+A run is a stage trained with one connector: `finetune`, or `finetune-naive` in the ablation (the
+recipe's own connector keeps the plain name, so the ablation reuses the demo's runs and vice versa).
+
+The package, top-down: `plan` (stages, scales, the workspace), `run` (training and evaluating the
+stages), `report` (the markdown reports and their plots).
+"""

@@ -1,0 +1,120 @@
+"""The demo's plan: its stages and scales, the tasks it breaks out, and the workspace folder it fills."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinyvideo.data.synth import MANIFEST, Suite, generate_suite, load_suite
+from tinyvideo.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+RECIPES = Path(__file__).resolve().parents[3] / "configs" / "synth"
+MODES = ("option", "reason", "cloze")
+ABLATION_MODES = ("option", "cloze")
+OPTION_TOKENS = 16  # an Option-mode answer is a letter
+HISTORY = "log_history.json"
+CONNECTORS = ("group", "image", "naive")
+# The tasks whose answer needs the order of the frames (see `tinyvideo.data.synth_questions`): no single
+# frame shows a direction or a bounce count, and the last frame alone shows no order of events.
+# `state_change` and `existence_end` need the first or last frame, not the order.
+TEMPORAL_TASKS = ("moving_direction", "counting", "appearance_order", "event_order", "collision")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A training stage: its recipe `<name>.yaml`, which trainer runs it (a key of `tinyvideo.demo.run.TRAINERS`), and the
+    suite's training file it reads (its keys in the manifest, e.g. `("train", "qa")`). Each stage starts from the model
+    of the one before; `pretrain` builds a tiny language model around the vision stage's tower."""
+
+    name: str
+    title: str
+    trainer: str
+    data: tuple[str, ...]
+
+
+STAGES = (
+    Stage("vision", "vision tower pretraining on what is where in the frames", "vision", ("splits", "train", "scenes")),
+    Stage("pretrain", "pretraining on captions", "sft", ("train", "captions")),
+    Stage("finetune", "fine-tuning on the questions, multiple choice and short answer", "sft", ("train", "qa")),
+    Stage("coldstart", "reasoning cold start", "sft", ("train", "coldstart")),
+    Stage("grpo", "GRPO reinforcement learning", "grpo", ("train", "grpo")),
+)
+VISION, PRETRAIN, FINETUNE = STAGES[:3]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much work: the suite's scale; per stage, a cap on optimizer steps; a cap on the length of GRPO
+    rollouts, which is also the length of Reason-mode answers in evaluation (None: as the recipes say)."""
+
+    suite: str
+    max_steps: dict[str, int] | None
+    rollout_tokens: int | None
+
+
+SCALES = {
+    "smoke": Scale("smoke", {"vision": 8, "pretrain": 8, "finetune": 8, "coldstart": 6, "grpo": 3}, rollout_tokens=64),
+    "small": Scale("small", None, rollout_tokens=None),
+}
+
+
+@dataclass
+class Workspace:
+    """The demo's folder, its suite, and the recipes the stages come from."""
+
+    root: Path
+    suite: Suite
+    scale: Scale
+    seed: int
+    recipes: Path
+    language_model: Path | None = None  # the `pretrain` stage's base language model; None: from scratch
+
+    def run_dir(self, stage: str, connector: str | None = None) -> Path:
+        return self.root / "runs" / (stage if connector is None else f"{stage}-{connector}")
+
+    def eval_dir(self, run: Path, mode: str) -> Path:
+        return self.root / "eval" / f"{run.name}-{mode}"
+
+
+def open_workspace(
+    root: Path, scale_name: str, seed: int, recipes: Path, language_model: Path | None = None
+) -> Workspace:
+    """The folder with its suite, generated unless a finished one of the same scale and seed is there."""
+    missing = [f"{s.name}.yaml" for s in STAGES if not (recipes / f"{s.name}.yaml").is_file()]
+    if missing:
+        raise InputError(
+            f"recipes {', '.join(missing)} not found in {recipes}: pass --recipes, the configs/synth folder of tinyvideo"
+        )
+    scale = SCALES[scale_name]
+    folder = root / "synth"
+    if (folder / MANIFEST).is_file():
+        suite = load_suite(folder)
+        found = (suite.manifest["scale"], suite.manifest["seed"])
+        if found != (scale.suite, seed):
+            raise InputError(
+                f"{root} holds a demo of scale {found[0]} and seed {found[1]}: choose another --out, "
+                "or delete that folder to start again"
+            )
+        logger.info("synthetic suite: reusing %s", folder)
+    else:
+        logger.info("synthetic suite: generating the %s scale into %s", scale.suite, folder)
+        suite = generate_suite(folder, seed=seed, scale=scale.suite)
+    if language_model is not None and not (language_model / "config.json").is_file():
+        raise InputError(f"--language-model {language_model} is not a model folder (no config.json)")
+    return Workspace(root, suite, scale, seed, recipes, language_model)
+
+
+def task_accuracy(report: dict) -> dict[str, float | None]:
+    """Accuracy per task, then over all questions ("all")."""
+    tasks = {task: cell["accuracy"] for task, cell in report["breakdowns"]["task"].items()}
+    return {**tasks, "all": report["overall"]["accuracy"]}
+
+
+def group_accuracy(report: dict, tasks) -> float | None:
+    """Micro accuracy over the questions of the given tasks."""
+    cells = [cell for task, cell in report["breakdowns"]["task"].items() if task in tasks]
+    total = sum(cell["total"] for cell in cells)
+    return 100.0 * sum(cell["correct"] for cell in cells) / total if total else None

@@ -1,0 +1,228 @@
+"""The demo's work: each stage trained from its recipe, then evaluated by the harness; a rerun reuses
+what is done."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from accelerate import PartialState
+
+from tinyvideo.config import TinyVideoConfig
+from tinyvideo.data.synth_formats import write_json
+from tinyvideo.demo import report
+from tinyvideo.demo.plan import (
+    ABLATION_MODES,
+    CONNECTORS,
+    FINETUNE,
+    HISTORY,
+    MODES,
+    OPTION_TOKENS,
+    PRETRAIN,
+    STAGES,
+    VISION,
+    Stage,
+    Workspace,
+    task_accuracy,
+)
+from tinyvideo.errors import InputError
+from tinyvideo.eval.harness import Settings, build_report, evaluate
+from tinyvideo.modeling import TinyVideoForConditionalGeneration
+from tinyvideo.train import grpo, sft, vision
+from tinyvideo.train.common import load_config
+from tinyvideo.train.runs import FINAL_MODEL, last_complete_checkpoint
+
+logger = logging.getLogger(__name__)
+
+# trainer: (its `train(config)`, its config class)
+TRAINERS = {
+    "vision": (vision.train, vision.VisionConfig),
+    "sft": (sft.train, sft.SFTConfig),
+    "grpo": (grpo.train, grpo.GRPOConfig),
+}
+
+
+# ---- training ---------------------------------------------------------------------------------------
+
+
+def stage_overrides(ws: Workspace, stage: Stage, run: Path, start: str | None) -> list[str]:
+    """The recipe's paths pointed into the workspace, the scale's step cap, and the seed. `start` is the
+    model to start from: a folder; `tiny`, a new model around the vision stage's tower (its language model
+    the workspace's base language model, or one from scratch); or None (the vision stage)."""
+    suite = ws.suite
+    overrides = [
+        "--data_path", str(suite.path(*stage.data)),
+        "--video_root", str(suite.video_root),
+        "--output_dir", str(run),
+        "--seed", str(ws.seed),
+        # The Trainer then also saves at the last step, and that checkpoint's state holds the whole log.
+        "--save_strategy", "steps",
+    ]  # fmt: skip
+    if start == "tiny":
+        overrides += ["--vision_tower_path", str(final_model(ws.run_dir(VISION.name)))]
+        if ws.language_model is not None:
+            overrides += ["--language_model_path", str(ws.language_model)]
+        else:
+            texts = [str(suite.path("train", key)) for key in ("captions", "qa", "coldstart")]
+            overrides += ["--model_name_or_path", start, "--tokenizer_corpus", *texts]
+    elif start is not None:
+        overrides += ["--model_name_or_path", start]
+    if ws.scale.max_steps is not None:
+        steps = str(ws.scale.max_steps[stage.name])
+        overrides += ["--max_steps", steps, "--save_steps", steps, "--logging_steps", "1", "--dataloader_num_workers", "0"]
+    if stage.trainer == "grpo" and ws.scale.rollout_tokens is not None:
+        overrides += ["--max_completion_length", str(ws.scale.rollout_tokens)]
+    return overrides
+
+
+def load_stage_config(ws: Workspace, stage: Stage, run: Path, start: str | None, extra: list[str] = ()):
+    config_class = TRAINERS[stage.trainer][1]
+    overrides = stage_overrides(ws, stage, run, start) + list(extra)
+    return load_config(config_class, str(ws.recipes / f"{stage.name}.yaml"), overrides)
+
+
+def final_model(run: Path) -> Path:
+    return run / FINAL_MODEL
+
+
+def is_trained(run: Path) -> bool:
+    return (final_model(run) / "config.json").is_file() and (run / HISTORY).is_file()
+
+
+def train_stage(ws: Workspace, stage: Stage, run: Path, start: str | None, extra: list[str] = ()) -> Path:
+    """Train one stage into `run` unless its final model and log are there; returns the model folder."""
+    final = final_model(run)
+    if is_trained(run):
+        logger.info("%s: reusing %s", run.name, final)
+        return final
+    config = load_stage_config(ws, stage, run, start, extra)
+    TRAINERS[stage.trainer][0](config)
+    checkpoint = last_complete_checkpoint(run)
+    if checkpoint is None:
+        raise RuntimeError(f"{run}: training wrote no checkpoint, so its loss log is lost")
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    write_json(run / HISTORY, state["log_history"])
+    return final
+
+
+def read_history(run: Path) -> list[dict]:
+    return json.loads((run / HISTORY).read_text(encoding="utf-8"))
+
+
+# ---- evaluation -------------------------------------------------------------------------------------
+
+
+def reason_tokens(ws: Workspace) -> int:
+    """New tokens per Reason-mode answer: as many as a GRPO rollout may have."""
+    grpo = STAGES[-1]
+    return load_stage_config(ws, grpo, ws.run_dir(grpo.name), "tiny").max_completion_length
+
+
+def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES) -> dict[str, dict]:
+    """The harness's report on the suite's test split for each mode; answered questions are kept."""
+    new_tokens = {"option": OPTION_TOKENS, "reason": reason_tokens(ws), "cloze": 0}  # Cloze mode generates nothing
+    reports = {}
+    for mode in modes:
+        settings = Settings(
+            benchmark="synth",
+            data=str(ws.suite.root.resolve()),
+            model=str(model.resolve()),
+            mode=mode,
+            max_new_tokens=new_tokens[mode],
+        )
+        folder = ws.eval_dir(run, mode)
+        evaluate(settings, folder, batch_size=64, num_workers=0, device=PartialState().device)
+        reports[mode] = build_report(folder)
+    return reports
+
+
+def evaluate_subtitles(ws: Workspace, model: Path, run: Path) -> dict:
+    """The harness's report on the suite's LongVideoBench files in Option mode, each question asked without
+    and with its subtitles (the frames' captions, interleaved with the frames)."""
+    settings = Settings(
+        benchmark="longvideobench",
+        data=str(ws.suite.path("eval", "longvideobench", "root").resolve()),
+        model=str(model.resolve()),
+        max_new_tokens=OPTION_TOKENS,
+        subtitles=True,
+    )
+    folder = ws.root / "eval" / f"{run.name}-longvideobench"
+    evaluate(settings, folder, batch_size=64, num_workers=0, device=PartialState().device)
+    return build_report(folder)
+
+
+# ---- the two runs ---------------------------------------------------------------------------------------
+
+
+def run_demo(ws: Workspace, started: float) -> Path:
+    """Every stage, each evaluated in both modes, then `report.md`; returns the report's path.
+    `started` is when the command began (`time.perf_counter`), for the report's wall time."""
+    results = {}
+    start = None
+    for number, stage in enumerate(STAGES, start=1):
+        logger.info("stage %d/%d: %s (%s)", number, len(STAGES), stage.name, stage.title)
+        begun = time.perf_counter()
+        run = ws.run_dir(stage.name)
+        reused = is_trained(run)
+        final = train_stage(ws, stage, run, start)
+        reports = {} if stage is VISION else evaluate_run(ws, final, run)
+        seconds = time.perf_counter() - begun
+        results[stage.name] = {"run": run, "reports": reports, "history": read_history(run), "seconds": seconds, "reused": reused}
+        accuracies = ", ".join(f"{mode} {_pct(task_accuracy(r)['all'])}" for mode, r in reports.items()) or "-"
+        logger.info("stage %s done in %.0f s; test accuracy: %s", stage.name, seconds, accuracies)
+        start = "tiny" if stage is VISION else str(final)
+    subtitles = evaluate_subtitles(ws, final, run)
+    return report.write_demo_report(ws, results, time.perf_counter() - started, subtitles)
+
+
+def ablation_extra(connector: str, recipe_connector: str, num_frames: int, num_queries: int) -> list[str]:
+    """Overrides giving `connector` the recipe's number of visual tokens.
+
+    The group and naive resamplers make `num_queries` tokens per video; the image-level one makes
+    `num_queries // group` per frame, so `group` = frames gives the same total.
+    """
+    if connector == recipe_connector:
+        return []
+    extra = ["--connector_type", connector]
+    if connector == "image":
+        if num_queries % num_frames:
+            raise InputError(f"num_queries {num_queries} is not a multiple of num_frames {num_frames}: no image-level match")
+        extra += ["--group", str(num_frames)]
+    return extra
+
+
+def run_ablation(ws: Workspace, started: float) -> Path:
+    """Pretraining and fine-tuning with each connector, accuracy per task in `ABLATION_MODES`; returns ablation.md."""
+    pretrain, finetune = PRETRAIN, FINETUNE
+    train_stage(ws, VISION, ws.run_dir(VISION.name), None)
+    recipe = load_stage_config(ws, pretrain, ws.run_dir(pretrain.name), "tiny")
+    results = {}
+    for number, connector in enumerate(CONNECTORS, start=1):
+        logger.info("connector %d/%d: %s", number, len(CONNECTORS), connector)
+        begun = time.perf_counter()
+        name = None if connector == recipe.connector_type else connector
+        extra = ablation_extra(connector, recipe.connector_type, recipe.num_frames, recipe.num_queries)
+        model = train_stage(ws, pretrain, ws.run_dir(pretrain.name, name), "tiny", extra)
+        run = ws.run_dir(finetune.name, name)
+        model = train_stage(ws, finetune, run, str(model))
+        reports = evaluate_run(ws, model, run, modes=ABLATION_MODES)
+        config = TinyVideoConfig.from_pretrained(model)
+        results[connector] = {
+            "run": run,
+            "reports": reports,
+            "visual_tokens": config.num_visual_tokens(recipe.num_frames),
+            "connector_parameters": _connector_parameters(model),
+        }
+        accuracies = ", ".join(f"{mode} {_pct(r['overall']['accuracy'])}" for mode, r in reports.items())
+        logger.info("connector %s done in %.0f s; test accuracy: %s", connector, time.perf_counter() - begun, accuracies)
+    return report.write_ablation_report(ws, results, time.perf_counter() - started)
+
+
+def _connector_parameters(model: Path) -> int:
+    return sum(p.numel() for p in TinyVideoForConditionalGeneration.from_pretrained(model).connector.parameters())
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
