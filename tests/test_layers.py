@@ -13,7 +13,7 @@ PACKAGE = Path(tinyvideo.__file__).parent
 # Bottom to top. A unit is a top-level module or subpackage of tinyvideo; its modules may import each other
 # (without a cycle) and any unit of a lower layer, never one of their own layer or above.
 LAYERS = [
-    ["errors"],
+    ["errors", "files"],
     ["rows", "flags", "prompts", "video", "vision_towers", "scoring"],
     ["answers", "config"],
     ["connectors", "checkpoints"],

@@ -26,6 +26,7 @@ from tinyvideo.errors import InputError
 PUBLISHED_CONNECTOR_NAMES = {"group": "groupresampler", "naive": "naiveresampler", "image": "resampler"}
 PUBLISHED_PREFIXES = {"vision_tower.": "vision_tower._vision_tower.vision_model.", "connector.": "connector._connector."}
 DEFAULT_DTYPE = torch.float32  # the published evaluation ran in float32 (compat-spec 1.3)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # what --dtype names
 
 
 class CheckpointError(InputError):

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 import torch
 
 from tinyvideo.answers import HEDGED, OPTION_LINE, extract_answer, question_options
+from tinyvideo.checkpoints import DTYPES
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.video import read_frames
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass

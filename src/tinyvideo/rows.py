@@ -7,11 +7,15 @@ everywhere: one line that names the file and the line (or list item) where the p
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tinyvideo.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,3 +82,30 @@ def read_json_rows(path: str | os.PathLike) -> list[Row]:
         except json.JSONDecodeError as err:
             rows.append(Row(f"{path} line {number}", error=f"not valid JSON ({err.msg} at column {err.colno})"))
     return rows
+
+
+def read_usable_rows(
+    path: str | os.PathLike,
+    problem: Callable[[object], str | None],
+    keep: Callable[[int, Row], dict],
+    what: str = "rows",
+    hint: str | None = None,
+) -> tuple[list[dict], list[int]]:
+    """The rows of a JSON list or JSONL file in which `problem` finds nothing wrong, each as `keep(index, row)`,
+    and the indices of the others (a line that is not JSON included), each logged with its file, line and
+    problem. Raises `InputError` ("no usable `what`", then the `hint`) when no row is usable."""
+    path = Path(path)
+    raw = read_json_rows(path)
+    kept, dropped = [], []
+    for index, row in enumerate(raw):
+        why = row.error or problem(row.value)
+        if why is None:
+            kept.append(keep(index, row))
+        else:
+            logger.warning("%s skipped: %s", row.where, why)
+            dropped.append(index)
+    if dropped:
+        logger.warning("%s: %d of %d rows skipped as malformed", path, len(dropped), len(raw))
+    if not kept:
+        raise InputError(f"{path}: no usable {what}" + (f" ({hint})" if hint else ""))
+    return kept, dropped

@@ -29,6 +29,7 @@ import torch
 from transformers import TextIteratorStreamer
 
 from tinyvideo.answers import extract_answer, question_options
+from tinyvideo.checkpoints import DTYPES
 from tinyvideo.data.synth import load_suite
 from tinyvideo.flags import port_number, positive_float, positive_int
 from tinyvideo.inference import question_prompt
@@ -208,7 +209,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=port_number, default=7860)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
     parser.add_argument("--frames", type=positive_int, default=Limits.num_frames, help="frames sampled uniformly from each video")
     parser.add_argument("--max-new-tokens", type=positive_int, default=Limits.max_new_tokens)
     parser.add_argument("--max-upload-mb", type=positive_float, default=Limits.max_upload_mb, help="largest accepted upload")
@@ -223,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     samples = load_samples(args.samples) if args.samples else {}
     processor = TinyVideoProcessor.from_pretrained(args.model)
-    model = TinyVideoForConditionalGeneration.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
+    model = TinyVideoForConditionalGeneration.from_pretrained(args.model, dtype=DTYPES[args.dtype])
     model.to(args.device).eval()
     limits = Limits(args.max_upload_mb, args.max_duration, args.frames, args.max_new_tokens)
     launch(build_app(model, processor, samples, limits), args.host, args.port, limits, samples)

@@ -38,6 +38,7 @@ import PIL
 from PIL import Image, ImageOps
 
 from tinyvideo.errors import InputError
+from tinyvideo.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +195,16 @@ def load_video(path: str | os.PathLike, sampling) -> np.ndarray:
     return frames
 
 
+def read_exact_frames(path: Path, indices: list[int]):
+    """The frames at `indices`, or `VideoDecodeError` when any of them cannot be decoded: another frame in
+    its place would pair that frame with the wrong target."""
+    frames, info = read_frames(path, indices=indices)
+    if info.damaged:
+        lost = [t for t, i in zip(info.targets, info.indices) if t != i] + list(info.missing)
+        raise VideoDecodeError(f"{path}: frames {lost} cannot be decoded")
+    return frames
+
+
 def write_video(
     path: str | Path,
     frames: np.ndarray | Iterable[np.ndarray],
@@ -212,21 +223,18 @@ def write_video(
     if first is None:
         raise ValueError(f"{path}: no frames to write")
     height, width = np.asarray(first).shape[:2]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
     encoder_options = {"crf": "18", **options} if codec == "libx264" else dict(options)
-    try:
-        with av.open(str(partial), mode="w") as container:
+
+    def encode(partial: str) -> None:
+        with av.open(partial, mode="w") as container:
             stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=encoder_options)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             for frame in itertools.chain([first], frames):
                 frame = av.VideoFrame.from_ndarray(np.asarray(frame, dtype=np.uint8), format="rgb24")
                 container.mux(stream.encode(frame))
             container.mux(stream.encode())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+
+    return atomic_write(path, encode)
 
 
 def _sample(

@@ -2,29 +2,21 @@
 `conversations` (compat-spec 3.7), turned into model inputs inside the DataLoader workers.
 
 Rows are checked for shape when the file is read and kept in a `datasets.Dataset` (Arrow memory, which
-forked workers share without copying). A row that still fails later (missing or corrupt video, a
-conversation the template rejects, a sequence too long) is logged with its index and replaced by the next
-good row, so every batch keeps its size, a resumed run sees the same batches, and the run goes on; the
-indices of such rows travel with the batch (`skipped_rows`) so the trainer can report how many there were.
+forked workers share without copying). A row that still fails later is replaced by the next good row
+(`tinyvideo.data.row_dataset`); the indices of such rows travel with the batch (`skipped_rows`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import datasets
-import torch
 
-from tinyvideo.errors import InputError
+from tinyvideo.data.row_dataset import RowDataset
 from tinyvideo.processing import preprocess_frames
-from tinyvideo.rows import read_json_rows
-from tinyvideo.video import VideoDecodeError, load_video
-
-logger = logging.getLogger(__name__)
-
-MAX_CONSECUTIVE_BAD_ROWS = 100
+from tinyvideo.rows import Row, read_usable_rows
+from tinyvideo.video import load_video
 
 
 def _row_problem(row) -> str | None:
@@ -53,31 +45,20 @@ def read_rows(path: str | os.PathLike) -> tuple[datasets.Dataset, list[int]]:
     Only the fields training uses are kept, normalised, so rows with extra or inconsistently typed
     fields (ids that are sometimes numbers) still load. Raises `InputError` when no row is usable.
     """
-    path = Path(path)
-    raw = read_json_rows(path)
-    kept, dropped = [], []
-    for index, row in enumerate(raw):
-        problem = row.error or _row_problem(row.value)
-        if problem is not None:
-            dropped.append(index)
-            logger.warning("%s skipped: %s", row.where, problem)
-            continue
-        kept.append(
-            {
-                "row": index,
-                "where": row.where,
-                "media": row.value.get("video") or row.value.get("image"),
-                "conversations": [{"from": t["from"], "value": t["value"]} for t in row.value["conversations"]],
-            }
-        )
-    if dropped:
-        logger.warning("%s: %d of %d rows skipped as malformed", path, len(dropped), len(raw))
-    if not kept:
-        raise InputError(f"{path}: no usable rows")
+    kept, dropped = read_usable_rows(path, _row_problem, _training_fields)
     return datasets.Dataset.from_list(kept), dropped
 
 
-class LlavaDataset(torch.utils.data.Dataset):
+def _training_fields(index: int, row: Row) -> dict:
+    return {
+        "row": index,
+        "where": row.where,
+        "media": row.value.get("video") or row.value.get("image"),
+        "conversations": [{"from": t["from"], "value": t["value"]} for t in row.value["conversations"]],
+    }
+
+
+class LlavaDataset(RowDataset):
     """Conversations about videos -> {input_ids, labels, pixel_values [T,3,S,S] or None, row, skipped}.
 
     `sampling` carries `num_frames` / `fps` / `max_frames` (see `tinyvideo.video.load_video`);
@@ -87,19 +68,12 @@ class LlavaDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, data_path, video_root, processor, sampling, template: str = "chat", rows=None):
-        self.rows, self.malformed_rows = rows or read_rows(data_path)
-        self.source = str(data_path)
-        self.video_root = Path(video_root) if video_root is not None else Path(data_path).parent
+        super().__init__(*(rows or read_rows(data_path)), data_path, video_root if video_root is not None else Path(data_path).parent)
         self.processor = processor
         self.sampling = sampling
         self.template = template
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def encode(self, index: int) -> dict:
-        """One row as model inputs; raises for a row that cannot be used."""
-        row = self.rows[index]
+    def encode(self, row: dict) -> dict:
         pixels = None
         if row["media"] is not None:
             frames = load_video(self.video_root / row["media"], self.sampling)
@@ -109,22 +83,6 @@ class LlavaDataset(torch.utils.data.Dataset):
         if all(label < 0 for label in example["labels"]):
             raise ValueError("nothing to learn: every label is masked (answer cut off by model_max_length?)")
         return {**example, "pixel_values": pixels, "row": row["row"]}
-
-    def __getitem__(self, index: int) -> dict:
-        skipped = []
-        for attempt in range(MAX_CONSECUTIVE_BAD_ROWS):
-            position = (index + attempt) % len(self.rows)
-            try:
-                example = self.encode(position)
-            except (VideoDecodeError, ValueError, OSError) as err:
-                logger.warning("%s skipped: %s", self.rows[position]["where"], err)
-                skipped.append(self.rows[position]["row"])
-                continue
-            return {**example, "skipped": skipped}
-        raise InputError(
-            f"{self.source}: {MAX_CONSECUTIVE_BAD_ROWS} rows in a row from {index} are unusable "
-            f"(is video_root {self.video_root} right?)"
-        )
 
 
 class LlavaCollator:

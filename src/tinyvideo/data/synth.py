@@ -34,11 +34,12 @@ import numpy as np
 from tqdm import tqdm
 
 from tinyvideo.data.synth_benchmarks import write_benchmarks
-from tinyvideo.data.synth_formats import write_json, write_split, write_training
+from tinyvideo.data.synth_formats import write_split, write_training
 from tinyvideo.data.synth_preview import write_preview
 from tinyvideo.data.synth_questions import FAMILIES, Clip, balanced, design
 from tinyvideo.data.synth_scenes import FPS, FRAMES, SIZE, Scene, render
 from tinyvideo.errors import InputError
+from tinyvideo.files import write_json
 from tinyvideo.flags import non_negative_int, positive_int
 from tinyvideo.video import write_video
 

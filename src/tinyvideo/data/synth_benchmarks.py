@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tinyvideo.data.synth_formats import atomic_write, write_json
 from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Clip, balanced, count_probe, presence_probe
 from tinyvideo.data.synth_scenes import FPS, FRAMES, SIZE
 from tinyvideo.data.synth_text import frame_caption
+from tinyvideo.files import atomic_write, write_json, write_text
 
 DURATION = FRAMES / FPS
 
@@ -180,7 +180,7 @@ def write_videomme(out: Path, root: Path, clips: list[Clip], video_root: Path, s
         _place(video_root / clip.video, out / "data" / f"{youtube}.mp4")
         if j % 3 != 2:
             srt = caption_srt(clip)
-            atomic_write(out / "subtitle" / f"{youtube}.srt", lambda tmp: Path(tmp).write_text(srt, encoding="utf-8"))
+            write_text(out / "subtitle" / f"{youtube}.srt", srt)
     parquet = out / "videomme" / "test-00000-of-00001.parquet"
     atomic_write(parquet, lambda tmp: pd.DataFrame(rows).to_parquet(tmp, index=False))
     return {

@@ -14,9 +14,6 @@ See `reference/compat-spec.md` sections 3.6 and 3.7.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,39 +21,8 @@ import numpy as np
 from tinyvideo.data.synth_questions import LETTERS, Clip, Question
 from tinyvideo.data.synth_scenes import FRAMES
 from tinyvideo.data.synth_text import CAPTION_PROMPTS, caption, frame_caption, reasoning
+from tinyvideo.files import write_json, write_jsonl
 from tinyvideo.prompts import question_with_instruction
-
-
-def atomic_write(path: Path, write) -> Path:
-    """Write through a temporary file in the same folder, then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def write_json(path: Path, data) -> Path:
-    def dump(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, ensure_ascii=False)
-
-    return atomic_write(path, dump)
-
-
-def write_jsonl(path: Path, rows) -> Path:
-    def dump(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-    return atomic_write(path, dump)
 
 
 def option_lines(options: list[str]) -> str:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from tinyvideo.data.synth_formats import atomic_write
 from tinyvideo.data.synth_questions import LETTERS, Clip
 from tinyvideo.data.synth_scenes import FRAMES, SIZE, render
+from tinyvideo.files import atomic_write
 
 ZOOM = 2
 GAP = 4

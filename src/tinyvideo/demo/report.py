@@ -15,9 +15,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from tinyvideo.data.synth_formats import write_json
 from tinyvideo.demo.plan import ABLATION_MODES, MODES, STAGES, TEMPORAL_TASKS, Workspace, group_accuracy, task_accuracy
-from tinyvideo.eval.harness import read_predictions, write_atomic
+from tinyvideo.eval.harness import read_predictions
+from tinyvideo.files import write_json, write_text
 from tinyvideo.train.rewards import is_reflective
 from tinyvideo.video import read_frames
 
@@ -266,7 +266,7 @@ def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float, s
     else:
         example_text = ["A self-correction is an answer whose reasoning re-checks itself (\"wait\", \"let me check\", ...).", "", *example_text]
     lines += ["", "## Test videos and the model's reasoning", "", *example_text]
-    write_atomic(root / "report.md", "\n".join(lines))
+    write_text(root / "report.md", "\n".join(lines))
     write_json(
         root / "demo.json",
         {
@@ -343,7 +343,7 @@ def write_ablation_report(ws: Workspace, results: dict[str, dict], seconds: floa
         root / "ablation.png",
     )
     lines += ["![accuracy per task and connector](ablation.png)", ""]
-    write_atomic(root / "ablation.md", "\n".join(lines))
+    write_text(root / "ablation.md", "\n".join(lines))
     write_json(
         root / "ablation.json",
         {

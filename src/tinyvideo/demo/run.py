@@ -11,7 +11,6 @@ from pathlib import Path
 from accelerate import PartialState
 
 from tinyvideo.config import TinyVideoConfig
-from tinyvideo.data.synth_formats import write_json
 from tinyvideo.demo import report
 from tinyvideo.demo.plan import (
     ABLATION_MODES,
@@ -29,6 +28,7 @@ from tinyvideo.demo.plan import (
 )
 from tinyvideo.errors import InputError
 from tinyvideo.eval.harness import Settings, build_report, evaluate
+from tinyvideo.files import write_json
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.train import grpo, sft, vision
 from tinyvideo.train.common import load_config

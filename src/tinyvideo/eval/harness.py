@@ -33,7 +33,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -43,10 +42,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tinyvideo.answers import extract_answer
+from tinyvideo.checkpoints import DTYPES
 from tinyvideo.errors import InputError
 from tinyvideo.eval.benchmarks import longvideobench, mlvu, mmvu, mvbench, nextqa, synth, videomme
 from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, WITHOUT_SUBTITLES, AnnotationError, Question, Sampling
 from tinyvideo.eval.report import ANSWERED, beside, markdown, score
+from tinyvideo.files import write_text
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor, preprocess_frames
@@ -69,7 +70,6 @@ BENCHMARKS = {
 }
 # Adapter options and the benchmarks that take them.
 ADAPTER_OPTIONS = {"duration": ("videomme",), "split": ("nextqa", "synth"), "subtitles": ("videomme", "longvideobench")}
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RUN_FILE = "run.json"
 REPORT_LOCK = "report.lock"
 MODES = ("option", "reason", "cloze")
@@ -215,7 +215,7 @@ def resume(path: Path) -> set[str]:
         if record.get("status") in ANSWERED:
             kept.setdefault(record["id"], record)
     if len(kept) != len(lines):
-        write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept.values()))
+        write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept.values()))
     return set(kept)
 
 
@@ -226,18 +226,6 @@ def append(path: Path, records: Iterable[dict]) -> None:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
         f.flush()
         os.fsync(f.fileno())
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and rename: readers (and other processes) never see half a file."""
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
 
 
 def predictions_path(output: Path, shard: tuple[int, int] | None) -> Path:
@@ -442,7 +430,7 @@ def write_run_file(output: Path, wanted: dict) -> None:
     """Record the settings in the output folder, once the run has everything it needs to start."""
     output.mkdir(parents=True, exist_ok=True)
     if not (output / RUN_FILE).is_file():
-        write_atomic(output / RUN_FILE, json.dumps(wanted, indent=2) + "\n")
+        write_text(output / RUN_FILE, json.dumps(wanted, indent=2) + "\n")
 
 
 def build_report(output: Path) -> dict:
@@ -477,8 +465,8 @@ def _write_report(output: Path, run: dict) -> dict:
             [markdown(parts[WITH_SUBTITLES], f"{title}, {WITH_SUBTITLES}"), f"## {WITHOUT_SUBTITLES} beside {WITH_SUBTITLES}", "", beside(parts), ""]
         )
     report["settings"] = settings
-    write_atomic(output / "report.json", json.dumps(report, indent=2) + "\n")
-    write_atomic(output / "report.md", text + "\n")
+    write_text(output / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text(output / "report.md", text + "\n")
     return report
 
 

@@ -14,7 +14,6 @@ is written to `output_dir/model`, sampled completions to `output_dir/completions
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import string
@@ -26,10 +25,11 @@ from transformers import TrainingArguments, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
 from tinyvideo.answers import question_options
+from tinyvideo.data.row_dataset import RowDataset
 from tinyvideo.errors import InputError
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.prompts import question_with_instruction
-from tinyvideo.rows import read_json_rows
+from tinyvideo.rows import read_usable_rows
 from tinyvideo.train.common import (
     ModelArguments,
     add_config_arguments,
@@ -42,14 +42,11 @@ from tinyvideo.train.grpo_loss import LOSS_TYPES, SCALE_REWARDS
 from tinyvideo.train.grpo_trainer import GRPOTrainer, only_adapters_train
 from tinyvideo.train.rewards import COMBINATIONS, REWARD_FUNCS, combine_rewards
 from tinyvideo.train.runs import train_and_save
-from tinyvideo.video import VideoDecodeError, load_video
+from tinyvideo.video import load_video
 
-logger = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("problem", "solution", "video_filename")
-ROW_INDEX, ROW_WHERE = "_row", "_where"  # kept with each row, never passed to the reward functions
 _ANSWER = re.compile(r"<answer>(.*?)</answer>")  # the first answer tag on one line, as the accuracy reward reads it
-MAX_CONSECUTIVE_BAD_ROWS = 100
 
 
 @dataclass
@@ -137,27 +134,16 @@ def _row_problem(row) -> str | None:
 
 
 def read_rows(path: str | os.PathLike) -> tuple[list[dict], list[int]]:
-    """The usable rows of a GRPO jsonl (or json list), and the indices of the others, logged with their
-    file and line: lines that are not JSON, rows without the string fields, and rows whose solution names
-    no option of their problem (they could never be rewarded). Raises `InputError` when no row is usable."""
-    path = Path(path)
-    raw = read_json_rows(path)
-    rows, dropped = [], []
-    for index, row in enumerate(raw):
-        problem = row.error or _row_problem(row.value)
-        if problem is not None:
-            logger.warning("%s skipped: %s", row.where, problem)
-            dropped.append(index)
-        else:
-            rows.append({**row.value, ROW_INDEX: index, ROW_WHERE: row.where})
-    if dropped:
-        logger.warning("%s: %d of %d rows skipped as malformed", path, len(dropped), len(raw))
-    if not rows:
-        raise InputError(
-            f"{path}: no usable rows (each needs string fields {', '.join(REQUIRED_FIELDS)}, "
-            "and a solution naming one of the problem's options)"
-        )
-    return rows, dropped
+    """The usable rows of a GRPO jsonl (or json list), each as its index (`row`), place (`where`) and fields
+    (`columns`), and the indices of the others, logged with their file and line: lines that are not JSON,
+    rows without the string fields, and rows whose solution names no option of their problem (they could
+    never be rewarded). Raises `InputError` when no row is usable."""
+    return read_usable_rows(
+        path,
+        _row_problem,
+        lambda index, row: {"row": index, "where": row.where, "columns": row.value},
+        hint=f"each needs string fields {', '.join(REQUIRED_FIELDS)}, and a solution naming one of the problem's options",
+    )
 
 
 def grpo_prompt(problem: str, processor) -> str:
@@ -166,31 +152,25 @@ def grpo_prompt(problem: str, processor) -> str:
     return processor.chat_prompt(question_with_instruction(problem, "reason", separator=" "))
 
 
-class GRPODataset(torch.utils.data.Dataset):
+class GRPODataset(RowDataset):
     """GRPO rows -> {prompt, prompt_ids, pixel_values [T,3,S,S], columns, row, skipped}, in DataLoader workers.
 
     `video_filename` is relative to `video_root` (the published values start with "./"). A row whose
     video cannot be read, or whose prompt plus `max_completion_length` exceeds the model's length, is
-    logged and replaced by the next good row, so batches keep their size and a resumed run sees the
-    same batches; the replaced rows travel with the example (`skipped`) to be counted. `rows` is what
-    `read_rows(data_path)` returned, when the caller has read the file already.
+    replaced by the next good row (`tinyvideo.data.row_dataset`). `rows` is what `read_rows(data_path)`
+    returned, when the caller has read the file already.
     """
 
     def __init__(self, data_path, video_root, processor, config, rows=None):
-        self.rows, self.malformed_rows = rows or read_rows(data_path)
-        self.source = str(data_path)
-        self.video_root = Path(video_root) if video_root is not None else Path(data_path).parent
+        super().__init__(*(rows or read_rows(data_path)), data_path, video_root if video_root is not None else Path(data_path).parent)
         self.processor = processor
         self.config = config
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def encode(self, index: int) -> dict:
-        row = self.rows[index]
-        frames = load_video(self.video_root / row["video_filename"], self.config)
+    def encode(self, row: dict) -> dict:
+        columns = row["columns"]
+        frames = load_video(self.video_root / columns["video_filename"], self.config)
         pixels = preprocess_frames(frames, self.processor.frame_transform)
-        prompt = grpo_prompt(row["problem"], self.processor)
+        prompt = grpo_prompt(columns["problem"], self.processor)
         prompt_ids = self.processor.tokenize(prompt, [len(pixels)])
         room = self.processor.model_max_length - self.config.max_completion_length
         if len(prompt_ids) > room:
@@ -198,25 +178,13 @@ class GRPODataset(torch.utils.data.Dataset):
                 f"prompt of {len(prompt_ids)} tokens leaves no room for {self.config.max_completion_length} new tokens "
                 f"within model_max_length {self.processor.model_max_length}"
             )
-        columns = {key: value for key, value in row.items() if key not in (ROW_INDEX, ROW_WHERE)}
         return {
             "prompt": prompt,
             "prompt_ids": torch.tensor(prompt_ids),
             "pixel_values": pixels,
             "columns": columns,
-            "row": row[ROW_INDEX],
+            "row": row["row"],
         }
-
-    def __getitem__(self, index: int) -> dict:
-        skipped = []
-        for attempt in range(MAX_CONSECUTIVE_BAD_ROWS):
-            position = (index + attempt) % len(self.rows)
-            try:
-                return {**self.encode(position), "skipped": skipped}
-            except (VideoDecodeError, ValueError, OSError) as err:
-                logger.warning("%s skipped: %s", self.rows[position][ROW_WHERE], err)
-                skipped.append(self.rows[position][ROW_INDEX])
-        raise RuntimeError(f"{self.source}: {MAX_CONSECUTIVE_BAD_ROWS} consecutive rows from {index} are unusable")
 
 
 # ---- the run ----------------------------------------------------------------------------------------

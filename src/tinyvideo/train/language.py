@@ -58,7 +58,7 @@ from tinyvideo.processing import IGNORE_INDEX, conversation_segments
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
 from tinyvideo.train.common import add_config_arguments, check_ranges, conversation_texts, run_stage
-from tinyvideo.train.runs import train_and_save
+from tinyvideo.train.runs import SkippedRowsTally, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -213,12 +213,8 @@ class BindingEval(TrainerCallback):
             self.trainer.log({**{f"binding_{k}": round(v, 2) for k, v in scores.items()}, "wall_seconds": round(seconds)})
 
 
-class LanguageTrainer(Trainer):
+class LanguageTrainer(SkippedRowsTally, Trainer):
     """Rows in the run's own order: the curriculum is in the dataset, so no shuffling."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.skipped_rows: set[int] = set()
 
     def _get_train_sampler(self, train_dataset=None):
         return torch.utils.data.SequentialSampler(train_dataset or self.train_dataset)

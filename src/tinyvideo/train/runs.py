@@ -24,6 +24,19 @@ TRAINER_STATE = "trainer_state.json"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
+class SkippedRowsTally:
+    """Trainer mix-in: the rows the dataset had to replace (`tinyvideo.data.row_dataset`), which arrive with
+    each batch as `skipped_rows` and are taken out before the model sees it; `train_and_save` reports them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skipped_rows: set[int] = set()
+
+    def _prepare_inputs(self, inputs: dict) -> dict:
+        self.skipped_rows.update(inputs.pop("skipped_rows", ()))
+        return super()._prepare_inputs(inputs)
+
+
 def is_complete_checkpoint(folder: Path) -> bool:
     """The Trainer writes `trainer_state.json` last; a checkpoint whose state file parses and names its own
     step, next to the weights (or DeepSpeed's `global_stepN` shards), was finished. A run killed mid-save

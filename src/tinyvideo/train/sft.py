@@ -27,7 +27,7 @@ from tinyvideo.train.common import (
     require_folder,
     run_stage,
 )
-from tinyvideo.train.runs import train_and_save
+from tinyvideo.train.runs import SkippedRowsTally, train_and_save
 
 
 @dataclass
@@ -53,12 +53,8 @@ class SFTConfig(ModelArguments, TrainingArguments):
         super().__post_init__()
 
 
-class SFTTrainer(Trainer):
-    """The Trainer, plus a tally of the data rows that had to be skipped (they arrive with each batch)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.skipped_rows: set[int] = set()
+class SFTTrainer(SkippedRowsTally, Trainer):
+    """The Trainer, plus a tally of the data rows that had to be skipped, and per-module learning rates."""
 
     def create_optimizer(self, model=None):
         """The Trainer's optimizer, with the connector's and vision tower's own learning rates when set
@@ -77,10 +73,6 @@ class SFTTrainer(Trainer):
             params = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
             self.optimizer = optimizer_class(params, **kwargs)
         return super().create_optimizer(model)
-
-    def compute_loss(self, model, inputs, *args, **kwargs):
-        self.skipped_rows.update(inputs.pop("skipped_rows", ()))
-        return super().compute_loss(model, inputs, *args, **kwargs)
 
 
 def train(config: SFTConfig, callbacks=None) -> Path:

@@ -27,7 +27,6 @@ folder whose vision half a `tiny` model takes through `vision_tower_path`.
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,16 +36,16 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import SiglipConfig, SiglipModel, Trainer, TrainingArguments, set_seed
 
+from tinyvideo.data.row_dataset import RowDataset
 from tinyvideo.errors import InputError
 from tinyvideo.processing import preprocess_frames
+from tinyvideo.rows import read_usable_rows
 from tinyvideo.scratch import train_tokenizer
-from tinyvideo.rows import read_json_rows
 from tinyvideo.train import vision_attributes
 from tinyvideo.train.common import add_config_arguments, check_ranges, require_folder, run_stage
-from tinyvideo.train.frame_rows import FrameRowsDataset, read_exact_frames
-from tinyvideo.train.runs import train_and_save
+from tinyvideo.train.runs import SkippedRowsTally, train_and_save
+from tinyvideo.video import read_exact_frames
 
-logger = logging.getLogger(__name__)
 
 OBJECTIVES = ("contrastive", "attributes")
 
@@ -85,34 +84,31 @@ class VisionConfig(TrainingArguments):
         super().__post_init__()
 
 
-def _is_usable(row) -> bool:
+def _row_problem(row) -> str | None:
     frames = row.get("frames") if isinstance(row, dict) else None
-    if not (isinstance(row, dict) and isinstance(row.get("video"), str) and isinstance(frames, list) and frames):
-        return False
-    return all(isinstance(f, dict) and isinstance(f.get("index"), int) and isinstance(f.get("caption"), str) for f in frames)
+    if not (isinstance(row, dict) and isinstance(row.get("video"), str) and isinstance(frames, list) and frames) or not all(
+        isinstance(f, dict) and isinstance(f.get("index"), int) and isinstance(f.get("caption"), str) for f in frames
+    ):
+        return "not {video: str, frames: [{index: int, caption: str}]}"
+    return None
 
 
 def read_rows(path: str | Path) -> tuple[list[dict], list[int]]:
     """The rows with a video path and at least one {index, caption} frame, and the indices of the others
     (logged with their file and line). Raises `InputError` when no row is usable."""
-    kept, dropped = [], []
-    for index, row in enumerate(read_json_rows(path)):
-        if row.error is None and _is_usable(row.value):
-            kept.append({"row": index, "where": row.where, "video": row.value["video"], "frames": row.value["frames"]})
-        else:
-            dropped.append(index)
-            problem = row.error or "not {video: str, frames: [{index: int, caption: str}]}"
-            logger.warning("%s skipped: %s", row.where, problem)
-    if not kept:
-        raise InputError(f"{path}: no usable rows")
-    return kept, dropped
+    return read_usable_rows(
+        path,
+        _row_problem,
+        lambda index, row: {"row": index, "where": row.where, "video": row.value["video"], "frames": row.value["frames"]},
+    )
 
 
-class FrameCaptionDataset(FrameRowsDataset):
+class FrameCaptionDataset(RowDataset):
     """Each item is one row's captioned frames, decoded and preprocessed, with their captions."""
 
     def __init__(self, data_path: str, video_root: str | None, image_size: int):
-        super().__init__(*read_rows(data_path), video_root if video_root is not None else Path(data_path).parent, image_size)
+        super().__init__(*read_rows(data_path), data_path, video_root if video_root is not None else Path(data_path).parent)
+        self.image_size = image_size
 
     def captions(self) -> list[str]:
         return [frame["caption"] for row in self.rows for frame in row["frames"]]
@@ -173,13 +169,8 @@ class FrameCaptionModel(SiglipModel):
         return frames @ captions.T * self.logit_scale.exp()
 
 
-class VisionTrainer(Trainer):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.skipped_rows: set[int] = set()
-
+class VisionTrainer(SkippedRowsTally, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        self.skipped_rows.update(inputs.pop("skipped_rows", ()))
         logits = model.similarity(inputs["pixel_values"], inputs["input_ids"])
         loss = contrastive_loss(logits, inputs["input_ids"])
         return (loss, {"logits": logits}) if return_outputs else loss

@@ -20,7 +20,6 @@ Data: the suite's scene rows `{"video": path, "objects": [{"shape", "x": [...], 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
@@ -28,15 +27,14 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel, Trainer, set_seed
 
+from tinyvideo.data.row_dataset import RowDataset
 from tinyvideo.data.synth_scenes import COLOURS, OBJECT, SHAPES, SIZE
-from tinyvideo.errors import InputError
 from tinyvideo.processing import preprocess_frames
-from tinyvideo.rows import read_json_rows
+from tinyvideo.rows import read_usable_rows
 from tinyvideo.train.common import require_folder
-from tinyvideo.train.runs import train_and_save
-from tinyvideo.train.frame_rows import FrameRowsDataset, read_exact_frames
+from tinyvideo.train.runs import SkippedRowsTally, train_and_save
+from tinyvideo.video import read_exact_frames
 
-logger = logging.getLogger(__name__)
 
 COLOUR_CLASSES = ("none", *COLOURS)
 SHAPE_CLASSES = ("none", *SHAPES)
@@ -77,17 +75,13 @@ def scene_row_problem(row) -> str | None:
 def read_scene_rows(path: str | Path) -> tuple[list[dict], list[int]]:
     """The scene rows with a video and objects tracked over the same frames, and the indices of the others
     (logged with their file and line). Raises `InputError` when no row is usable."""
-    kept, dropped = [], []
-    for index, row in enumerate(read_json_rows(path)):
-        problem = row.error or scene_row_problem(row.value)
-        if problem is None:
-            kept.append({"row": index, "where": row.where, "video": row.value["video"], "objects": row.value["objects"]})
-        else:
-            dropped.append(index)
-            logger.warning("%s skipped: %s", row.where, problem)
-    if not kept:
-        raise InputError(f"{path}: no usable scene rows (frame-caption rows are for objective: contrastive)")
-    return kept, dropped
+    return read_usable_rows(
+        path,
+        scene_row_problem,
+        lambda index, row: {"row": index, "where": row.where, "video": row.value["video"], "objects": row.value["objects"]},
+        what="scene rows",
+        hint="frame-caption rows are for objective: contrastive",
+    )
 
 
 def patch_targets(objects: list[dict], grid: int) -> dict[str, torch.Tensor]:
@@ -111,11 +105,12 @@ def patch_targets(objects: list[dict], grid: int) -> dict[str, torch.Tensor]:
     return {"colour": colour, "shape": shape, "offset": offset}
 
 
-class SceneFramesDataset(FrameRowsDataset):
+class SceneFramesDataset(RowDataset):
     """Each item is one scene's frames, decoded and preprocessed, with their patch targets."""
 
     def __init__(self, data_path: str, video_root: str | None, image_size: int, grid: int):
-        super().__init__(*read_scene_rows(data_path), video_root if video_root is not None else Path(data_path).parent, image_size)
+        super().__init__(*read_scene_rows(data_path), data_path, video_root if video_root is not None else Path(data_path).parent)
+        self.image_size = image_size
         self.grid = grid
 
     def encode(self, row: dict) -> dict:
@@ -161,13 +156,8 @@ def attribute_loss(logits: torch.Tensor, colour: torch.Tensor, shape: torch.Tens
     return loss
 
 
-class AttributeTrainer(Trainer):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.skipped_rows: set[int] = set()
-
+class AttributeTrainer(SkippedRowsTally, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        self.skipped_rows.update(inputs.pop("skipped_rows", ()))
         logits = model.attribute_logits(inputs["pixel_values"])
         loss = attribute_loss(logits, inputs["colour"], inputs["shape"], inputs["offset"])
         return (loss, {"logits": logits}) if return_outputs else loss

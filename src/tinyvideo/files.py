@@ -1,0 +1,42 @@
+"""Files that appear whole or not at all: written beside their place under a temporary name, then renamed
+over it, so a reader (or another process, or a rerun after a crash) never sees half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    """`write(tmp)` fills a temporary file in `path`'s folder (created if missing), which then replaces
+    `path`; on an error it is removed and `path` is left as it was. The temporary name ends in `path`'s
+    suffix, for writers that choose the format by it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """`text` as the UTF-8 file `path`."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | os.PathLike, data) -> Path:
+    """`data` as a JSON file (indent 1, non-ASCII kept)."""
+    return write_text(path, json.dumps(data, indent=1, ensure_ascii=False))
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable) -> Path:
+    """One JSON value per line."""
+    return write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
