@@ -40,7 +40,7 @@ from tinyvideo.train.grpo_rollouts import prompt_batch, prompt_embeddings, sampl
 from tinyvideo.train.rewards import accuracy_reward, combine_rewards, format_reward
 
 ROOT = Path(__file__).resolve().parents[1]
-# The synthetic suite's model (configs/synth/pretrain.yaml).
+# The synthetic suite's model (src/tinyvideo/recipes/synth/pretrain.yaml).
 TINY = dict(
     image_size=64, patch_size=8, vision_hidden_size=64, vision_layers=3,
     hidden_size=128, num_layers=4, num_queries=32, group=8,

@@ -1,10 +1,10 @@
 """Training speed and peak memory with a real pretrained language model against the suite's tiny one.
 
 Three models train on the same clips and captions, at the same batch, each in a fresh process (see
-`train_throughput.py`, whose measurement this reuses): the tiny language model of `configs/synth/pretrain.yaml`
+`train_throughput.py`, whose measurement this reuses): the tiny language model of `src/tinyvideo/recipes/synth/pretrain.yaml`
 (4 layers, width 128, trained in full), and SmolLM2-135M-Instruct read from its GGUF file, trained in full and
 with LoRA adapters (`--lora-r`, alpha 2r, no dropout: configs/smollm2/'s settings). All three see through the same untrained vision tower of the
-`configs/synth/vision.yaml` shape, frozen, with the recipe's group connector (32 visual tokens).
+`src/tinyvideo/recipes/synth/vision.yaml` shape, frozen, with the recipe's group connector (32 visual tokens).
 
     python benchmarks/language_model_throughput.py --suite synth [--steps 8 --batch-size 8]
 

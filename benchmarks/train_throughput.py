@@ -9,11 +9,11 @@ Every variant runs in a fresh process, so peak memory (the CUDA allocator's peak
 peak resident set on a CPU) belongs to that variant alone. Samples/s is timed over the steps after the
 first `--warmup` ones.
 
-    python benchmarks/train_throughput.py --suite synth [--config configs/synth/finetune.yaml] [--steps 20]
+    python benchmarks/train_throughput.py --suite synth [--config src/tinyvideo/recipes/synth/finetune.yaml] [--steps 20]
 
 Without `--suite`, a few toy clips are generated in a temporary folder. The model is the recipe's
-(`configs/synth/pretrain.yaml` by default: a tiny model built from scratch around an untrained vision
-tower of the `configs/synth/vision.yaml` shape; speed does not depend on the weights).
+(`src/tinyvideo/recipes/synth/pretrain.yaml` by default: a tiny model built from scratch around an untrained vision
+tower of the `src/tinyvideo/recipes/synth/vision.yaml` shape; speed does not depend on the weights).
 """
 
 from __future__ import annotations

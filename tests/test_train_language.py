@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from tinyvideo.data.synth import design_split
 from tinyvideo.data.synth_questions import LETTERS
+from tinyvideo.demo.plan import RECIPES
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
 from tinyvideo.train.common import load_config
 from tinyvideo.train.language import (
@@ -143,7 +143,7 @@ def test_letters_apart_tokenizer_names_an_option_with_its_own_letter_token(tmp_p
     assert prompt_ids(together, clips[0].question) == together(binding_prompt(clips[0].question))["input_ids"]
 
 
-RECIPE = Path(__file__).resolve().parents[1] / "configs" / "synth" / "language.yaml"
+RECIPE = RECIPES / "language.yaml"
 # The vocabulary (token -> id) the recipe's measured curve was trained with. Which embedding row each token
 # starts from decides whether the run ever leaves chance (see `tinyvideo.train.language`), so another
 # vocabulary or another order of ids is another run, whatever its settings.

@@ -14,6 +14,7 @@ import torch
 from transformers import AutoTokenizer, SiglipVisionModel
 
 from media import corrupt_frames, make_indexed_video
+from tinyvideo.demo.plan import RECIPES
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.train.common import load_config, load_model_and_processor
 from tinyvideo.train.runs import FINAL_MODEL
@@ -129,8 +130,7 @@ def test_rows_must_name_a_video_and_captioned_frames(frames_data, tmp_path):
 
 
 def test_the_synthetic_suite_recipe_loads_and_matches_the_pretraining_stage():
-    configs = Path(__file__).resolve().parents[1] / "configs" / "synth"
-    config = load_config(VisionConfig, str(configs / "vision.yaml"), [])
-    pretrain = load_config(SFTConfig, str(configs / "pretrain.yaml"), ["--model_name_or_path", "tiny"])
+    config = load_config(VisionConfig, str(RECIPES / "vision.yaml"), [])
+    pretrain = load_config(SFTConfig, str(RECIPES / "pretrain.yaml"), ["--model_name_or_path", "tiny"])
     assert config.objective == "attributes" and config.data_path == "synth/scenes/train.jsonl"
     assert pretrain.vision_tower_path == f"{config.output_dir}/{FINAL_MODEL}"

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo"), help="folder for everything (default ./demo); reruns reuse it")
     parser.add_argument("--ablation", choices=["connectors"], help="compare the group, image-level and naive resamplers")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the suite and of every stage (default 0)")
-    parser.add_argument("--recipes", type=Path, default=RECIPES, help="folder of the stage recipes (default: configs/synth)")
+    parser.add_argument("--recipes", type=Path, default=RECIPES, help="folder of the stage recipes (default: the package's own, tinyvideo/recipes/synth)")
     parser.add_argument(
         "--language-model",
         type=Path,

@@ -4,7 +4,7 @@ to a report with plots, in minutes on a laptop CPU.
     tinyvideo demo [--scale smoke|small] [--out DIR]
     tinyvideo demo --ablation connectors [--scale smoke|small] [--out DIR]
 
-The first form generates the suite, runs the five recipes of `configs/synth/` (vision, pretrain,
+The first form generates the suite, runs the five recipes of `tinyvideo/recipes/synth/` (vision, pretrain,
 finetune, coldstart, grpo) one after the other with their paths pointed into DIR, has the evaluation
 harness answer the suite's test questions in Option, Reason and Cloze modes after each stage that makes
 a language model, and writes

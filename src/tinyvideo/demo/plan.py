@@ -11,7 +11,7 @@ from tinyvideo.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-RECIPES = Path(__file__).resolve().parents[3] / "configs" / "synth"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "synth"  # package data: installed with tinyvideo
 MODES = ("option", "reason", "cloze")
 ABLATION_MODES = ("option", "cloze")
 OPTION_TOKENS = 16  # an Option-mode answer is a letter
@@ -86,7 +86,7 @@ def open_workspace(
     missing = [f"{s.name}.yaml" for s in STAGES if not (recipes / f"{s.name}.yaml").is_file()]
     if missing:
         raise InputError(
-            f"recipes {', '.join(missing)} not found in {recipes}: pass --recipes, the configs/synth folder of tinyvideo"
+            f"recipes {', '.join(missing)} not found in {recipes}: pass --recipes, a folder with a recipe per stage (tinyvideo ships its own in tinyvideo/recipes/synth)"
         )
     scale = SCALES[scale_name]
     folder = root / "synth"

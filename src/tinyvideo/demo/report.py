@@ -204,7 +204,7 @@ def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float, s
         "",
         f"Made with `tinyvideo demo --scale {ws.scale.suite} --seed {ws.seed}"
         + (f" --language-model {ws.language_model}" if ws.language_model is not None else "")
-        + "` from the recipes in `configs/synth/`.",
+        + "` from the recipes in `tinyvideo/recipes/synth/`.",
         "",
         "## Test accuracy (%) per task and stage",
         "",

@@ -1,6 +1,6 @@
 """Base language model pretraining: a tiny language model learns multiple-choice symbol binding.
 
-    tinyvideo train language --config configs/synth/language.yaml [--key value ...]
+    tinyvideo train language --config src/tinyvideo/recipes/synth/language.yaml [--key value ...]
 
 Option and Reason modes need two skills: knowing the answer, and naming its option's letter. The published
 models get the second from Qwen2.5; a tiny language model trained from scratch inside the demo never does
@@ -289,7 +289,7 @@ def model_card(config: LanguageConfig, model, log_history: list[dict], test_scor
         "",
         "## How it was made",
         "",
-        "    tinyvideo train language --config configs/synth/language.yaml",
+        "    tinyvideo train language --config src/tinyvideo/recipes/synth/language.yaml",
         "",
         f"- Data: the synthetic suite's train split (seed {config.suite_seed}), {config.pool_per_task} questions per "
         "task, text only; the tokenizer is fit on the same split's captions, questions and reasoning. It never saw "

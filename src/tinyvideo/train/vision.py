@@ -1,7 +1,7 @@
 """Vision tower pretraining for models built from scratch: a tiny SigLIP tower learns to see from
 frame-caption pairs before any language model looks through it.
 
-    tinyvideo train vision --config configs/synth/vision.yaml [--key value ...]
+    tinyvideo train vision --config src/tinyvideo/recipes/synth/vision.yaml [--key value ...]
 
 The published models start from a pretrained SigLIP. A tiny model built from scratch has no such tower,
 and through a random one the language model learns nothing about the video: on the synthetic suite the
@@ -14,7 +14,7 @@ made, at toy scale, with one of two objectives (`objective`):
   count as positives of each other). With its tower the captioning stage ends at a loss of 0.569 with the
   right video against 0.785 with another clip's; but linear probes find little more in its patch tokens than
   in a random tower's (`benchmarks/vision_probe.py`: an object's shape 51.1% against 43.4%).
-- `attributes` (`configs/synth/vision.yaml`): the colour, shape and place of the object in every patch of
+- `attributes` (`tinyvideo/recipes/synth/vision.yaml`): the colour, shape and place of the object in every patch of
   every frame, from the synthetic suite's scene rows (`tinyvideo.train.vision_attributes`, where the
   probes' numbers are).
 

@@ -10,7 +10,7 @@ on occupied patches). The head is only for this stage; the pretrain stage takes 
 
 Measured on the small suite (`benchmarks/vision_probe.py`: linear probes on the frozen patch tokens of the
 test split's frames, the shape and colour of every occupied patch): this objective's tower
-(`configs/synth/vision.yaml`) 84.5% shape, 99.4% colour; the captions-contrastive tower 51.1 / 99.4; the
+(`tinyvideo/recipes/synth/vision.yaml`) 84.5% shape, 99.4% colour; the captions-contrastive tower 51.1 / 99.4; the
 same architecture at random 43.4 / 96.6; the patch's pixels 48.7 / 99.1.
 
 Data: the suite's scene rows `{"video": path, "objects": [{"shape", "x": [...], "y": [...], "colour":
