@@ -20,6 +20,7 @@ from launch import launch
 from media import corrupt_frames, cut_by_stream_copy, make_frame_folder, make_indexed_video, truncate_file, zero_frame_durations
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.cli import main
+from tinyvideo.commands.eval import parse_shard
 from tinyvideo.errors import InputError
 from tinyvideo.eval import harness
 from tinyvideo.eval.benchmarks.common import Sampling
@@ -216,9 +217,9 @@ def test_answers_made_under_other_settings_are_not_mixed(settings, loaded, refer
     with pytest.raises(ValueError, match="mode"):
         evaluate(Settings(**{**settings.__dict__, "mode": "reason"}), tmp_path, *loaded)
     with pytest.raises(ValueError, match="i/n"):
-        harness.parse_shard("2")
+        parse_shard("2")
     with pytest.raises(ValueError, match="between 0 and n-1"):
-        harness.parse_shard("2/2")
+        parse_shard("2/2")
 
 
 def test_cloze_mode_picks_the_option_likeliest_as_the_answer(settings, loaded, tmp_path):

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tinyvideo.commands import synth as synth_command
 from tinyvideo.data import synth
 from tinyvideo.data.synth_formats import problem
 from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Question
@@ -29,8 +30,8 @@ def suite(tmp_path_factory) -> synth.Suite:
     """The smoke suite, made through the command-line entry point."""
     out = tmp_path_factory.mktemp("synth") / "suite"
     parser = argparse.ArgumentParser()
-    synth.add_arguments(parser)
-    assert synth.run(parser.parse_args(["--out", str(out), "--scale", "smoke", "--preview"])) == 0
+    synth_command.add_arguments(parser)
+    assert synth_command.run(parser.parse_args(["--out", str(out), "--scale", "smoke", "--preview"])) == 0
     return synth.load_suite(out)
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from tinyvideo.commands.stage import add_config_arguments, config_overrides
 from tinyvideo.demo.plan import RECIPES as SYNTH_RECIPES
 from tinyvideo.errors import InputError
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
@@ -21,9 +22,7 @@ from tinyvideo.train.common import (
     MINIMUMS,
     POSITIVE,
     ModelArguments,
-    add_config_arguments,
     apply_tuning,
-    config_overrides,
     load_adapter,
     load_config,
     load_model_and_processor,

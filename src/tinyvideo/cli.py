@@ -1,7 +1,7 @@
 """The `tinyvideo` command.
 
-Each subcommand lives in its own module, which provides `add_arguments(parser)` and `run(args)`.
-Modules are imported only for the subcommand that runs, so `tinyvideo --help` stays fast.
+Each subcommand lives in its own module of `tinyvideo.commands`, which provides `add_arguments(parser)` and
+`run(args)`. Modules are imported only for the subcommand that runs, so `tinyvideo --help` stays fast.
 
 Numeric flags are checked when they are parsed, by the `type=` validators of `tinyvideo.flags`, which
 every command's `add_arguments` shares. Bad input found later (a file, a row, a checkpoint folder) raises
@@ -19,18 +19,18 @@ import sys
 
 from tinyvideo.errors import InputError
 
-COMMANDS = {
-    "init": ("tinyvideo.scratch", "create a new tiny model from scratch"),
-    "infer": ("tinyvideo.inference", "answer a question about a video"),
+COMMANDS = {  # name: (its module in tinyvideo.commands, summary)
+    "init": ("tinyvideo.commands.init", "create a new tiny model from scratch"),
+    "infer": ("tinyvideo.commands.infer", "answer a question about a video"),
     "export": ("tinyvideo.commands.export", "write a checkpoint back in the published TinyLLaVA format"),
-    "synth": ("tinyvideo.data.synth", "generate the synthetic video-reasoning suite"),
-    "train vision": ("tinyvideo.train.vision", "pretrain a tiny vision tower on frame-caption pairs (from scratch)"),
-    "train language": ("tinyvideo.train.language", "pretrain a tiny base language model on multiple-choice letter binding"),
-    "train sft": ("tinyvideo.train.sft", "supervised training: pretraining, fine-tuning, cold start"),
-    "train grpo": ("tinyvideo.train.grpo", "GRPO reinforcement learning"),
-    "eval": ("tinyvideo.eval.harness", "evaluate on a benchmark, or merge shards: eval merge --output DIR"),
+    "synth": ("tinyvideo.commands.synth", "generate the synthetic video-reasoning suite"),
+    "train vision": ("tinyvideo.commands.train_vision", "pretrain a tiny vision tower on frame-caption pairs (from scratch)"),
+    "train language": ("tinyvideo.commands.train_language", "pretrain a tiny base language model on multiple-choice letter binding"),
+    "train sft": ("tinyvideo.commands.train_sft", "supervised training: pretraining, fine-tuning, cold start"),
+    "train grpo": ("tinyvideo.commands.train_grpo", "GRPO reinforcement learning"),
+    "eval": ("tinyvideo.commands.eval", "evaluate on a benchmark, or merge shards: eval merge --output DIR"),
     "demo": ("tinyvideo.commands.demo", "train and evaluate a model on the synthetic suite from nothing, with a report"),
-    "serve": ("tinyvideo.serve", "a web page that answers questions about a video (needs the 'serve' extra)"),
+    "serve": ("tinyvideo.commands.serve", "a web page that answers questions about a video (needs the 'serve' extra)"),
 }
 DEBUG_FLAG = "--debug"
 

@@ -1,4 +1,4 @@
-"""Answer a question about a video: `tinyvideo infer` and its Python counterpart `answer_question`."""
+"""Answering a question about a video, from Python (`answer_question`) and for `tinyvideo infer` and the web page."""
 
 from __future__ import annotations
 
@@ -6,12 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tinyvideo.answers import HEDGED, OPTION_LINE, extract_answer, question_options
-from tinyvideo.checkpoints import DTYPES
-from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
-from tinyvideo.modeling import TinyVideoForConditionalGeneration
-from tinyvideo.processing import TinyVideoProcessor
-from tinyvideo.video import read_frames
+from tinyvideo.answers import OPTION_LINE, extract_answer, question_options
 
 
 @dataclass
@@ -57,37 +52,3 @@ def answer_question(
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=max_new_tokens, **generate_kwargs)
     return read_answer(processor.decode(out[0, batch["input_ids"].shape[1] :]).strip(), question, mode)
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="checkpoint folder (tinyvideo or published TinyLLaVA format)")
-    parser.add_argument("--video", required=True, help="video file, folder of frames, or image")
-    parser.add_argument("--question", required=True, help="the question; list options on their own lines as 'A. ...'")
-    parser.add_argument("--mode", choices=["option", "reason"], help="append the Option or Reason instruction")
-    add_frame_arguments(parser)
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=512)
-    parser.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 = greedy")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed for sampling")
-
-
-def run(args) -> int:
-    """The video and the flags are checked before the model is loaded."""
-    num_frames, fps, max_frames = frame_sampling(args)
-    frames, _ = read_frames(args.video, num_frames=num_frames, fps=fps, max_frames=max_frames)
-    processor = TinyVideoProcessor.from_pretrained(args.model)
-    model = TinyVideoForConditionalGeneration.from_pretrained(args.model, dtype=DTYPES[args.dtype]).to(args.device)
-    model.eval()
-    sampling = {}
-    if args.temperature > 0:
-        torch.manual_seed(args.seed)
-        sampling = {"do_sample": True, "temperature": args.temperature}
-    result = answer_question(model, processor, frames, args.question, args.mode, args.max_new_tokens, **sampling)
-    if args.mode == "reason" and result.reasoning is not None:
-        print(f"reasoning: {result.reasoning}")
-    print(f"answer: {result.text}")
-    if args.mode is not None:
-        reason = "the answer names more than one option" if result.method == HEDGED else "no option could be read"
-        print(f"option: {result.letter or f'none ({reason})'}")
-    return 0

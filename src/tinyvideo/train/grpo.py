@@ -13,7 +13,6 @@ is written to `output_dir/model`, sampled completions to `output_dir/completions
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import string
@@ -30,14 +29,7 @@ from tinyvideo.errors import InputError
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.rows import read_usable_rows
-from tinyvideo.train.common import (
-    ModelArguments,
-    add_config_arguments,
-    apply_tuning,
-    load_model_and_processor,
-    require_folder,
-    run_stage,
-)
+from tinyvideo.train.common import ModelArguments, apply_tuning, load_model_and_processor, require_folder
 from tinyvideo.train.grpo_loss import LOSS_TYPES, SCALE_REWARDS
 from tinyvideo.train.grpo_trainer import GRPOTrainer, only_adapters_train
 from tinyvideo.train.rewards import COMBINATIONS, REWARD_FUNCS, combine_rewards
@@ -206,11 +198,3 @@ def train(config: GRPOConfig, callbacks=None, reward_funcs=None) -> Path:
         model, config, processor, dataset, reward_funcs=reward_funcs, ref_model=ref_model, callbacks=callbacks
     )
     return train_and_save(trainer, processor, dataset)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, GRPOConfig)
-
-
-def run(args: argparse.Namespace) -> int:
-    return run_stage(args, GRPOConfig, train)

@@ -39,7 +39,6 @@ tokenizer and model card (`README.md`), which `language_model_path` takes.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import dataclass, field
@@ -57,7 +56,7 @@ from tinyvideo.errors import InputError
 from tinyvideo.processing import IGNORE_INDEX, conversation_segments
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
-from tinyvideo.train.common import add_config_arguments, check_ranges, conversation_texts, run_stage
+from tinyvideo.train.common import check_ranges, conversation_texts
 from tinyvideo.train.runs import SkippedRowsTally, train_and_save
 
 logger = logging.getLogger(__name__)
@@ -327,11 +326,3 @@ def model_card(config: LanguageConfig, model, log_history: list[dict], test_scor
         "",
     ]
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, LanguageConfig)
-
-
-def run(args: argparse.Namespace) -> int:
-    return run_stage(args, LanguageConfig, train)

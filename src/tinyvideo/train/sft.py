@@ -10,7 +10,6 @@ written to `output_dir/model`.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,14 +18,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 from tinyvideo.data.llava import LlavaCollator, LlavaDataset, read_rows
 from tinyvideo.errors import InputError
 from tinyvideo.processing import TEMPLATES
-from tinyvideo.train.common import (
-    ModelArguments,
-    add_config_arguments,
-    apply_tuning,
-    load_model_and_processor,
-    require_folder,
-    run_stage,
-)
+from tinyvideo.train.common import ModelArguments, apply_tuning, load_model_and_processor, require_folder
 from tinyvideo.train.runs import SkippedRowsTally, train_and_save
 
 
@@ -92,11 +84,3 @@ def train(config: SFTConfig, callbacks=None) -> Path:
         callbacks=callbacks,
     )
     return train_and_save(trainer, processor, dataset)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, SFTConfig)
-
-
-def run(args: argparse.Namespace) -> int:
-    return run_stage(args, SFTConfig, train)

@@ -26,7 +26,6 @@ folder whose vision half a `tiny` model takes through `vision_tower_path`.
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from tinyvideo.processing import preprocess_frames
 from tinyvideo.rows import read_usable_rows
 from tinyvideo.scratch import train_tokenizer
 from tinyvideo.train import vision_attributes
-from tinyvideo.train.common import add_config_arguments, check_ranges, require_folder, run_stage
+from tinyvideo.train.common import check_ranges, require_folder
 from tinyvideo.train.runs import SkippedRowsTally, train_and_save
 from tinyvideo.video import read_exact_frames
 
@@ -220,11 +219,3 @@ def train(config: VisionConfig) -> Path:
         processing_class=tokenizer,
     )
     return train_and_save(trainer, tokenizer, dataset)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, VisionConfig)
-
-
-def run(args: argparse.Namespace) -> int:
-    return run_stage(args, VisionConfig, train)

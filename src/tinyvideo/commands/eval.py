@@ -1,0 +1,116 @@
+"""`tinyvideo eval BENCHMARK` and `tinyvideo eval merge`: the harness (`tinyvideo.eval.harness`) from the
+command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+
+from tinyvideo.checkpoints import DTYPES
+from tinyvideo.errors import InputError
+from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, WITHOUT_SUBTITLES
+from tinyvideo.eval.harness import BENCHMARKS, MODES, Settings, build_report, evaluate
+from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("benchmark", choices=[*BENCHMARKS, "merge"], help="benchmark to run, or 'merge' to score shards")
+    parser.add_argument("--model", help="checkpoint folder (tinyvideo or published TinyLLaVA format)")
+    parser.add_argument("--data", help="the benchmark's folder, as downloaded (see each adapter for its layout)")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="option",
+        help="option, reason: the published prompts, answers generated; cloze: each option's text scored as the answer",
+    )
+    add_frame_arguments(parser)
+    parser.add_argument("--duration", choices=["short", "medium", "long", "all"], default="all", help="Video-MME durations")
+    parser.add_argument("--split", default="test", help="NExT-QA / synthetic-suite split")
+    parser.add_argument(
+        "--subtitles",
+        action="store_true",
+        help="Video-MME, LongVideoBench: ask every question without and with its subtitles, scored side by side",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="questions per generate call")
+    parser.add_argument("--limit", type=positive_int, help="only the first N questions")
+    parser.add_argument("--shard", help="i/n: answer the i-th of n deterministic parts (0-based)")
+    parser.add_argument("--output", help="results folder (default outputs/eval/<benchmark>-<mode>)")
+    parser.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 = greedy; sampling needs --seed")
+    parser.add_argument("--seed", type=non_negative_int, help="seed for sampling")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=1024)
+    parser.add_argument("--num-workers", type=non_negative_int, default=2, help="DataLoader workers decoding videos")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: accelerate's choice)")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard takes i/n (for example 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise InputError(f"--shard {text}: i must be between 0 and n-1")
+    return index, count
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    frames, fps, max_frames = frame_sampling(args)
+    return Settings(
+        benchmark=args.benchmark,
+        data=str(Path(args.data).resolve()),
+        model=str(Path(args.model).resolve()),
+        mode=args.mode,
+        frames=frames,
+        fps=fps,
+        max_frames=max_frames,
+        duration=args.duration,
+        split=args.split,
+        subtitles=args.subtitles,
+        limit=args.limit,
+        temperature=args.temperature,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        dtype=args.dtype,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command; problems the user must fix (arguments, files, folders) raise `InputError`."""
+    if args.benchmark == "merge":
+        if not args.output:
+            raise InputError("merge needs --output, the folder the runs wrote to")
+        output = Path(args.output)
+    else:
+        if not args.model or not args.data:
+            raise InputError(f"tinyvideo eval {args.benchmark} needs --model and --data")
+        settings = settings_from(args)
+        shard = parse_shard(args.shard) if args.shard else None
+        # Launched processes join (over gloo) on the CPU too, where accelerate needs to be told.
+        state = PartialState(cpu=(args.device or "").startswith("cpu") or not torch.accelerator.is_available())
+        if shard is None and state.num_processes > 1:
+            shard = (state.process_index, state.num_processes)
+        output = Path(args.output or f"outputs/eval/{args.benchmark}-{args.mode}{'-subs' if args.subtitles else ''}")
+        device = args.device or state.device
+        evaluate(settings, output, shard=shard, batch_size=args.batch_size, num_workers=args.num_workers, device=device)
+    # No barrier between processes (one would time out when the shards take very different times): each
+    # scores what is there when it finishes, and the last one to finish writes the complete report.
+    return _print_summary(build_report(output), output)
+
+
+def _print_summary(report: dict, output: Path) -> int:
+    value = report["headline"]["value"]
+    print(
+        f"{report['benchmark']} {report['headline']['name']}: {'-' if value is None else f'{value:.1f}'} "
+        f"({report['predicted']} of {report['questions']} questions, {report['invalid_answers']} invalid and "
+        f"{report['hedged_answers']} hedged answers, "
+        f"status {report['status']}); report in {output / 'report.md'}"
+    )
+    if "without_subtitles" in report:
+        value = report["without_subtitles"]["headline"]["value"]
+        print(f"  that is {WITH_SUBTITLES}; {WITHOUT_SUBTITLES}: {'-' if value is None else f'{value:.1f}'} (subtitles: {report.get('subtitles', {})})")
+    if report["pending"]:
+        print(f"{report['pending']} question(s) not answered yet: run the remaining shards, then `tinyvideo eval merge --output {output}`")
+    return 0
