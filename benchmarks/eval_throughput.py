@@ -1,6 +1,6 @@
 """Evaluation throughput: the harness against the published evaluation loop, same model, same questions.
 
-The published loop (compat-spec 5 and 6.7) answers one question at a time: it decodes the whole
+The published loop (docs/published-format.md 5 and 6, item 7) answers one question at a time: it decodes the whole
 video, keeps the 16 sampled frames, runs the vision tower and generates, again for every question
 about the same video. The harness decodes each video once (only the sampled frames, in a DataLoader
 worker), runs the vision tower once per video and generates for a batch of questions at a time.
@@ -34,7 +34,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from media import make_indexed_video  # noqa: E402
 
 from tinyvideo.answers import extract_answer  # noqa: E402
-from tinyvideo.eval.harness import Settings, evaluate, load_questions, read_predictions  # noqa: E402
+from tinyvideo.eval.harness import evaluate  # noqa: E402
+from tinyvideo.eval.predictions import read_predictions  # noqa: E402
+from tinyvideo.eval.settings import Settings, load_questions  # noqa: E402
 from tinyvideo.processing import chat_prompt  # noqa: E402
 from tinyvideo.scratch import build_tiny  # noqa: E402
 from tinyvideo.video import read_frames, uniform_indices  # noqa: E402

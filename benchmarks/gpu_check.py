@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from eval_throughput import QUESTIONS_PER_VIDEO, harness_run, make_fixture, published_loop  # noqa: E402
 from grpo_step import our_step, published_step  # noqa: E402
 
-from tinyvideo.eval.harness import Settings  # noqa: E402
+from tinyvideo.eval.settings import Settings  # noqa: E402
 from tinyvideo.modeling import TinyVideoForConditionalGeneration  # noqa: E402
 from tinyvideo.processing import TinyVideoProcessor, chat_prompt, preprocess_frames  # noqa: E402
 from tinyvideo.scratch import build_tiny, full_size_config, train_tokenizer  # noqa: E402

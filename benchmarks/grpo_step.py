@@ -1,6 +1,6 @@
 """One GRPO step, our way against the published way: same model, same prompts, same completions.
 
-The published trainer (compat-spec 4.4 and 6, items 2-4), per prompt: G sequential `generate` calls,
+The published trainer (docs/published-format.md 4.4 and 6, items 2-4), per prompt: G sequential `generate` calls,
 each running the vision tower and the connector again; then the video repeated G times through the
 vision tower for the policy forward and again for the reference forward, both with full-sequence
 logits. Several prompts per device are not supported there, so it takes one step per prompt.

@@ -7,8 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tinyvideo.answers import HEDGED, format_options, option_texts, question_options
+from tinyvideo.eval.answering import read_response
 from tinyvideo.eval.benchmarks.common import Question
-from tinyvideo.eval.harness import read_response, record_of
+from tinyvideo.eval.predictions import record_of
 from tinyvideo.eval.report import Scoring, score
 from tinyvideo.inference import read_answer
 from tinyvideo.serve import answer_line

@@ -167,7 +167,7 @@ def test_prompt_pieces():
     assert format_options({"A": "red", "B": "blue"}, style="paren") == "(A) red\n(B) blue"
     with pytest.raises(ValueError):
         format_options(["red"], style="bullets")
-    # compat-spec §3.6 and §5
+    # docs/published-format.md 3.6 and 5
     assert OPTION_INSTRUCTION == "Answer with the option's letter from the given choices directly."
     assert REASON_INSTRUCTION == (
         "Output the thinking process in <think> </think> and final answer (option) in <answer> </answer> tags."

@@ -1,6 +1,6 @@
 """Benchmark adapters on small copies of each benchmark's native files, and the frames each question gets.
 
-Every fixture keeps its benchmark's real quirks (eval-io-anchors 1.1 and 1.5): Video-MME options that
+Every fixture keeps its benchmark's real quirks (docs/published-format.md B.1 and B.5): Video-MME options that
 already carry "A. ", MVBench answers given as candidate text with time bounds and a varying number of
 candidates, the same file name in two folders, MLVU's two packagings, MMVU's URL paths and open-ended
 items, NExT-QA's integer ids and answers with TP merged into TN. Prompts are compared with the published
@@ -21,7 +21,8 @@ import pytest
 from media import make_frame_folder, make_indexed_video, read_indices
 from tinyvideo.eval.benchmarks import mlvu, mmvu, mvbench, nextqa, synth, videomme
 from tinyvideo.eval.benchmarks.common import AnnotationError, Sampling, lettered
-from tinyvideo.eval.harness import Settings, VideoFrames
+from tinyvideo.eval.frames import VideoFrames
+from tinyvideo.eval.settings import Settings
 from tinyvideo.processing import chat_prompt
 from tinyvideo.vision_towers import FrameTransform
 

@@ -22,9 +22,14 @@ from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.cli import main
 from tinyvideo.commands.eval import parse_shard
 from tinyvideo.errors import InputError
-from tinyvideo.eval import harness
+from tinyvideo.eval import frames as video_frames
+from tinyvideo.eval.answering import Asked, prompt_ids
 from tinyvideo.eval.benchmarks.common import Sampling
-from tinyvideo.eval.harness import Settings, build_report, evaluate, read_predictions
+from tinyvideo.eval.frames import VideoFrames
+from tinyvideo.eval.harness import evaluate
+from tinyvideo.eval.outputs import build_report
+from tinyvideo.eval.predictions import read_predictions
+from tinyvideo.eval.settings import Settings, load_questions
 from tinyvideo.scratch import build_tiny
 from tinyvideo.vision_towers import FrameTransform
 
@@ -149,8 +154,8 @@ def test_batched_answers_equal_one_at_a_time(settings, loaded, reference, tmp_pa
 def test_each_video_is_decoded_and_encoded_once(settings, loaded, monkeypatch, tmp_path):
     model, processor = loaded
     decoded, encoded, generated = [], [], []
-    read_frames, encode_videos, generate = harness.read_frames, model.encode_videos, model.generate
-    monkeypatch.setattr(harness, "read_frames", lambda path, **kw: decoded.append(path) or read_frames(path, **kw))
+    read_frames, encode_videos, generate = video_frames.read_frames, model.encode_videos, model.generate
+    monkeypatch.setattr(video_frames, "read_frames", lambda path, **kw: decoded.append(path) or read_frames(path, **kw))
     monkeypatch.setattr(model, "encode_videos", lambda *a, **kw: encoded.append(1) or encode_videos(*a, **kw))
     monkeypatch.setattr(model, "generate", lambda **kw: generated.append(kw) or generate(**kw))
     evaluate(settings, tmp_path, model, processor, batch_size=4)
@@ -228,13 +233,13 @@ def test_cloze_mode_picks_the_option_likeliest_as_the_answer(settings, loaded, t
     cloze = Settings(**{**settings.__dict__, "mode": "cloze"})
     evaluate(cloze, tmp_path, model, processor, batch_size=4)
     records = {r["id"]: r for r in read_predictions(tmp_path / "predictions.jsonl")}
-    questions = {q.id: q for q in harness.load_questions(cloze)}
+    questions = {q.id: q for q in load_questions(cloze)}
     answered = [r for r in records.values() if r["status"] in ("ok", "truncated")]
     assert len(answered) == QUESTIONS - 3 and len(records) == QUESTIONS
     for record in answered:
         question = questions[record["id"]]
         assert record["prompt"] == question.text + "\nAnswer the question using a single word or phrase."
-        _, pixels, _, _ = harness.VideoFrames([(question.video, question.sampling)], cloze, processor.frame_transform)[0]
+        _, pixels, _, _ = VideoFrames([(question.video, question.sampling)], cloze, processor.frame_transform)[0]
         prompt = processor.tokenize(processor.chat_prompt(record["prompt"]), [len(pixels)])
         expected = {}
         for letter, text in question.options.items():
@@ -258,14 +263,14 @@ def test_frame_status_tells_damage_from_cuts_and_missing_timestamps(tmp_path, ca
     cut = cut_by_stream_copy(make_indexed_video(tmp_path / "uncut.mp4", 94, 30, gop=100), tmp_path / "cut.mp4", 81)
     untimed = zero_frame_durations(make_indexed_video(tmp_path / "timed.mp4", 96, 25), tmp_path / "untimed.mp4")
     videos = [(str(path), Sampling()) for path in (damaged, cut, untimed)]
-    items = harness.VideoFrames(videos, Settings("synth", "data", "model", frames=16), FrameTransform(32))
+    items = VideoFrames(videos, Settings("synth", "data", "model", frames=16), FrameTransform(32))
     (_, pixels, record, status), cut_item, untimed_item = items[0], items[1], items[2]
     assert status == "damaged" and "damaged.mp4 is damaged" in caplog.text
     assert record["missing"] == [79, 92, 106] and len(pixels) == len(record["indices"]) == 13
     assert (record["targets"][6], record["indices"][6]) == (119, 125)
     assert (cut_item[3], cut_item[2]["total_frames"], cut_item[2]["truncated"]) == ("ok", 13, False)
     assert (untimed_item[3], untimed_item[2]["duration"], len(set(untimed_item[2]["indices"]))) == ("ok", None, 16)
-    by_rate = harness.VideoFrames(videos[2:], Settings("synth", "data", "model", frames=None, fps=1.0), FrameTransform(32))[0]
+    by_rate = VideoFrames(videos[2:], Settings("synth", "data", "model", frames=None, fps=1.0), FrameTransform(32))[0]
     assert by_rate[3] == "unreadable" and "timestamps cannot tell its frames apart" in by_rate[2]["error"]
 
 
@@ -294,10 +299,10 @@ def test_an_image_too_large_to_decode_is_its_questions_error_and_the_run_goes_on
 @pytest.mark.parametrize("mode", ["option", "cloze"])
 def test_a_question_too_long_for_the_model_keeps_its_options_instruction_and_turn(loaded, settings, mode):
     _, processor = loaded
-    question = harness.load_questions(dataclasses.replace(settings, mode=mode))[0]
+    question = load_questions(dataclasses.replace(settings, mode=mode))[0]
     text = "what happens to the shape " * 2000
     long = dataclasses.replace(question, text=text, prompt=question.prompt.replace(question.text, text))
-    ids = harness.prompt_ids(processor, harness.Asked(long, torch.zeros(4, 1), {}, "ok"))
+    ids = prompt_ids(processor, Asked(long, torch.zeros(4, 1), {}, "ok"))
     end = processor.chat_prompt(question.prompt).split(question.text)[1]
     assert len(ids) <= processor.model_max_length
     assert processor.decode(ids).endswith(processor.decode(processor.tokenize(end, [])))

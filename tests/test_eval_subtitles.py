@@ -19,10 +19,13 @@ import torch
 
 from media import make_indexed_video
 from tinyvideo.cli import main
+from tinyvideo.errors import InputError
 from tinyvideo.eval.benchmarks import longvideobench, videomme
 from tinyvideo.eval.benchmarks.common import AnnotationError, Sampling
-from tinyvideo.errors import InputError
-from tinyvideo.eval.harness import Settings, build_report, check_run_file, evaluate, read_predictions, run_record
+from tinyvideo.eval.harness import evaluate
+from tinyvideo.eval.outputs import build_report, check_run_file, run_record
+from tinyvideo.eval.predictions import read_predictions
+from tinyvideo.eval.settings import Settings
 from tinyvideo.eval.subtitles import Cue, SubtitleError, interleave, lines_at, read_longvideobench, read_srt
 from tinyvideo.processing import chat_prompt
 from tinyvideo.scratch import build_tiny

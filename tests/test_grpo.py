@@ -83,7 +83,7 @@ def clips(processor, names):
 
 
 def published_logprobs(model, prompt_ids, video, completions):
-    """The published way (compat-spec 4.4 step 5): the prompt and video repeated per rollout, a forward on
+    """The published way (docs/published-format.md 4.4 step 5): the prompt and video repeated per rollout, a forward on
     pixel values without attention mask, full-sequence logits, the last Lc positions kept."""
     group = len(completions)
     ids = torch.cat([torch.tensor(prompt_ids).repeat(group, 1), completions], dim=1)

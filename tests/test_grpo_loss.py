@@ -1,4 +1,4 @@
-"""GRPO's arithmetic equals the published formulas (compat-spec 4.4) and TRL's loss types, on hand-built cases."""
+"""GRPO's arithmetic equals the published formulas (docs/published-format.md 4.4) and TRL's loss types, on hand-built cases."""
 
 from __future__ import annotations
 

@@ -14,16 +14,18 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.cli import main
+from tinyvideo.data.synth import design_split
 from tinyvideo.errors import InputError
-from tinyvideo.eval.harness import Settings, evaluate, read_predictions
+from tinyvideo.eval.harness import evaluate
+from tinyvideo.eval.predictions import read_predictions
+from tinyvideo.eval.settings import Settings
 from tinyvideo.processing import IGNORE_INDEX, conversation_segments
 from tinyvideo.scratch import assemble, build_tiny, default_chat_format, load_language_model, spare_rows, train_tokenizer
 from tinyvideo.train.common import apply_tuning, load_config, save_model
 from tinyvideo.train.grpo import GRPOConfig, GRPODataset
-from tinyvideo.train.sft import SFTConfig
 from tinyvideo.train.grpo_trainer import GRPOTrainer
 from tinyvideo.train.language import letter_token_ids, prompt_ids
-from tinyvideo.data.synth import design_split
+from tinyvideo.train.sft import SFTConfig
 from tinyvideo.video import write_video
 
 REPO = Path(__file__).resolve().parents[1]

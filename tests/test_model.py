@@ -42,7 +42,7 @@ def test_full_size_parameter_counts_on_meta_device():
 
 
 def reference_perceiver(resampler, media):
-    """Latents attend to concat(media, latents), explicit softmax with max subtraction (compat-spec 1.5)."""
+    """Latents attend to concat(media, latents), explicit softmax with max subtraction (docs/published-format.md 1.5)."""
     latents = resampler.latents.unsqueeze(0).expand(media.shape[0], -1, -1)
     for attention, ff in resampler.layers:
         m, lat = attention.norm_media(media), attention.norm_latents(latents)

@@ -328,7 +328,7 @@ def test_short_video_repeats_frames(media):
 
 
 def test_segment_centre_indices_published_values():
-    # Worked by hand from compat-spec 2.2 C: seg = 299 / 8 = 37.375, idx_i = int(18.6875 + round(37.375 i)).
+    # Worked by hand from docs/published-format.md 2.2 C: seg = 299 / 8 = 37.375, idx_i = int(18.6875 + round(37.375 i)).
     assert segment_centre_indices(None, 30, 299, 0, 8).tolist() == [18, 55, 93, 130, 168, 205, 242, 280]
     # start_idx = max(1, round(1.2)) = 1, end_idx = min(round(30.6), 20) = 20, seg = 4.75; round(9.5) = 10 (half-even).
     assert segment_centre_indices((0.4, 10.2), 3, 20, 1, 4).tolist() == [3, 8, 13, 17]

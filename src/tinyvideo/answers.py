@@ -1,9 +1,9 @@
 """Reading the chosen option out of a model's answer to a multiple-choice question.
 
-One deterministic extractor serves both evaluation modes (compat-spec §5), `tinyvideo infer`, the
+One deterministic extractor serves both evaluation modes (docs/published-format.md 5), `tinyvideo infer`, the
 web page and the strict GRPO reward: Reason mode answers in `<answer>` tags after a `<think>` block,
 Option mode answers with a letter, sometimes inside a sentence. The published parsers fall back to a
-random letter when they cannot read an answer (compat-spec §6 item 12), crash on an empty response
+random letter when they cannot read an answer (docs/published-format.md 6, item 12), crash on an empty response
 (item 21), and read "Based on the video..." as B and "A man is..." as A. Here an answer that cannot
 be read has no letter: the harness counts it wrong and reports it as invalid, so two runs over the
 same outputs always give the same score. An answer that names several options ("A or B", "A/B/C")
@@ -101,7 +101,7 @@ def format_options(options: OptionsLike, style: str = "dot") -> str:
     """The option lines of a prompt, one per option.
 
     "dot" gives "A. text" (Video-MME, MMVU and the R1 MVBench prompt), "paren" gives "(A) text"
-    (MLVU and the TinyLLaVA-Video MVBench prompt), compat-spec §5.1-5.4.
+    (MLVU and the TinyLLaVA-Video MVBench prompt), docs/published-format.md 5.1-5.4.
     """
     templates = {"dot": "{letter}. {text}", "paren": "({letter}) {text}"}
     if style not in templates:
@@ -216,7 +216,7 @@ _MIN_WORDS_FOR_TEXT_SEARCH = 6
 
 
 def _read(response: str, choices: dict[str, str]) -> tuple[str | None, str]:
-    """The MMMU-style option rules of compat-spec §5, made careful and with no random fallback.
+    """The MMMU-style option rules of docs/published-format.md 5, made careful and with no random fallback.
 
     In order: an explicit statement ("the answer is X", "X is correct"), a leading letter, "(X)", a
     standalone capital letter, then the option text (the whole response equal to it, or contained in

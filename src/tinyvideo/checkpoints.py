@@ -4,7 +4,7 @@ A published folder holds `config.json` (`model_type: tinyllava`, the LLM and vis
 as diffs against `Qwen2Config` / `SiglipVisionConfig`), `model*.safetensors` (keys prefixed
 `vision_tower._vision_tower.` and `connector._connector.`, `lm_head` absent because it is tied) and the
 slow-tokenizer files. Its path fields name hub ids or the authors' disks; they are never followed.
-See compat-spec 1.2-1.3.
+See docs/published-format.md 1.2-1.3.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tinyvideo.errors import InputError
 # Published names of our connectors; `mlp` is written as `mlp{depth}x_gelu`.
 PUBLISHED_CONNECTOR_NAMES = {"group": "groupresampler", "naive": "naiveresampler", "image": "resampler"}
 PUBLISHED_PREFIXES = {"vision_tower.": "vision_tower._vision_tower.vision_model.", "connector.": "connector._connector."}
-DEFAULT_DTYPE = torch.float32  # the published evaluation ran in float32 (compat-spec 1.3)
+DEFAULT_DTYPE = torch.float32  # the published evaluation ran in float32 (docs/published-format.md 1.3)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # what --dtype names
 
 

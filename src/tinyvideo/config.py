@@ -10,7 +10,7 @@ from tinyvideo.vision_towers import dropped_tokens, kind_of, tower_tokens
 
 CONNECTOR_TYPES = ("group", "naive", "image", "mlp")
 
-# Connector names used by published TinyLLaVA-Video checkpoints (compat-spec 1.6), matched exactly.
+# Connector names used by published TinyLLaVA-Video checkpoints (docs/published-format.md 1.6), matched exactly.
 CONNECTOR_ALIASES = {
     "groupresampler": "group",
     "naiveresampler": "naive",

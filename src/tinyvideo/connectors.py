@@ -8,7 +8,7 @@
 - `image`: an image-level resampler: each frame is resampled on its own, no position encoding.
 - `mlp`: a per-token MLP projection (every patch token becomes one embedding).
 
-Parameter names follow the published checkpoints (compat-spec 1.5-1.6) so that weights map one to one.
+Parameter names follow the published checkpoints (docs/published-format.md 1.5-1.6) so that weights map one to one.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def sinusoidal_position_encoding(length: int, dim: int, dtype: torch.dtype, devi
     """Sine/cosine position encoding [length, dim].
 
     Computed in float32 and rounded through float16 before the cast to `dtype`, because the published
-    code stores it in a float16 buffer (compat-spec 1.5); the rounding is kept for bit-compatibility.
+    code stores it in a float16 buffer (docs/published-format.md 1.5); the rounding is kept for bit-compatibility.
     """
     position = torch.arange(length, dtype=torch.float32, device=device).unsqueeze(1)
     div_term = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / dim))

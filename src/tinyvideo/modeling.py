@@ -141,7 +141,7 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         Only the layers up to that one run (the published code runs them all and discards the rest).
         The 'patch' strategy drops the tokens before the patches: CLIP's class token, DINOv2's class
         and register tokens, and SigLIP's first patch although SigLIP has no class token: the published
-        models were trained that way (compat-spec 1.4).
+        models were trained that way (docs/published-format.md 1.4).
         """
         layers = encoder_layers(self.vision_tower)
         depth = self.config.vision_feature_layer % (len(layers) + 1)

@@ -1,7 +1,7 @@
 """Processor: chat templates, placeholder expansion, training labels and frame preprocessing.
 
 Prompts use the published placeholder text `<image>` for a video. The processor tokenizes the text
-between placeholders exactly as the published code does (each chunk on its own, compat-spec 3.1) and
+between placeholders exactly as the published code does (each chunk on its own, docs/published-format.md 3.1) and
 puts `num_visual_tokens` copies of the model's video token where each placeholder was, so every
 sequence length is known before the model runs.
 """
@@ -122,7 +122,7 @@ def chat_prompt(question: str, mode: str | None = None, template: str = "qwen2_b
 def preprocess_frames(frames, transform: FrameTransform | int) -> torch.Tensor:
     """uint8 RGB frames [T,H,W,3] (array, tensor or list of PIL images) -> float32 [T,3,S,S] by the vision
     tower's image processing. An int S is SigLIP's: a bicubic squash to S x S (no crop, no padding),
-    /255, then (x - 0.5) / 0.5, bit-identical to the published pipeline (compat-spec 2.1).
+    /255, then (x - 0.5) / 0.5, bit-identical to the published pipeline (docs/published-format.md 2.1).
     Raises `ValueError` for frames of another shape or dtype.
     """
     if isinstance(transform, int):

@@ -1,4 +1,4 @@
-"""The published prompt strings, character for character (compat-spec 3.2, 3.6 and 5).
+"""The published prompt strings, character for character (docs/published-format.md 3.2, 3.6 and 5).
 
 Kept free of heavy imports: data generation, rewards and answer reading use them without torch.
 """

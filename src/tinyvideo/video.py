@@ -4,7 +4,7 @@
 [T, H, W, 3] plus a :class:`FrameInfo` that records exactly which frames were taken and why, because
 undocumented sampling choices are a main reason published video-benchmark scores fail to reproduce.
 
-Frame positions follow the published formulas (``reference/compat-spec.md`` section 2.2): uniform
+Frame positions follow the published formulas (``docs/published-format.md`` 2.2): uniform
 sampling is ``np.linspace(0, total - 1, N, dtype=int)`` (repeats allowed, so N frames always come back),
 fps sampling takes ``min(max_frames, max(1, int(duration * fps)))`` frames the same way, and
 :func:`segment_centre_indices` is MVBench's rule for its bounded tasks.
@@ -101,7 +101,7 @@ def uniform_indices(total: int, num: int) -> np.ndarray:
 def segment_centre_indices(
     bound: tuple[float, float] | None, fps: float, max_frame: int, first_idx: int = 0, num: int = 16
 ) -> np.ndarray:
-    """MVBench's frame rule (compat-spec 2.2 C): the centres of ``num`` equal segments of ``bound``.
+    """MVBench's frame rule (docs/published-format.md 2.2 C): the centres of ``num`` equal segments of ``bound``.
 
     ``bound`` is ``(start, end)`` in seconds or None for the whole video; ``max_frame`` is the last valid
     index (``len(video) - 1`` for videos, the number of files for 1-based frame folders with

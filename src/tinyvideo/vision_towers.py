@@ -3,7 +3,7 @@
 A tower is known by its config's exact `model_type`. Each one says which tokens sit before its patch
 tokens and how its image processor prepares a frame:
 - SigLIP (`siglip_vision_model`): no class token, yet the 'patch' strategy drops token 0, as the
-  published models were trained (compat-spec 1.4); frames squashed to S x S, mean = std = 0.5.
+  published models were trained (docs/published-format.md 1.4); frames squashed to S x S, mean = std = 0.5.
 - CLIP (`clip_vision_model`): a class token, dropped; the shorter side resized to S, a centre crop of
   S x S, OpenAI's mean and std; the encoder reads the embeddings through `pre_layrnorm`.
 - DINOv2 (`dinov2`, and `dinov2_with_registers`): a class token and, where the checkpoint has them,

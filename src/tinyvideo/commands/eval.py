@@ -12,7 +12,9 @@ from accelerate import PartialState
 from tinyvideo.checkpoints import DTYPES
 from tinyvideo.errors import InputError
 from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, WITHOUT_SUBTITLES
-from tinyvideo.eval.harness import BENCHMARKS, MODES, Settings, build_report, evaluate
+from tinyvideo.eval.harness import evaluate
+from tinyvideo.eval.outputs import build_report
+from tinyvideo.eval.settings import BENCHMARKS, MODES, Settings
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
 
 

@@ -1,5 +1,5 @@
 """LLaVA-style supervised data: a json list (or jsonl) of rows with a `video` or `image` path and
-`conversations` (compat-spec 3.7), turned into model inputs inside the DataLoader workers.
+`conversations` (docs/published-format.md 3.7), turned into model inputs inside the DataLoader workers.
 
 Rows are checked for shape when the file is read and kept in a `datasets.Dataset` (Arrow memory, which
 forked workers share without copying). A row that still fails later is replaced by the next good row

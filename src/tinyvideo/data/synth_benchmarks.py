@@ -1,11 +1,11 @@
 """Evaluation sets built from the test split, each in its benchmark's real file layout.
 
-Field names, file names and folder layouts follow `reference/eval-io-anchors.md` section 1.1 and
-`reference/compat-spec.md` sections 5.1-5.4, quirks included (Video-MME options already prefixed
-"A. ", MVBench answers as candidate text with duplicate file names across folders, MLVU text answers,
-MMVU's URL-like video paths and empty choices on open-ended items, NExT-QA's integer ids and answers,
-LongVideoBench's index answers, "N/A"-padded parquet options and subtitle files in both schemas, their
-clock offset and null end times), so an evaluation adapter can be tested end to end on real files.
+Field names, file names and folder layouts follow `docs/published-format.md` B.1 and 5.1-5.4, quirks
+included (Video-MME options already prefixed "A. ", MVBench answers as candidate text with duplicate file
+names across folders, MLVU text answers, MMVU's URL-like video paths and empty choices on open-ended
+items, NExT-QA's integer ids and answers, LongVideoBench's index answers, "N/A"-padded parquet options and
+subtitle files in both schemas, their clock offset and null end times), so an evaluation adapter can be
+tested end to end on real files.
 Every clip is 2 seconds long; the Video-MME `duration` bucket and LongVideoBench's `duration_group` are
 labels cycled over the videos, not lengths. LongVideoBench's subtitles are the frames' captions, one
 line per run of frames with the same caption.

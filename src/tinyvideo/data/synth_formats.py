@@ -9,7 +9,7 @@
   vision tower trained from scratch first learns to see (`tinyvideo train vision`).
 - `train/grpo.jsonl`: the published GRPO fields `problem`, `solution`, `video_filename` (starting with
   `./`, since the published loader does `root + video_filename[1:]`), plus `id`, `task`, `answer`.
-See `reference/compat-spec.md` sections 3.6 and 3.7.
+See `docs/published-format.md` 3.6 and 3.7.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def qa_records(clip: Clip) -> list[dict]:
 
 
 def coldstart_record(clip: Clip, rng: np.random.Generator, self_correct: bool) -> dict:
-    # The R1 cold-start prompt joins the problem and the instruction with a space (compat-spec 3.6).
+    # The R1 cold-start prompt joins the problem and the instruction with a space (docs/published-format.md 3.6).
     prompt = question_with_instruction(problem(clip.question), "reason", separator=" ")
     return _conversation(clip, prompt, reasoning(clip.scene, clip.question, rng, self_correct))
 

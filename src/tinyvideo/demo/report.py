@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from tinyvideo.demo.plan import ABLATION_MODES, MODES, STAGES, TEMPORAL_TASKS, Workspace, group_accuracy, task_accuracy
-from tinyvideo.eval.harness import read_predictions
+from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.files import write_json, write_text
 from tinyvideo.train.rewards import is_reflective
 from tinyvideo.video import read_frames

@@ -27,7 +27,9 @@ from tinyvideo.demo.plan import (
     task_accuracy,
 )
 from tinyvideo.errors import InputError
-from tinyvideo.eval.harness import Settings, build_report, evaluate
+from tinyvideo.eval.harness import evaluate
+from tinyvideo.eval.outputs import build_report
+from tinyvideo.eval.settings import Settings
 from tinyvideo.files import write_json
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.train import grpo, sft, vision

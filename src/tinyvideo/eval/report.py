@@ -2,7 +2,7 @@
 
 Every question in the predictions counts: one whose video could not be read, or whose answer could
 not be read (invalid) or names several options (hedged), is wrong (published parsers would guess a
-random letter instead, compat-spec 6.12, or take a hedge's first letter).
+random letter instead, docs/published-format.md 6, item 12, or take a hedge's first letter).
 Accuracies are percentages. Breakdowns are micro accuracies per value of a category field; the
 headline is the overall micro accuracy unless the leaderboard says otherwise (MLVU's M-Avg is the
 mean of its task accuracies). A category with no questions has no accuracy (None, shown as "-"),

@@ -1,6 +1,6 @@
 """Subtitle tracks and the lines a prompt gets at the sampled frames.
 
-Two benchmarks give subtitles, each its own way (eval-io-anchors 1.1):
+Two benchmarks give subtitles, each its own way (docs/published-format.md B.1):
 - LongVideoBench: one JSON list per video in one of two schemas, `{"start": "HH:MM:SS.fff", "end": ...,
   "line": ...}` or `{"timestamp": [s, e], "text": ...}` with `e` null for "until the end"; both on a
   clock that starts `starting_timestamp_for_subtitles` seconds before the video. Its prompt interleaves

@@ -5,7 +5,7 @@
 `GRPOConfig` extends `TrainingArguments` with TRL's GRPO names (`num_generations`, `beta`,
 `max_completion_length`, `loss_type`, `epsilon`, `num_iterations`, `scale_rewards`, `reward_funcs`, ...)
 and the published extras (`advantage_noise_std`, `reward_combination`); its defaults are the published
-TinyLLaVA-Video-R1 recipe (compat-spec 4.4). Data is the published GRPO jsonl (`problem`, `solution`,
+TinyLLaVA-Video-R1 recipe (docs/published-format.md 4.4). Data is the published GRPO jsonl (`problem`, `solution`,
 `video_filename`, any other columns go to the reward functions). Checkpoints go to
 `output_dir/checkpoint-N` and the same command resumes from the newest complete one; the final model
 is written to `output_dir/model`, sampled completions to `output_dir/completions.jsonl`.
@@ -140,7 +140,7 @@ def read_rows(path: str | os.PathLike) -> tuple[list[dict], list[int]]:
 
 def grpo_prompt(problem: str, processor) -> str:
     """The published GRPO prompt: the problem, a space, the reasoning instruction, in the model's chat format
-    (`qwen2_base` for the published models, compat-spec 3.6)."""
+    (`qwen2_base` for the published models, docs/published-format.md 3.6)."""
     return processor.chat_prompt(question_with_instruction(problem, "reason", separator=" "))
 
 

@@ -1,7 +1,7 @@
 """GRPO's arithmetic: completion masks, advantages, the k3 KL estimate and the policy loss.
 
 Plain tensor functions with no model and no trainer, so each one can be checked by hand against the
-published formula (compat-spec 4.4, steps 4-9). Names and loss types follow TRL's GRPOTrainer:
+published formula (docs/published-format.md 4.4, steps 4-9). Names and loss types follow TRL's GRPOTrainer:
 
 - `grpo`: each completion's token mean, then the mean over completions (the published loss);
 - `bnpo`: the mean over all completion tokens of the batch;

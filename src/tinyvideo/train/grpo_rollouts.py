@@ -2,7 +2,7 @@
 
 The published trainer encodes every video 24+ times per prompt (8 `generate` calls, then the video
 repeated 8x for the policy and 8x again for the reference) and materialises full-sequence logits
-(compat-spec 6, items 2-4). Here, per prompt:
+(docs/published-format.md 6, items 2-4). Here, per prompt:
 - the frozen vision tower runs once; its frame features serve the rollouts, the policy and the reference;
 - the prompt embeddings (connector output included) are built once and the G rollouts of every prompt
   come from one batched `generate` on them (left padding lets several prompts share the call);

@@ -8,7 +8,7 @@ functions serve TRL's GRPOTrainer and ours. A completion is a string or TRL's co
 completion with surrounding whitespace stripped.
 
 `accuracy_reward`, `format_reward` and `combine_r1` are the TinyLLaVA-Video-R1 rewards, loose spots
-included (compat-spec §4.4 step 7): the accuracy reward pays for any answer whose first character
+included (docs/published-format.md 4.4 step 7): the accuracy reward pays for any answer whose first character
 is the right letter, so "A or B" earns 1.0 when A is right, and so does an untagged "Because...".
 `strict_accuracy_reward` reads the answer as evaluation does and pays only for one clear option.
 """

@@ -21,7 +21,7 @@ from tinyvideo.eval.subtitles import Cue
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.video import segment_centre_indices, uniform_indices
 
-# Frame rules of the published evaluations (compat-spec 2.2):
+# Frame rules of the published evaluations (docs/published-format.md 2.2):
 #   "uniform": linspace over the whole video, repeats kept (pytorchvideo path A; MMVU, NExT-QA, synth);
 #   "unique": the same linspace with repeats dropped, so a short video gives fewer frames (PyAV path B;
 #             Video-MME, MLVU);
@@ -54,7 +54,7 @@ class Sampling:
 
         The frame count is `frames`, or one per 1/`fps` seconds of the whole video (at least one, at
         most `max_frames`), as the published scripts count it. In MVBench's rule a JPEG-frame folder
-        numbers its files from 1 (compat-spec 2.2 C); the indices returned are 0-based either way.
+        numbers its files from 1 (docs/published-format.md 2.2 C); the indices returned are 0-based either way.
         A video whose timestamps cannot tell frames apart has no rate (None): the rules that count in
         seconds (`fps`, MVBench's segments) raise `ValueError` for it.
         """

@@ -1,6 +1,6 @@
 """LongVideoBench validation: 1,337 questions with four or five options on videos of 8 s to an hour.
 
-Two packagings are read (eval-io-anchors 1.1):
+Two packagings are read (docs/published-format.md B.1):
 - `lvb_val.json`: items `{id, video_id, video_path, subtitle_path, duration, duration_group, question,
   candidates, correct_choice (an index), question_category, topic_category, level, position,
   starting_timestamp_for_subtitles}`, videos in `videos/<video_path>`, subtitles in

@@ -8,7 +8,7 @@ Two packagings are read:
   `question`, `candidates`, `answer` (text or letter), `task_type` and `question_id`.
 Task names differ between the two (the file is "needle", the type "findNeedle" or "needleQA");
 both map to the official file names. The same file name can occur in two task folders, so a video
-is known by its full path. Prompt (compat-spec 5.3): the question, then "(A) c" lines, in both
+is known by its full path. Prompt (docs/published-format.md 5.3): the question, then "(A) c" lines, in both
 modes. Frames: PyAV path B, repeats dropped. M-Avg is the mean of the task accuracies (the official
 scorer and lmms-eval), not the pooled accuracy VLMEvalKit reports.
 """

@@ -5,7 +5,7 @@ question, choices: {"A": ..., "E": ...}, answer}`. Open-ended items (which still
 choices) are left out, as in TinyLLaVA-Video-R1's "MMVU (mc)". `video` is a Hugging Face URL;
 the published script replaces its prefix with the data folder, giving
 `videos/<Subject_Folder>/<n>.mp4`. The discipline comes from the folder name (underscores, where
-the metadata uses spaces), as lmms-eval does. Prompt (compat-spec 5.4): the question, then
+the metadata uses spaces), as lmms-eval does. Prompt (docs/published-format.md 5.4): the question, then
 "A. text" lines, in both modes. Frames: uniform over the whole video, repeats kept (path A).
 """
 

@@ -9,10 +9,10 @@ Both Hugging Face layouts are read:
   "meta": {task: [items]}}`; some folders sit under `data0613/`.
 A clip found in a pre-cut (`*_segment`) folder is already the window, so its bound is not applied again.
 The same file name occurs in several folders (clevrer and perception), so a video is known by its
-full path. Prompts (compat-spec 5.2): TinyLLaVA-Video's "(A) c" lines in Option mode,
+full path. Prompts (docs/published-format.md 5.2): TinyLLaVA-Video's "(A) c" lines in Option mode,
 TinyLLaVA-Video-R1's "Options:" and "A. c" lines in Reason mode. Frames: segment centres inside the
 bound, the benchmark's own rule, for every task (the published TinyLLaVA script ignored the bounds
-of mp4 tasks, compat-spec 6.13).
+of mp4 tasks, docs/published-format.md 6, item 13).
 """
 
 from __future__ import annotations

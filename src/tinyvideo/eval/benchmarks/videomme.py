@@ -4,7 +4,7 @@ Annotation: the Hugging Face parquet (`videomme/test-00000-of-00001.parquet`) wi
 file stem), `question_id`, `duration`, `domain`, `sub_category`, `task_type`, `question`, `options`
 (already "A. ..."-prefixed) and the letter `answer`. Videos: `data/<videoID>.mp4` as the published
 scripts expect, or `video/` (VLMEvalKit) or `videomme/data/` (lmms-eval), `.mp4`, `.MP4` or `.mkv`.
-Prompts (compat-spec 5.1): Option mode lists the options under the question; Reason mode puts an
+Prompts (docs/published-format.md 5.1): Option mode lists the options under the question; Reason mode puts an
 "Options:" line between them. Frames: PyAV path B, repeats dropped.
 With subtitles (`subtitle/<videoID>.srt`), each question is asked both ways and reported side by side;
 the subtitled prompt starts as lmms-eval's does: "This video's subtitles are listed below: \n", the lines

@@ -1,0 +1,168 @@
+"""Questions answered in batches: generated (Option and Reason modes) or each option's text scored as the
+answer (Cloze mode), with each video's frame features computed once for all of its questions."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch.utils.data import DataLoader
+
+from tinyvideo.answers import extract_answer
+from tinyvideo.eval.benchmarks.common import Question, Sampling
+from tinyvideo.eval.frames import VideoFrames
+from tinyvideo.eval.predictions import append, record_of
+from tinyvideo.eval.settings import Settings
+from tinyvideo.scoring import completion_logprobs
+
+logger = logging.getLogger(__name__)
+
+
+def batch_seed(seed: int, ids: Sequence[str]) -> int:
+    """A batch's sampling seed: the same questions under the same seed draw the same samples."""
+    text = "\n".join([str(seed), *ids])
+    digest = hashlib.sha256(text.encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+class Asked(NamedTuple):
+    """A question waiting for its batch, as asked at its frames' times, with its video's frame features,
+    frame record and the state of its subtitles (None for a question without)."""
+
+    question: Question
+    features: torch.Tensor
+    frames: dict
+    status: str
+    subtitles: str | None = None
+
+
+def prompt_ids(processor, item: Asked) -> list[int]:
+    """The token ids of a question's chat prompt; a question too long for the model loses the middle of
+    its text, never its options, instruction or turn markers."""
+    counts = [len(item.features)]
+    return processor.tokenize(processor.fit_prompt(processor.chat_prompt(item.question.prompt), item.question.text, counts), counts)
+
+
+def answer_batch(model, processor, items: Sequence[Asked], settings: Settings) -> list[dict]:
+    """Generate for a batch of questions, left-padded (Cloze mode: score their options); one record each."""
+    if settings.mode == "cloze":
+        return score_options(model, processor, items)
+    questions = [item.question for item in items]
+    examples = [{"input_ids": prompt_ids(processor, item)} for item in items]
+    batch = {k: v.to(model.device) for k, v in processor.pad(examples, padding_side="left").items()}
+    sampling = {"do_sample": False}
+    if settings.temperature > 0:
+        torch.manual_seed(batch_seed(settings.seed, [q.id for q in questions]))
+        sampling.update(do_sample=True, temperature=settings.temperature)
+    with torch.inference_mode():
+        output = model.generate(
+            **batch, frame_features=[item.features for item in items], max_new_tokens=settings.max_new_tokens, **sampling
+        )
+    new_tokens = output[:, batch["input_ids"].shape[1] :]
+    texts = processor.batch_decode(new_tokens)
+    records = []
+    for item, text, tokens in zip(items, texts, new_tokens):
+        answer = read_response(item.question, text)
+        records.append(
+            record_of(
+                item.question,
+                item.status,
+                item.frames,
+                item.subtitles,
+                **answer,
+                new_tokens=int((tokens != processor.pad_token_id).sum()),
+            )
+        )
+    return records
+
+
+def read_response(question: Question, text: str) -> dict:
+    """The response as recorded, the option letter read from it against the question's options, and the
+    rule that read it (no letter for an answer that cannot be read or that hedges between options)."""
+    response = text.strip()
+    extracted = extract_answer(response, question.options)
+    return {"response": response, "letter": extracted.letter, "method": extracted.method}
+
+
+def score_options(model, processor, items: Sequence[Asked]) -> list[dict]:
+    """Cloze mode: every option's text as the answer to the question, scored by the log-probability of
+    its tokens and the end of turn; the highest scoring option is chosen.
+
+    Each question's prompt is embedded once (left-padded, its video's features spliced in) and repeated
+    for its options; the answers follow, right-padded, and only their positions reach the output head.
+    """
+    prompts = [{"input_ids": prompt_ids(processor, item)} for item in items]
+    prompts = {k: v.to(model.device) for k, v in processor.pad(prompts, padding_side="left").items()}
+    answer_ids = [processor.tokenize(processor.reply_text(text), []) for item in items for text in item.question.options.values()]
+    answers = {k: v.to(model.device) for k, v in processor.pad([{"input_ids": ids} for ids in answer_ids]).items()}
+    counts = torch.tensor([len(item.question.options) for item in items], device=model.device)
+    with torch.inference_mode():
+        embeds = model.embed_inputs(prompts["input_ids"], frame_features=[item.features for item in items])
+        logprobs = completion_logprobs(
+            model,
+            embeds.repeat_interleave(counts, 0),
+            prompts["attention_mask"].repeat_interleave(counts, 0),
+            answers["input_ids"],
+            num_generations=1,
+        )
+    totals = iter((logprobs * answers["attention_mask"]).sum(dim=-1).tolist())
+    records = []
+    for item in items:
+        scores = {letter: next(totals) for letter in item.question.options}
+        letter = max(scores, key=scores.get)
+        records.append(
+            record_of(
+                item.question,
+                item.status,
+                item.frames,
+                item.subtitles,
+                response=item.question.options[letter],
+                letter=letter,
+                method="likelihood",
+                scores=scores,
+            )
+        )
+    return records
+
+
+def answer_questions(
+    model, processor, questions: Sequence[Question], settings: Settings, path: Path, batch_size: int = 8, num_workers: int = 0
+) -> None:
+    """Answer the questions, appending their records to `path` batch by batch."""
+    from tqdm.auto import tqdm
+
+    by_video: dict[tuple[str, Sampling], list[Question]] = {}
+    for question in questions:
+        by_video.setdefault((question.video, question.sampling), []).append(question)
+    videos = list(by_video)
+    dataset = VideoFrames(videos, settings, processor.frame_transform, threads=1 if num_workers else 0)
+    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers)
+    queue: list[Asked] = []
+    progress = tqdm(total=len(questions), desc=settings.benchmark, unit="q", disable=None)  # off when not a terminal
+
+    def flush(items: Sequence[Asked]) -> None:
+        append(path, answer_batch(model, processor, items, settings))
+        progress.update(len(items))
+
+    for index, pixels, frames, status in loader:
+        asked = by_video[videos[index]]
+        if pixels is None:
+            logger.warning("%s: %s (%d question(s) counted wrong)", videos[index][0], frames["error"], len(asked))
+            append(path, [record_of(q, status, frames) for q in asked])
+            progress.update(len(asked))
+            continue
+        with torch.inference_mode():
+            features = model.encode_videos([pixels])[0]
+        for question in asked:
+            question, subtitles = question.at_frames(frames.get("timestamps"))
+            queue.append(Asked(question, features, frames, status, subtitles))
+        while len(queue) >= batch_size:
+            flush(queue[:batch_size])
+            queue = queue[batch_size:]
+    if queue:
+        flush(queue)
+    progress.close()

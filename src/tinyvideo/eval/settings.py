@@ -1,0 +1,95 @@
+"""What decides an evaluation's answers (`Settings`), the benchmarks' adapters, and the questions they load."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from tinyvideo.errors import InputError
+from tinyvideo.eval.benchmarks import longvideobench, mlvu, mmvu, mvbench, nextqa, synth, videomme
+from tinyvideo.eval.benchmarks.common import AnnotationError, Question
+from tinyvideo.prompts import question_with_instruction
+
+
+BENCHMARKS = {
+    "videomme": videomme,
+    "longvideobench": longvideobench,
+    "mvbench": mvbench,
+    "mlvu": mlvu,
+    "mmvu": mmvu,
+    "nextqa": nextqa,
+    "synth": synth,
+}
+# Adapter options and the benchmarks that take them.
+ADAPTER_OPTIONS = {"duration": ("videomme",), "split": ("nextqa", "synth"), "subtitles": ("videomme", "longvideobench")}
+# Adapter options and the benchmarks that take them.
+ADAPTER_OPTIONS = {"duration": ("videomme",), "split": ("nextqa", "synth"), "subtitles": ("videomme", "longvideobench")}
+MODES = ("option", "reason", "cloze")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything that decides the answers; a predictions file is only ever resumed under the same settings."""
+
+    benchmark: str
+    data: str
+    model: str
+    mode: str = "option"
+    frames: int | None = 16
+    fps: float | None = None
+    max_frames: int | None = None
+    duration: str = "all"
+    split: str = "test"
+    subtitles: bool = False
+    limit: int | None = None
+    temperature: float = 0.0
+    seed: int | None = None
+    max_new_tokens: int = 1024
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.benchmark not in BENCHMARKS:
+            raise InputError(f"unknown benchmark {self.benchmark!r}; expected one of {sorted(BENCHMARKS)}")
+        if self.subtitles and self.benchmark not in ADAPTER_OPTIONS["subtitles"]:
+            raise InputError(f"{self.benchmark} has no subtitles; --subtitles is for {', '.join(ADAPTER_OPTIONS['subtitles'])}")
+        if self.mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if (self.frames is None) == (self.fps is None):
+            raise InputError("give a frame count or a frame rate (fps), not both")
+        if self.max_frames is not None and self.fps is None:
+            raise InputError("max_frames caps fps sampling; with a frame count it has no effect")
+        if self.temperature > 0 and self.seed is None:
+            raise InputError("sampling (temperature > 0) needs a seed, so that the run can be repeated")
+        for name in ("frames", "max_frames", "limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_new_tokens < (0 if self.mode == "cloze" else 1):  # Cloze mode generates nothing
+            raise InputError(f"max_new_tokens must be at least 1 for {self.mode} mode, got {self.max_new_tokens}")
+        if self.fps is not None and not self.fps > 0:
+            raise InputError(f"fps must be greater than 0, got {self.fps}")
+        if not self.temperature >= 0:
+            raise InputError(f"temperature must be at least 0, got {self.temperature}")
+
+
+def load_questions(settings: Settings) -> list[Question]:
+    """The benchmark's questions in its files' order, `limit` applied; ids must be unique. In Cloze mode
+    the prompt is the bare question with the short-answer instruction."""
+    adapter = BENCHMARKS[settings.benchmark]
+    options = {name: getattr(settings, name) for name, users in ADAPTER_OPTIONS.items() if settings.benchmark in users}
+    questions = adapter.load(Path(settings.data), "option" if settings.mode == "cloze" else settings.mode, **options)
+    if settings.mode == "cloze":
+        questions = [dataclasses.replace(q, prompt=question_with_instruction(q.text, "cloze")) for q in questions]
+    seen: set[str] = set()
+    for question in questions:
+        if question.id in seen:
+            raise AnnotationError(f"{settings.benchmark}: question id {question.id!r} occurs twice in {settings.data}")
+        seen.add(question.id)
+    return questions[: settings.limit] if settings.limit is not None else questions
+
+
+def shard_of(questions: Sequence[Question], index: int, count: int) -> list[Question]:
+    """Every `count`-th video from the `index`-th, with all of its questions: a video is decoded in one shard only."""
+    videos = list(dict.fromkeys(q.video for q in questions))
+    mine = set(videos[index::count])
+    return [q for q in questions if q.video in mine]
