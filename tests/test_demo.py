@@ -136,7 +136,7 @@ def test_ablation_connectors_make_the_same_number_of_visual_tokens():
     from tinyvideo.scratch import tiny_config
 
     tokens = {}
-    for connector in plan.CONNECTORS:
+    for connector in plan.ABLATION_CONNECTORS:
         extra = ablation_extra(connector, "group", num_frames=16, num_queries=32)
         settings = {"connector_type": "group", "group": 8} | {k.lstrip("-"): v for k, v in zip(extra[::2], extra[1::2])}
         config = tiny_config(300, 0, num_queries=32, connector_type=settings["connector_type"], group=int(settings["group"]))

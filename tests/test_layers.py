@@ -14,9 +14,9 @@ PACKAGE = Path(tinyvideo.__file__).parent
 # (without a cycle) and any unit of a lower layer, never one of their own layer or above.
 LAYERS = [
     ["errors", "files"],
-    ["rows", "flags", "prompts", "video", "vision_towers", "scoring"],
+    ["rows", "flags", "prompts", "video", "vision_towers", "connectors", "scoring"],
     ["answers", "config"],
-    ["connectors", "checkpoints"],
+    ["checkpoints"],
     ["modeling", "processing"],
     ["scratch"],
     ["data"],

@@ -20,10 +20,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from tinyvideo.config import TinyVideoConfig
+from tinyvideo.connectors import CONNECTORS
 from tinyvideo.errors import InputError
 
-# Published names of our connectors; `mlp` is written as `mlp{depth}x_gelu`.
-PUBLISHED_CONNECTOR_NAMES = {"group": "groupresampler", "naive": "naiveresampler", "image": "resampler"}
 PUBLISHED_PREFIXES = {"vision_tower.": "vision_tower._vision_tower.vision_model.", "connector.": "connector._connector."}
 DEFAULT_DTYPE = torch.float32  # the published evaluation ran in float32 (docs/published-format.md 1.3)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # what --dtype names
@@ -146,7 +145,7 @@ def check_weights(folder: str | os.PathLike, expected: dict[str, tuple[int, ...]
 
 def published_config(config: TinyVideoConfig) -> dict:
     """Our config as a published `tinyllava` config.json dict."""
-    connector = PUBLISHED_CONNECTOR_NAMES.get(config.connector_type, f"mlp{config.mlp_depth}x_gelu")
+    connector = CONNECTORS[config.connector_type].published_name(config)
     text = config.text_config.to_diff_dict()
     vision = config.vision_config.to_diff_dict()
     text.pop("transformers_version", None)

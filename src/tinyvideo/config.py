@@ -6,29 +6,20 @@ from __future__ import annotations
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from tinyvideo.connectors import CONNECTORS
 from tinyvideo.vision_towers import dropped_tokens, kind_of, tower_tokens
-
-CONNECTOR_TYPES = ("group", "naive", "image", "mlp")
-
-# Connector names used by published TinyLLaVA-Video checkpoints (docs/published-format.md 1.6), matched exactly.
-CONNECTOR_ALIASES = {
-    "groupresampler": "group",
-    "naiveresampler": "naive",
-    "resamplerwithpe": "naive",
-    "resampler": "image",
-}
 
 
 def canonical_connector(name: str) -> tuple[str, int | None]:
-    """Map a connector name (ours or a published one) to (connector_type, mlp_depth or None)."""
+    """Map a connector name (ours or a published one, matched exactly) to (connector_type, mlp_depth or None)."""
     key = name.lower()
-    if key in CONNECTOR_TYPES:
+    if key in CONNECTORS:
         return key, None
-    if key in CONNECTOR_ALIASES:
-        return CONNECTOR_ALIASES[key], None
-    if key.startswith("mlp") and key.endswith("x_gelu") and key[3:-6].isdigit():
-        return "mlp", int(key[3:-6])
-    known = ", ".join(CONNECTOR_TYPES + tuple(CONNECTOR_ALIASES) + ("mlp<N>x_gelu",))
+    for connector in CONNECTORS.values():
+        settings = connector.read_published_name(key)
+        if settings is not None:
+            return connector.connector_type, settings.get("mlp_depth")
+    known = ", ".join([*CONNECTORS, *(name for c in CONNECTORS.values() for name in c.published_names)])
     raise ValueError(f"unknown connector_type {name!r}; expected one of: {known}")
 
 
@@ -77,8 +68,7 @@ class TinyVideoConfig(PreTrainedConfig):
             self.image_size = self.vision_config.image_size
         if self.vision_feature_select_strategy not in ("patch", "cls_patch"):
             raise ValueError("vision_feature_select_strategy must be 'patch' or 'cls_patch'")
-        if self.connector_type in ("group", "image") and self.num_queries % self.group:
-            raise ValueError(f"num_queries ({self.num_queries}) must be divisible by group ({self.group})")
+        CONNECTORS[self.connector_type].check(self)
         if self.video_token_id is None:
             self.video_token_id = self.text_config.vocab_size - 1
 
@@ -95,11 +85,7 @@ class TinyVideoConfig(PreTrainedConfig):
 
     def num_visual_tokens(self, num_frames: int) -> int:
         """How many embeddings the connector makes of a video of `num_frames` frames."""
-        if self.connector_type in ("group", "naive"):
-            return self.num_queries
-        if self.connector_type == "image":
-            return self.num_queries // self.group * num_frames
-        return self.tokens_per_frame * num_frames
+        return CONNECTORS[self.connector_type].num_visual_tokens(self, num_frames)
 
 
 AutoConfig.register(TinyVideoConfig.model_type, TinyVideoConfig)

@@ -8,18 +8,21 @@
 - `image`: an image-level resampler: each frame is resampled on its own, no position encoding.
 - `mlp`: a per-token MLP projection (every patch token becomes one embedding).
 
+Each connector class owns what the rest of the code knows about it: its name in a config
+(`connector_type`), the names published checkpoints give it, the settings it needs and how many
+embeddings it makes of a video. It reads the model config's fields (`hidden_size`, `vision_config`,
+`num_queries`, `group`, `num_resampler_layers`, `mlp_depth`, `tokens_per_frame`).
 Parameter names follow the published checkpoints (docs/published-format.md 1.5-1.6) so that weights map one to one.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from tinyvideo.config import TinyVideoConfig
 
 
 def sinusoidal_position_encoding(length: int, dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -67,15 +70,55 @@ def feed_forward(dim: int, mult: int = 4) -> nn.Sequential:
     )
 
 
-class PerceiverResampler(nn.Module):
-    """Projects vision features to the LM width and resamples a token sequence to a fixed set of latents."""
+class Connector:
+    """What every connector declares. `published_names`: the names published checkpoints give it, the
+    first being the one written on export."""
 
-    def __init__(self, vision_dim: int, dim: int, num_latents: int, depth: int):
+    connector_type: str
+    published_names: tuple[str, ...] = ()
+
+    @classmethod
+    def published_name(cls, config) -> str:
+        return cls.published_names[0]
+
+    @classmethod
+    def read_published_name(cls, name: str) -> dict | None:
+        """The config settings a published connector name (lower case) stands for; None if it is not this connector's."""
+        return {} if name in cls.published_names else None
+
+    @staticmethod
+    def check(config) -> None:
+        """`ValueError` for settings this connector cannot take."""
+
+    @staticmethod
+    def num_visual_tokens(config, num_frames: int) -> int:
+        """How many embeddings it makes of a video of `num_frames` frames."""
+        raise NotImplementedError
+
+    @staticmethod
+    def settings_for_tokens(num_queries: int, num_frames: int) -> dict:
+        """The settings besides `num_queries` under which it makes `num_queries` embeddings of a video of
+        `num_frames` frames; `ValueError` when there are none."""
+        return {}
+
+
+class PerceiverResampler(Connector, nn.Module):
+    """Projects vision features to the LM width and resamples a token sequence to a fixed set of latents
+    (`num_latents(config)` of them)."""
+
+    def __init__(self, config):
         super().__init__()
-        self.latents = nn.Parameter(torch.randn(num_latents, dim))
-        self.linear = nn.Linear(vision_dim, dim)
-        self.layers = nn.ModuleList(nn.ModuleList([PerceiverAttention(dim), feed_forward(dim)]) for _ in range(depth))
+        dim = config.hidden_size
+        self.latents = nn.Parameter(torch.randn(self.num_latents(config), dim))
+        self.linear = nn.Linear(config.vision_config.hidden_size, dim)
+        self.layers = nn.ModuleList(
+            nn.ModuleList([PerceiverAttention(dim), feed_forward(dim)]) for _ in range(config.num_resampler_layers)
+        )
         self.norm = nn.LayerNorm(dim)
+
+    @staticmethod
+    def num_latents(config) -> int:
+        raise NotImplementedError
 
     def resample(self, media: torch.Tensor) -> torch.Tensor:
         """[B, n, D] projected media -> [B, num_latents, D]."""
@@ -86,12 +129,30 @@ class PerceiverResampler(nn.Module):
         return self.norm(latents)
 
 
-class GroupResampler(PerceiverResampler):
-    def __init__(self, config: TinyVideoConfig):
-        super().__init__(
-            config.vision_config.hidden_size, config.hidden_size, config.num_queries // config.group, config.num_resampler_layers
-        )
+class GroupedResampler(PerceiverResampler):
+    """A resampler whose `num_queries` latents are shared out over `group` groups (of tokens, or of frames)."""
+
+    @staticmethod
+    def check(config) -> None:
+        if config.num_queries % config.group:
+            raise ValueError(f"num_queries ({config.num_queries}) must be divisible by group ({config.group})")
+
+    @staticmethod
+    def num_latents(config) -> int:
+        return config.num_queries // config.group
+
+
+class GroupResampler(GroupedResampler):
+    connector_type = "group"
+    published_names = ("groupresampler",)
+
+    def __init__(self, config):
+        super().__init__(config)
         self.groups = config.group
+
+    @staticmethod
+    def num_visual_tokens(config, num_frames: int) -> int:
+        return config.num_queries
 
     def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
         media = self.linear(frame_features.flatten(1, 2))
@@ -108,8 +169,16 @@ class GroupResampler(PerceiverResampler):
 
 
 class NaiveResampler(PerceiverResampler):
-    def __init__(self, config: TinyVideoConfig):
-        super().__init__(config.vision_config.hidden_size, config.hidden_size, config.num_queries, config.num_resampler_layers)
+    connector_type = "naive"
+    published_names = ("naiveresampler", "resamplerwithpe")  # its earlier published name
+
+    @staticmethod
+    def num_latents(config) -> int:
+        return config.num_queries
+
+    @staticmethod
+    def num_visual_tokens(config, num_frames: int) -> int:
+        return config.num_queries
 
     def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
         media = self.linear(frame_features.flatten(1, 2))
@@ -117,11 +186,19 @@ class NaiveResampler(PerceiverResampler):
         return self.resample(media)
 
 
-class ImageResampler(PerceiverResampler):
-    def __init__(self, config: TinyVideoConfig):
-        super().__init__(
-            config.vision_config.hidden_size, config.hidden_size, config.num_queries // config.group, config.num_resampler_layers
-        )
+class ImageResampler(GroupedResampler):
+    connector_type = "image"
+    published_names = ("resampler",)
+
+    @staticmethod
+    def num_visual_tokens(config, num_frames: int) -> int:
+        return config.num_queries // config.group * num_frames
+
+    @staticmethod
+    def settings_for_tokens(num_queries: int, num_frames: int) -> dict:
+        if num_queries % num_frames:
+            raise ValueError(f"num_queries {num_queries} is not a multiple of num_frames {num_frames}: no image-level match")
+        return {"group": num_frames}  # num_queries // group latents per frame
 
     def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
         batch = frame_features.shape[0]
@@ -129,22 +206,42 @@ class ImageResampler(PerceiverResampler):
         return latents.unflatten(0, (batch, -1)).flatten(1, 2)
 
 
-class MlpConnector(nn.Sequential):
-    """Linear, then (depth - 1) x [GELU, Linear], applied to every patch token."""
+class MlpConnector(Connector, nn.Sequential):
+    """Linear, then (depth - 1) x [GELU, Linear], applied to every patch token; published as `mlp{depth}x_gelu`."""
 
-    def __init__(self, config: TinyVideoConfig):
+    connector_type = "mlp"
+    published_names = ("mlp<N>x_gelu",)  # N: its depth
+
+    def __init__(self, config):
         dim = config.hidden_size
         layers: list[nn.Module] = [nn.Linear(config.vision_config.hidden_size, dim)]
         for _ in range(config.mlp_depth - 1):
             layers += [nn.GELU(), nn.Linear(dim, dim)]
         super().__init__(*layers)
 
+    @classmethod
+    def published_name(cls, config) -> str:
+        return f"mlp{config.mlp_depth}x_gelu"
+
+    @classmethod
+    def read_published_name(cls, name: str) -> dict | None:
+        depth = re.fullmatch(r"mlp(\d+)x_gelu", name)
+        return {"mlp_depth": int(depth.group(1))} if depth else None
+
+    @staticmethod
+    def num_visual_tokens(config, num_frames: int) -> int:
+        return config.tokens_per_frame * num_frames
+
+    @staticmethod
+    def settings_for_tokens(num_queries: int, num_frames: int) -> dict:
+        raise ValueError("the mlp connector makes one embedding per patch token: its count is the vision tower's")
+
     def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
         return super().forward(frame_features.flatten(1, 2))
 
 
-CONNECTORS = {"group": GroupResampler, "naive": NaiveResampler, "image": ImageResampler, "mlp": MlpConnector}
+CONNECTORS: dict[str, type[Connector]] = {c.connector_type: c for c in (GroupResampler, NaiveResampler, ImageResampler, MlpConnector)}
 
 
-def build_connector(config: TinyVideoConfig) -> nn.Module:
+def build_connector(config) -> nn.Module:
     return CONNECTORS[config.connector_type](config)

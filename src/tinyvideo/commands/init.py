@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tinyvideo.connectors import CONNECTORS
 from tinyvideo.errors import InputError
 from tinyvideo.flags import non_negative_int, positive_int
 from tinyvideo.processing import CHAT_FORMATS
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chat-format", choices=CHAT_FORMATS, help="with --language-model: default qwen2_base for Qwen models, else the tokenizer's"
     )
-    parser.add_argument("--connector", default="group", choices=["group", "naive", "image", "mlp"])
+    parser.add_argument("--connector", default="group", choices=list(CONNECTORS))
     parser.add_argument("--image-size", type=positive_int, default=32, help="frame side of a new tiny vision tower")
     parser.add_argument("--num-queries", type=positive_int, default=16)
     parser.add_argument("--group", type=positive_int, default=4)

@@ -16,7 +16,7 @@ MODES = ("option", "reason", "cloze")
 ABLATION_MODES = ("option", "cloze")
 OPTION_TOKENS = 16  # an Option-mode answer is a letter
 HISTORY = "log_history.json"
-CONNECTORS = ("group", "image", "naive")
+ABLATION_CONNECTORS = ("group", "image", "naive")  # the resamplers compared at the same number of visual tokens
 # The tasks whose answer needs the order of the frames (see `tinyvideo.data.synth_questions`): no single
 # frame shows a direction or a bounce count, and the last frame alone shows no order of events.
 # `state_change` and `existence_end` need the first or last frame, not the order.

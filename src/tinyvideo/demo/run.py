@@ -11,10 +11,11 @@ from pathlib import Path
 from accelerate import PartialState
 
 from tinyvideo.config import TinyVideoConfig
+from tinyvideo.connectors import CONNECTORS
 from tinyvideo.demo import report
 from tinyvideo.demo.plan import (
+    ABLATION_CONNECTORS,
     ABLATION_MODES,
-    CONNECTORS,
     FINETUNE,
     HISTORY,
     MODES,
@@ -180,19 +181,15 @@ def run_demo(ws: Workspace, started: float) -> Path:
 
 
 def ablation_extra(connector: str, recipe_connector: str, num_frames: int, num_queries: int) -> list[str]:
-    """Overrides giving `connector` the recipe's number of visual tokens.
-
-    The group and naive resamplers make `num_queries` tokens per video; the image-level one makes
-    `num_queries // group` per frame, so `group` = frames gives the same total.
-    """
+    """Overrides giving `connector` the recipe's number of visual tokens, `num_queries` for videos of
+    `num_frames` frames (the connector says which settings do)."""
     if connector == recipe_connector:
         return []
-    extra = ["--connector_type", connector]
-    if connector == "image":
-        if num_queries % num_frames:
-            raise InputError(f"num_queries {num_queries} is not a multiple of num_frames {num_frames}: no image-level match")
-        extra += ["--group", str(num_frames)]
-    return extra
+    try:
+        settings = CONNECTORS[connector].settings_for_tokens(num_queries, num_frames)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    return ["--connector_type", connector, *(token for key, value in settings.items() for token in (f"--{key}", str(value)))]
 
 
 def run_ablation(ws: Workspace, started: float) -> Path:
@@ -201,8 +198,8 @@ def run_ablation(ws: Workspace, started: float) -> Path:
     train_stage(ws, VISION, ws.run_dir(VISION.name), None)
     recipe = load_stage_config(ws, pretrain, ws.run_dir(pretrain.name), "tiny")
     results = {}
-    for number, connector in enumerate(CONNECTORS, start=1):
-        logger.info("connector %d/%d: %s", number, len(CONNECTORS), connector)
+    for number, connector in enumerate(ABLATION_CONNECTORS, start=1):
+        logger.info("connector %d/%d: %s", number, len(ABLATION_CONNECTORS), connector)
         begun = time.perf_counter()
         name = None if connector == recipe.connector_type else connector
         extra = ablation_extra(connector, recipe.connector_type, recipe.num_frames, recipe.num_queries)
