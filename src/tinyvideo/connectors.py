@@ -83,7 +83,7 @@ class Connector:
 
     @classmethod
     def read_published_name(cls, name: str) -> dict | None:
-        """The config settings a published connector name (lower case) stands for; None if it is not this connector's."""
+        """The config settings a published connector name (lower case) stands for; None if not this connector's."""
         return {} if name in cls.published_names else None
 
     @staticmethod
@@ -197,7 +197,9 @@ class ImageResampler(GroupedResampler):
     @staticmethod
     def settings_for_tokens(num_queries: int, num_frames: int) -> dict:
         if num_queries % num_frames:
-            raise ValueError(f"num_queries {num_queries} is not a multiple of num_frames {num_frames}: no image-level match")
+            raise ValueError(
+                f"num_queries {num_queries} is not a multiple of num_frames {num_frames}: no image-level match"
+            )
         return {"group": num_frames}  # num_queries // group latents per frame
 
     def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
@@ -240,7 +242,9 @@ class MlpConnector(Connector, nn.Sequential):
         return super().forward(frame_features.flatten(1, 2))
 
 
-CONNECTORS: dict[str, type[Connector]] = {c.connector_type: c for c in (GroupResampler, NaiveResampler, ImageResampler, MlpConnector)}
+CONNECTORS: dict[str, type[Connector]] = {
+    c.connector_type: c for c in (GroupResampler, NaiveResampler, ImageResampler, MlpConnector)
+}
 
 
 def build_connector(config) -> nn.Module:

@@ -39,7 +39,7 @@ from tinyvideo import checkpoints
 from tinyvideo.config import TinyVideoConfig
 from tinyvideo.connectors import PerceiverResampler, build_connector
 from tinyvideo.errors import InputError
-from tinyvideo.vision_towers import build_vision_tower, dropped_tokens, embed, encoder_layers
+from tinyvideo.vision_towers import build_vision_tower, dropped_tokens, embed, used_encoder_layers
 
 Videos = torch.Tensor | Sequence[torch.Tensor]
 
@@ -143,10 +143,8 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         and register tokens, and SigLIP's first patch although SigLIP has no class token: the published
         models were trained that way (docs/published-format.md 1.4).
         """
-        layers = encoder_layers(self.vision_tower)
-        depth = self.config.vision_feature_layer % (len(layers) + 1)
         hidden = embed(self.vision_tower, pixel_values.to(device=self.device, dtype=self.vision_tower.dtype))
-        for layer in layers[:depth]:
+        for layer in used_encoder_layers(self.vision_tower, self.config.vision_feature_layer):
             hidden = layer(hidden, None)
             hidden = hidden[0] if isinstance(hidden, tuple) else hidden
         if self.config.vision_feature_select_strategy == "patch":
@@ -178,8 +176,9 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
     def connector_dtype(self) -> torch.dtype:
         return next(self.connector.parameters()).dtype
 
-    def video_embeddings(self, pixel_values_videos=None, video_num_frames=None, frame_features=None) -> torch.Tensor:
-        """All videos' visual embeddings, concatenated in placeholder order: [sum Q_i, D]."""
+    def get_video_features(self, pixel_values_videos=None, video_num_frames=None, frame_features=None) -> torch.Tensor:
+        """All videos' visual embeddings, concatenated in placeholder order: [sum Q_i, D] (from pixels, or from
+        frame features computed before)."""
         if frame_features is None:
             frame_features = self.encode_videos(pixel_values_videos, video_num_frames)
         else:
@@ -189,19 +188,27 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
     def embed_inputs(self, input_ids, pixel_values_videos=None, video_num_frames=None, frame_features=None):
         """Token embeddings with the video placeholders replaced by the visual embeddings."""
         embeds = self.get_input_embeddings()(input_ids)
-        placeholders = input_ids == self.config.video_token_id
-        has_visual = pixel_values_videos is not None or frame_features is not None
-        if not has_visual:
-            if placeholders.any():
-                raise ValueError("input_ids contain video tokens but no pixel_values_videos or frame_features were given")
+        if pixel_values_videos is None and frame_features is None:
+            self.get_placeholder_mask(input_ids, embeds)
             return embeds
-        visual = self.video_embeddings(pixel_values_videos, video_num_frames, frame_features)
-        if int(placeholders.sum()) != visual.shape[0]:
+        visual = self.get_video_features(pixel_values_videos, video_num_frames, frame_features)
+        return embeds.masked_scatter(self.get_placeholder_mask(input_ids, embeds, visual), visual.to(embeds.dtype))
+
+    def get_placeholder_mask(
+        self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, video_features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Where the video tokens are, as a mask the shape of `inputs_embeds`; `ValueError` when their number is
+        not the number of visual embeddings (`video_features` [N, D]; None: no video given)."""
+        placeholders = input_ids == self.config.video_token_id
+        if video_features is None and placeholders.any():
+            raise ValueError("input_ids contain video tokens but no pixel_values_videos or frame_features were given")
+        if video_features is not None and int(placeholders.sum()) != video_features.shape[0]:
             raise ValueError(
-                f"the text has {int(placeholders.sum())} video tokens but the videos give {visual.shape[0]} embeddings: "
+                f"the text has {int(placeholders.sum())} video tokens but the videos give "
+                f"{video_features.shape[0]} embeddings: "
                 "give one video per <image> placeholder, expanded by the processor for this model's connector"
             )
-        return embeds.masked_scatter(placeholders.unsqueeze(-1), visual.to(embeds.dtype))
+        return placeholders.unsqueeze(-1).expand_as(inputs_embeds)
 
     # ---- language model ----------------------------------------------------------------------------
 

@@ -84,6 +84,16 @@ def read_json_rows(path: str | os.PathLike) -> list[Row]:
     return rows
 
 
+def read_json_values(path: str | os.PathLike) -> list:
+    """The values of a JSON list or JSONL file that must be whole; `InputError` naming the first line that is
+    not JSON."""
+    rows = read_json_rows(path)
+    for row in rows:
+        if row.error is not None:
+            raise InputError(f"{row.where}: {row.error}")
+    return [row.value for row in rows]
+
+
 def read_usable_rows(
     path: str | os.PathLike,
     problem: Callable[[object], str | None],

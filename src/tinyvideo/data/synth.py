@@ -39,6 +39,7 @@ from tinyvideo.data.synth_questions import FAMILIES, Clip, balanced, design
 from tinyvideo.data.synth_scenes import FPS, FRAMES, SIZE, Scene, render
 from tinyvideo.errors import InputError
 from tinyvideo.files import write_json
+from tinyvideo.rows import read_json_values
 from tinyvideo.video import write_video
 
 logger = logging.getLogger(__name__)
@@ -89,13 +90,11 @@ class Suite:
 
     def records(self, split: str) -> list[dict]:
         """The native question records of a split (`id, video, task, question, options, answer, answer_text`)."""
-        with open(self.path("splits", split, "annotations"), encoding="utf-8") as f:
-            return [json.loads(line) for line in f]
+        return read_json_values(self.path("splits", split, "annotations"))
 
     def scenes(self, split: str) -> dict[str, Scene]:
         """Ground truth of a split's clips (tracks and event log), by clip id."""
-        with open(self.path("splits", split, "scenes"), encoding="utf-8") as f:
-            return {row["id"]: Scene.from_dict(row) for row in map(json.loads, f)}
+        return {row["id"]: Scene.from_dict(row) for row in read_json_values(self.path("splits", split, "scenes"))}
 
 
 def load_suite(root: str | Path) -> Suite:

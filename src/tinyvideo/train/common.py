@@ -30,7 +30,7 @@ from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.rows import read_json_rows, read_text
 from tinyvideo.scratch import TINY_TOWERS, assemble, build_tiny
-from tinyvideo.vision_towers import encoder_layers, input_modules
+from tinyvideo.vision_towers import input_modules, used_encoder_layers
 
 logger = logging.getLogger(__name__)
 
@@ -291,8 +291,7 @@ def _freeze(module: nn.Module) -> None:
 def used_vision_layers(model) -> nn.ModuleList:
     """The vision encoder layers the model runs: up to `vision_feature_layer`; the rest (and the post
     layer norm and pooling head) get no gradient, and trainable unused weights break DDP."""
-    layers = encoder_layers(model.vision_tower)
-    return layers[: model.config.vision_feature_layer % (len(layers) + 1)]
+    return used_encoder_layers(model.vision_tower, model.config.vision_feature_layer)
 
 
 def _trainable_parts(model, args) -> dict[str, tuple[list[nn.Module], str]]:

@@ -312,29 +312,27 @@ class GRPOTrainer(Trainer):
         lengths = mask.sum(1).float().cpu()
         truncated = ~(completion_ids == self.processor.tokenizer.eos_token_id).any(1)
         reflective = [float(reward_lib.is_reflective(t)) for t in texts]
-        local = torch.stack(
-            [
-                torch.tensor(accuracy),
-                torch.tensor(formatted),
-                lengths,
-                truncated.float().cpu(),
-                torch.tensor(reflective),
-                *[torch.tensor(values) for values in per_func],
-            ],
-            dim=1,
-        )
-        table = self.accelerator.gather(local.to(mask.device)).cpu()
+        local = {
+            "accuracy": torch.tensor(accuracy),
+            "format_rate": torch.tensor(formatted),
+            "completion_length": lengths,
+            "completions/clipped_ratio": truncated.float().cpu(),
+            "reflection_rate": torch.tensor(reflective),
+        }
+        columns = [*local.values(), *(torch.tensor(values) for values in per_func)]
+        table = self.accelerator.gather(torch.stack(columns, dim=1).to(mask.device)).cpu().unbind(1)
+        gathered = dict(zip(local, table))  # every process's rollouts, by metric
+        per_reward = table[len(local) :]  # and by reward function, in `reward_names` order
         self._record("reward", all_rewards.mean().item())
         self._record("reward_std", all_rewards.view(-1, group).std(1).mean().item())
         self._record("frac_reward_zero_std", zero_std_fraction(all_rewards, group))
-        names = ("accuracy", "format_rate", "completion_length", "completions/clipped_ratio", "reflection_rate")
-        for column, name in enumerate(names):
-            self._record(name, table[:, column].mean().item())
-        self._record("completions/min_length", table[:, 2].min().item())
-        self._record("completions/max_length", table[:, 2].max().item())
-        for offset, name in enumerate(self.reward_names):
-            self._record(f"rewards/{name}/mean", table[:, 5 + offset].mean().item())
-            self._record(f"rewards/{name}/std", table[:, 5 + offset].std().item())
+        for name, values in gathered.items():
+            self._record(name, values.mean().item())
+        self._record("completions/min_length", gathered["completion_length"].min().item())
+        self._record("completions/max_length", gathered["completion_length"].max().item())
+        for name, values in zip(self.reward_names, per_reward):
+            self._record(f"rewards/{name}/mean", values.mean().item())
+            self._record(f"rewards/{name}/std", values.std().item())
         self._write_samples(texts, rewards, per_func, advantages, inputs)
 
     def _reuse_or_score(self, name: str, per_func, texts, solutions) -> list[float]:
