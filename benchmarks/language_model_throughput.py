@@ -29,7 +29,7 @@ from train_throughput import ROOT, toy_suite, vision_tower, write_report
 
 from tinyvideo.scratch import assemble
 
-PRETRAIN = ROOT / "configs" / "synth" / "pretrain.yaml"
+PRETRAIN = ROOT / "src" / "tinyvideo" / "recipes" / "synth" / "pretrain.yaml"
 NEW_MODEL_SETTINGS = ("vision_tower_path", "tiny_vocab_size", "tiny_hidden_size", "tiny_num_layers")
 
 

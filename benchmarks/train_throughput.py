@@ -33,6 +33,7 @@ import torch
 from transformers import TrainerCallback
 
 ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "src" / "tinyvideo" / "recipes" / "synth"
 VARIANTS = {
     "naive": [],
     "workers": ["--dataloader_num_workers", "2"],
@@ -111,7 +112,7 @@ def vision_tower(folder: Path) -> Path:
     from tinyvideo.train.common import load_config
     from tinyvideo.train.vision import VisionConfig, build_towers
 
-    recipe = load_config(VisionConfig, str(ROOT / "configs" / "synth" / "vision.yaml"), ["--output_dir", str(folder)])
+    recipe = load_config(VisionConfig, str(RECIPES / "vision.yaml"), ["--output_dir", str(folder)])
     build_towers(recipe, vocab_rows=recipe.vocab_size, pad_token_id=0).save_pretrained(folder)
     return folder
 
@@ -128,7 +129,7 @@ def write_report(report: dict, output: str | Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(ROOT / "configs" / "synth" / "pretrain.yaml"))
+    parser.add_argument("--config", default=str(RECIPES / "pretrain.yaml"))
     parser.add_argument("--suite", help="a generated synthetic suite; its captions are the data (default: toy clips)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)

@@ -158,3 +158,28 @@ def test_init_refuses_to_overwrite_a_folder_without_overwrite(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err and (model_dir / "model.safetensors").read_bytes() == trained
     assert main(["init", "--out", str(model_dir), "--seed", "1", "--overwrite"]) == 0
     assert (model_dir / "model.safetensors").read_bytes() != trained
+
+
+BLANK_QUESTIONS = ["", " ", "\n", "\t \n  ", "\u3000", "\r\n\r\n"]
+
+
+@pytest.mark.parametrize("question", BLANK_QUESTIONS)
+def test_an_empty_question_is_refused_in_one_line_before_the_model_loads(tmp_path, capsys, question):
+    argv = ["infer", "--model", str(tmp_path / "model"), "--video", str(tmp_path / "gone.mp4"), "--question", question]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert "the question is empty" in error and len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize("question", BLANK_QUESTIONS)
+def test_the_python_api_and_the_web_page_refuse_an_empty_question_too(tiny_dir, question):
+    from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+    from tinyvideo.inference import answer_question
+    from tinyvideo.serve import stream_answer
+
+    model, processor = TinyVideoForConditionalGeneration.from_pretrained(tiny_dir), TinyVideoProcessor.from_pretrained(tiny_dir)
+    frames = np.zeros((4, 32, 32, 3), np.uint8)
+    with pytest.raises(InputError, match="the question is empty"):
+        answer_question(model, processor, frames, question, max_new_tokens=2)
+    with pytest.raises(InputError, match="the question is empty"):
+        next(stream_answer(model, processor, frames, question, "option", 2))

@@ -29,7 +29,7 @@ from tinyvideo.eval.frames import VideoFrames
 from tinyvideo.eval.harness import evaluate
 from tinyvideo.eval.outputs import build_report
 from tinyvideo.eval.predictions import read_predictions
-from tinyvideo.eval.settings import Settings, load_questions
+from tinyvideo.eval.settings import ADAPTER_OPTIONS, BENCHMARKS, Settings, load_questions
 from tinyvideo.scratch import build_tiny
 from tinyvideo.vision_towers import FrameTransform
 
@@ -321,3 +321,23 @@ def test_a_batch_size_below_one_is_refused(settings, loaded, tmp_path):
     with pytest.raises(InputError, match="batch_size"):
         evaluate(settings, tmp_path, *loaded, batch_size=0)
     assert not any(tmp_path.iterdir())
+
+
+UNUSED_OPTIONS = [
+    (benchmark, name, value)
+    for name, value in (("split", "nonsense"), ("split", "test"), ("duration", "short"), ("duration", "all"), ("subtitles", None))
+    for benchmark in BENCHMARKS
+    if benchmark not in ADAPTER_OPTIONS[name]
+]
+
+
+@pytest.mark.parametrize("benchmark, name, value", UNUSED_OPTIONS)
+def test_an_option_the_benchmark_does_not_take_is_refused_never_ignored(tmp_path, capsys, benchmark, name, value):
+    flag = [f"--{name}"] if value is None else [f"--{name}", value]
+    argv = ["eval", benchmark, "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d"), *flag]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"{benchmark} takes no {' '.join(flag)}: --{name} is for " in error and len(error.splitlines()) == 1
+    if value not in ("test", "all"):  # the Python API: any value other than the default
+        with pytest.raises(InputError, match=f"{benchmark} takes no --{name}"):
+            Settings(benchmark, "d", "m", **{name: True if value is None else value})

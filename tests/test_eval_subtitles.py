@@ -25,7 +25,7 @@ from tinyvideo.eval.benchmarks.common import AnnotationError, Sampling
 from tinyvideo.eval.harness import evaluate
 from tinyvideo.eval.outputs import build_report, check_run_file, run_record
 from tinyvideo.eval.predictions import read_predictions
-from tinyvideo.eval.settings import Settings
+from tinyvideo.eval.settings import Settings, load_questions
 from tinyvideo.eval.subtitles import Cue, SubtitleError, interleave, lines_at, read_longvideobench, read_srt
 from tinyvideo.processing import chat_prompt
 from tinyvideo.scratch import build_tiny
@@ -342,5 +342,26 @@ def test_videomme_with_subtitles_from_the_command_line(videomme_dir, tiny_checkp
 
 
 def test_subtitles_are_refused_for_a_benchmark_without_them():
-    with pytest.raises(InputError, match="mvbench has no subtitles"):
+    with pytest.raises(InputError, match="mvbench takes no --subtitles: --subtitles is for videomme, longvideobench"):
         Settings("mvbench", "data", "model", subtitles=True)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("subtitles", [False, True])
+@pytest.mark.parametrize("mode", ["option", "reason", "cloze"])
+def test_limit_counts_questions_with_or_without_subtitles(lvb_dir, limit, subtitles, mode):
+    settings = Settings("longvideobench", str(lvb_dir), "model", mode=mode, subtitles=subtitles, limit=limit)
+    ids = [q.id for q in load_questions(settings)]
+    first = [row["id"] for row in ROWS][:limit]
+    assert ids == ([i for qid in first for i in (qid, f"{qid}/subs")] if subtitles else first)
+
+
+def test_videomme_logs_how_many_videos_have_no_subtitle_file(videomme_dir, caplog):
+    with caplog.at_level(logging.WARNING):
+        videomme.load(videomme_dir, "option", subtitles=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 of 2 videos have no subtitle file (subtitle/<videoID>.srt): their questions get 'No subtitles available'"
+    ]
+    caplog.clear()
+    videomme.load(videomme_dir, "option")
+    assert caplog.records == []

@@ -292,6 +292,54 @@ def test_a_missing_packaged_gguf_file_says_how_to_get_it_and_a_folder_without_a_
         load_language_model(tmp_path)
 
 
+
+def small_gguf(path: Path) -> bytes:
+    """A small well-formed GGUF file (llama metadata, two float32 tensors of whole 32-byte blocks); its bytes."""
+    gguf = pytest.importorskip("gguf")
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.ones((4, 8), np.float32))
+    writer.add_tensor("output_norm.weight", np.ones(8, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path.read_bytes()
+
+
+def test_every_truncation_of_a_gguf_file_is_refused_in_one_line_naming_it(tmp_path):
+    whole = small_gguf(tmp_path / "whole.gguf")
+    for length in range(len(whole)):
+        (tmp_path / "cut.gguf").write_bytes(whole[:length])
+        with pytest.raises(InputError) as refused:
+            load_language_model(tmp_path, "cut.gguf")
+        message = str(refused.value)
+        assert message.startswith(f"{tmp_path / 'cut.gguf'}: not a readable GGUF file") and "\n" not in message, length
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"GGUF", b"garbage!", b"GGUF\x03\x00\x00\x00" + b"\xff" * 40, b"{\"model_type\": \"llama\"}", bytes(range(256)) * 8]
+)
+def test_a_file_that_is_not_gguf_is_refused_by_init_in_one_line(tmp_path, capsys, content):
+    (tmp_path / "bad.gguf").write_bytes(content)
+    argv = ["init", "--language-model", str(tmp_path), "--gguf-file", "bad.gguf", "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"{tmp_path / 'bad.gguf'}: not a readable GGUF file" in error and len(error.splitlines()) == 1
+
+
+def test_a_folder_of_gguf_files_asks_for_gguf_file_and_a_wrong_name_lists_them(tmp_path, capsys):
+    for name in ("b.gguf", "a.gguf"):
+        (tmp_path / name).write_bytes(b"GGUF")
+    (tmp_path / "notes.txt").write_text("not a model")
+    assert main(["init", "--language-model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert main(["init", "--language-model", str(tmp_path), "--gguf-file", "c.gguf", "--out", str(tmp_path / "o")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2
+    assert f"{tmp_path} holds GGUF files (a.gguf, b.gguf)" in errors[0] and "--gguf-file NAME" in errors[0]
+    assert f"{tmp_path / 'c.gguf'}: no such GGUF file; the folder holds a.gguf, b.gguf" in errors[1]
+
+
 # ---- per-model training settings ----------------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from tinyvideo.train.common import (
 )
 from tinyvideo.train.grpo import GRPOConfig
 from tinyvideo.train.language import LanguageConfig
+from tinyvideo.train.runs import require_same_run, run_settings, write_run_file
 from tinyvideo.train.sft import SFTConfig
 from tinyvideo.train.vision import VisionConfig
 
@@ -239,3 +240,34 @@ def test_the_word_tiny_is_refused_when_a_folder_tiny_is_there_too(tmp_path, monk
     with pytest.raises(InputError, match="write ./tiny"):
         load_config(SFTConfig, None, ["--model_name_or_path", "tiny", *settings])
     assert load_config(SFTConfig, None, ["--model_name_or_path", "./tiny", *settings]).model_name_or_path == "./tiny"
+
+
+@pytest.mark.parametrize("config_class", [SFTConfig, GRPOConfig, VisionConfig, LanguageConfig])
+def test_a_checkpoint_of_a_run_with_any_other_setting_is_refused_naming_it(tmp_path, config_class):
+    names = {f.name for f in fields(config_class)}
+    required = ["--output_dir", str(tmp_path / "run"), "--max_steps", "4"]
+    required += ["--data_path", "rows.json"] if "data_path" in names else []
+    required += ["--model_name_or_path", "tiny"] if "model_name_or_path" in names else []
+    config = load_config(config_class, None, required)
+    write_run_file(tmp_path / "run", config)
+    checkpoint = tmp_path / "run" / "checkpoint-4"
+    recorded = run_settings(config)
+    assert {"optim"} < recorded.keys() and not {"data_path", "video_root", "max_steps", "learning_rate"} & recorded.keys()
+    # The same run, resumed with more steps, another rate or its data moved, is the same run.
+    changed = ["--max_steps", "8", "--learning_rate", "0.5"]
+    changed += ["--data_path", "moved/rows.json", "--video_root", str(tmp_path)] if "data_path" in names else []
+    require_same_run(checkpoint, load_config(config_class, None, [*required, *changed]))
+    for name, value in recorded.items():
+        (tmp_path / "run" / "run.json").write_text(json.dumps({**recorded, name: ["another", value]}))
+        with pytest.raises(InputError) as refused:
+            require_same_run(checkpoint, config)
+        message = str(refused.value)
+        assert message.startswith(f"{tmp_path / 'run'} holds a checkpoint of a different run ({name} ") and "\n" not in message
+        assert "choose another output_dir" in message
+
+
+def test_the_settings_a_tester_changed_are_among_those_compared():
+    sft = run_settings(load_config(SFTConfig, None, ["--model_name_or_path", "tiny", "--data_path", "d"]))
+    vision = run_settings(load_config(VisionConfig, None, ["--data_path", "d"]))
+    assert {"tiny_hidden_size", "tiny_num_layers", "lora_r", "lora_alpha", "tune_language_model", "template"} <= sft.keys()
+    assert {"objective", "vision_hidden_size", "vision_layers", "patch_size"} <= vision.keys()

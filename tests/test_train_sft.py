@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import replica_digests
@@ -18,10 +19,11 @@ from launch import environment, launch, launch_command
 from safetensors.torch import load_file
 from test_data_llava import write_toy_data
 
+from tinyvideo.cli import main
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.train.common import apply_tuning, load_config, load_model_and_processor
-from tinyvideo.train.runs import FINAL_MODEL, is_complete_checkpoint, last_complete_checkpoint
+from tinyvideo.train.runs import FINAL_MODEL, RUN_FILE, is_complete_checkpoint, last_complete_checkpoint
 from tinyvideo.train.sft import SFTConfig, SFTTrainer, train
 
 RECIPE = """\
@@ -171,7 +173,7 @@ def test_two_processes_train_as_one_with_their_batches_together_and_resume_after
     together = load_file(tmp_path / "two" / FINAL_MODEL / "model.safetensors")
     assert max((together[k] - expected[k]).abs().max().item() for k in expected) < 1e-5
 
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint-20", "checkpoint-24", FINAL_MODEL]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint-20", "checkpoint-24", FINAL_MODEL, RUN_FILE]
     names = sorted(p.name for p in (tmp_path / "two" / "checkpoint-24").iterdir())
     assert names.count("model.safetensors") == 1 and {"rng_state_0.pth", "rng_state_1.pth"} <= set(names)
 
@@ -181,7 +183,11 @@ def test_two_processes_train_as_one_with_their_batches_together_and_resume_after
     while not (tmp_path / "killed" / "checkpoint-8" / "trainer_state.json").exists() and first.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint within three minutes"
         time.sleep(0.02)
-    os.killpg(first.pid, signal.SIGKILL)  # the launcher and both training processes
+    # The launcher and both training processes: torchrun starts each worker in a session of its own, where
+    # a signal to the launcher's process group does not reach it (it would train on to the end).
+    launcher = psutil.Process(first.pid)
+    for process in [launcher, *launcher.children(recursive=True)]:
+        process.kill()
     assert first.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (tmp_path / "killed" / FINAL_MODEL).exists()
     second = launch(["train", "sft", "--config", str(recipe(toy, tmp_path / "killed", steps)), *overrides])
@@ -198,3 +204,15 @@ def test_processes_that_cannot_join_are_refused_before_training(toy, tmp_path):
     assert done.returncode != 0
     assert "launched as 2 processes, but the run holds 1: without GPUs set use_cpu: true" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_rerun_into_a_folder_of_another_run_is_refused_in_one_line(toy, tmp_path, capsys):
+    """A checkpoint of a fully tuned language model cannot be resumed with LoRA (other weights, other
+    optimizer groups): the folder's run file says what differs before the Trainer fails on it."""
+    config = recipe(toy, tmp_path / "run", steps=2)
+    assert main(["train", "sft", "--config", str(config), "--save_steps", "2"]) == 0
+    capsys.readouterr()
+    assert main(["train", "sft", "--config", str(config), "--save_steps", "2", "--max_steps", "4", "--tune_language_model", "lora"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"{tmp_path / 'run'} holds a checkpoint of a different run (tune_language_model 'full' there, 'lora' now)" in error
+    assert len(error.splitlines()) == 1 and sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint-2", FINAL_MODEL, RUN_FILE]

@@ -14,10 +14,11 @@ import torch
 from transformers import AutoTokenizer, SiglipVisionModel
 
 from media import corrupt_frames, make_indexed_video
+from tinyvideo.cli import main
 from tinyvideo.demo.plan import RECIPES
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.train.common import load_config, load_model_and_processor
-from tinyvideo.train.runs import FINAL_MODEL
+from tinyvideo.train.runs import FINAL_MODEL, last_complete_checkpoint
 from tinyvideo.train.sft import SFTConfig
 from tinyvideo.train.vision import FrameCaptionDataset, FrameCaptionModel, VisionConfig, contrastive_loss, read_rows, train
 from tinyvideo.video import read_frames, write_video
@@ -90,8 +91,9 @@ def test_a_run_learns_colours_and_a_tiny_model_sees_through_its_tower(frames_dat
     assert final == tmp_path / "run" / FINAL_MODEL
     assert "2 of 26 data rows skipped (1 malformed, 1 with a missing or unusable video or text)" in caplog.text
     # It tells the colours apart, in the tokens a video model reads: each clip's first frame is nearest to
-    # its own colour's caption.
-    towers, tokenizer = FrameCaptionModel.from_pretrained(final), AutoTokenizer.from_pretrained(final)
+    # its own colour's caption (both towers and the tokenizer are in the last checkpoint).
+    checkpoint = last_complete_checkpoint(tmp_path / "run")
+    towers, tokenizer = FrameCaptionModel.from_pretrained(checkpoint), AutoTokenizer.from_pretrained(checkpoint)
     captions = [f"a {colour} square" for colour in COLOURS]
     ids = tokenizer(captions, padding="max_length", max_length=48, return_tensors="pt")["input_ids"]
     frames = np.stack([read_frames(frames_data / f"{i}.mp4", indices=[0])[0][0] for i in range(24)])
@@ -99,7 +101,11 @@ def test_a_run_learns_colours_and_a_tiny_model_sees_through_its_tower(frames_dat
         logits = towers.similarity(preprocess_frames(frames, 32), ids)
     assert logits.argmax(-1).tolist() == [i % len(COLOURS) for i in range(24)]
 
-    tower = SiglipVisionModel.from_pretrained(final)
+    # The final folder is the vision tower alone: it loads as a plain SigLIP vision model, no weight left over.
+    tower, loading = SiglipVisionModel.from_pretrained(final, output_loading_info=True)
+    assert json.loads((final / "config.json").read_text())["architectures"] == ["SiglipVisionModel"]
+    assert all(not keys for keys in loading.values()), loading
+    assert all(torch.equal(value, towers.vision_model.state_dict()[name]) for name, value in tower.state_dict().items())
     overrides = ["--model_name_or_path", "tiny", "--vision_tower_path", str(final), "--output_dir", str(tmp_path / "x")]
     model, processor = load_model_and_processor(load_config(SFTConfig, None, [*overrides, "--data_path", "unused.json"]))
     assert processor.image_size == 32 and model.config.vision_config.hidden_size == 32
@@ -134,3 +140,32 @@ def test_the_synthetic_suite_recipe_loads_and_matches_the_pretraining_stage():
     pretrain = load_config(SFTConfig, str(RECIPES / "pretrain.yaml"), ["--model_name_or_path", "tiny"])
     assert config.objective == "attributes" and config.data_path == "synth/scenes/train.jsonl"
     assert pretrain.vision_tower_path == f"{config.output_dir}/{FINAL_MODEL}"
+
+
+def test_a_finished_run_trains_no_more_and_says_so(frames_data, tmp_path, caplog):
+    """25 rows in batches of 8 make 4 steps an epoch: the run's 6 steps end inside its second epoch, where
+    the Trainer, resumed, would take one step more before it checks the step count."""
+    final = train(recipe(frames_data, tmp_path / "run", steps=6))
+    folders, weights = sorted(p.name for p in (tmp_path / "run").iterdir()), (final / "model.safetensors").read_bytes()
+    with caplog.at_level(logging.INFO, logger="tinyvideo"):
+        assert train(recipe(frames_data, tmp_path / "run", steps=6)) == final
+    assert "the run is finished" in caplog.text and "resuming from" not in caplog.text
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == folders and "checkpoint-7" not in folders
+    assert (final / "model.safetensors").read_bytes() == weights
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tinyvideo"):
+        train(recipe(frames_data, tmp_path / "run", steps=8, save_steps=4))  # more steps: it goes on
+    assert "resuming from" in caplog.text and (tmp_path / "run" / "checkpoint-8").is_dir()
+
+
+def test_a_rerun_with_other_sizes_is_refused_in_one_line(frames_data, tmp_path, capsys):
+    config = recipe(frames_data, tmp_path / "run", steps=2)
+    train(config)
+    capsys.readouterr()
+    argv = ["train", "vision", "--output_dir", str(tmp_path / "run"), "--data_path", config.data_path, "--max_steps", "2",
+            "--image_size", "32", "--patch_size", "8", "--vision_hidden_size", "64", "--vision_layers", "2",
+            "--text_hidden_size", "32", "--text_layers", "1", "--vocab_size", "300", "--report_to", "none"]  # fmt: skip
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"{tmp_path / 'run'} holds a checkpoint of a different run (vision_hidden_size 32 there, 64 now)" in error
+    assert len(error.splitlines()) == 1

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from transformers import SiglipVisionModel
 
 from tinyvideo.data.synth import generate_suite
 from tinyvideo.data.synth_scenes import OBJECT
@@ -22,6 +23,7 @@ from tinyvideo.train.vision_attributes import (
     patch_targets,
     read_scene_rows,
 )
+from tinyvideo.train.runs import last_complete_checkpoint
 from tinyvideo.vision_towers import load_vision_tower
 
 
@@ -126,8 +128,12 @@ def test_a_run_learns_what_is_where_and_the_pretrain_stage_takes_its_tower(suite
 
     folder = train(config)
     tower = load_vision_tower(folder)
-    trained = AttributeTower.from_pretrained(folder)
+    trained = AttributeTower.from_pretrained(last_complete_checkpoint(tmp_path / "run"))  # the head is in the checkpoints
     assert all(torch.equal(p, tower.state_dict()[k]) for k, p in trained.state_dict().items() if k in tower.state_dict())
+    # The final folder is the tower alone: a plain SigLIP vision model, no weight left over when it loads.
+    _, loading = SiglipVisionModel.from_pretrained(folder, output_loading_info=True)
+    assert all(not keys for keys in loading.values()), loading
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["SiglipVisionModel"]
     with torch.no_grad():
         logits = trained.attribute_logits(item["pixel_values"])
     assert attribute_loss(logits, **batch).item() < before / 2

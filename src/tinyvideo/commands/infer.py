@@ -9,7 +9,7 @@ import torch
 from tinyvideo.answers import HEDGED
 from tinyvideo.checkpoints import DTYPES
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
-from tinyvideo.inference import answer_question
+from tinyvideo.inference import answer_question, require_question
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.video import read_frames
@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The video and the flags are checked before the model is loaded."""
+    """The question, the video and the flags are checked before the model is loaded."""
+    require_question(args.question)
     num_frames, fps, max_frames = frame_sampling(args)
     frames, _ = read_frames(args.video, num_frames=num_frames, fps=fps, max_frames=max_frames)
     processor = TinyVideoProcessor.from_pretrained(args.model)

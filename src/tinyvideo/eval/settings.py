@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tinyvideo.errors import InputError
 from tinyvideo.eval.benchmarks import longvideobench, mlvu, mmvu, mvbench, nextqa, synth, videomme
-from tinyvideo.eval.benchmarks.common import AnnotationError, Question
+from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, AnnotationError, Question
 from tinyvideo.prompts import question_with_instruction
 
 
@@ -21,8 +21,6 @@ BENCHMARKS = {
     "nextqa": nextqa,
     "synth": synth,
 }
-# Adapter options and the benchmarks that take them.
-ADAPTER_OPTIONS = {"duration": ("videomme",), "split": ("nextqa", "synth"), "subtitles": ("videomme", "longvideobench")}
 # Adapter options and the benchmarks that take them.
 ADAPTER_OPTIONS = {"duration": ("videomme",), "split": ("nextqa", "synth"), "subtitles": ("videomme", "longvideobench")}
 MODES = ("option", "reason", "cloze")
@@ -51,8 +49,9 @@ class Settings:
     def __post_init__(self):
         if self.benchmark not in BENCHMARKS:
             raise InputError(f"unknown benchmark {self.benchmark!r}; expected one of {sorted(BENCHMARKS)}")
-        if self.subtitles and self.benchmark not in ADAPTER_OPTIONS["subtitles"]:
-            raise InputError(f"{self.benchmark} has no subtitles; --subtitles is for {', '.join(ADAPTER_OPTIONS['subtitles'])}")
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in ADAPTER_OPTIONS}
+        changed = {name: getattr(self, name) for name, default in defaults.items() if getattr(self, name) != default}
+        refuse_unused_options(self.benchmark, changed)
         if self.mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if (self.frames is None) == (self.fps is None):
@@ -72,9 +71,19 @@ class Settings:
             raise InputError(f"temperature must be at least 0, got {self.temperature}")
 
 
+def refuse_unused_options(benchmark: str, given: dict) -> None:
+    """`InputError` for an adapter option (`ADAPTER_OPTIONS`) given to a benchmark that does not take it:
+    it would be ignored, and the run would not be what was asked for."""
+    for name, value in given.items():
+        if benchmark not in ADAPTER_OPTIONS[name]:
+            users = ", ".join(ADAPTER_OPTIONS[name])
+            flag = f"--{name}" if value is True else f"--{name} {value}"
+            raise InputError(f"{benchmark} takes no {flag}: --{name} is for {users}")
+
+
 def load_questions(settings: Settings) -> list[Question]:
-    """The benchmark's questions in its files' order, `limit` applied; ids must be unique. In Cloze mode
-    the prompt is the bare question with the short-answer instruction."""
+    """The benchmark's questions in its files' order, `limit` applied (`first_questions`); ids must be
+    unique. In Cloze mode the prompt is the bare question with the short-answer instruction."""
     adapter = BENCHMARKS[settings.benchmark]
     options = {name: getattr(settings, name) for name, users in ADAPTER_OPTIONS.items() if settings.benchmark in users}
     questions = adapter.load(Path(settings.data), "option" if settings.mode == "cloze" else settings.mode, **options)
@@ -85,7 +94,19 @@ def load_questions(settings: Settings) -> list[Question]:
         if question.id in seen:
             raise AnnotationError(f"{settings.benchmark}: question id {question.id!r} occurs twice in {settings.data}")
         seen.add(question.id)
-    return questions[: settings.limit] if settings.limit is not None else questions
+    return first_questions(questions, settings.limit)
+
+
+def first_questions(questions: Sequence[Question], limit: int | None) -> list[Question]:
+    """The first `limit` questions (all when None), each with its setting with subtitles where it is asked
+    both ways (which follows it, see `both_settings`): `limit` counts questions, not prompts."""
+    kept, counted = [], 0
+    for question in questions:
+        counted += question.categories.get("subtitles") != WITH_SUBTITLES
+        if limit is not None and counted > limit:
+            break
+        kept.append(question)
+    return kept
 
 
 def shard_of(questions: Sequence[Question], index: int, count: int) -> list[Question]:

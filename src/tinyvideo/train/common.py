@@ -9,6 +9,7 @@ exactly; `save_model` folds the adapters into plain weights for the final folder
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -23,7 +24,7 @@ from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model,
 from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, SiglipImageProcessorPil, SiglipVisionModel
 
 from tinyvideo.errors import InputError
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
@@ -423,6 +424,29 @@ def save_model(model, processor, out_dir: str | os.PathLike, state_dict=None) ->
 
     def build(tmp: Path) -> None:
         model.save_pretrained(tmp, state_dict=merged)
+        processor.save_pretrained(tmp)
+
+    return _replace_folder(build, out_dir)
+
+
+def tower_image_processor(image_size: int) -> SiglipImageProcessorPil:
+    """The image processor of a tower trained on `preprocess_frames` output, exactly: a bicubic squash to
+    `image_size` x `image_size`, then (x / 255 - 0.5) / 0.5."""
+    return SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
+
+
+def save_vision_tower(model, processor, out_dir: str | os.PathLike, state_dict=None) -> Path:
+    """Write the SigLIP vision model inside `model` (a two-tower SigLIP, or a vision model with a training
+    head of its own) as a plain `SiglipVisionModel` folder, with `processor`'s files, atomically: a folder
+    that loads as a vision tower with no weight left over. The rest of `model` stays in the run's
+    checkpoints. Call it on one process; `state_dict` is for weights gathered elsewhere."""
+    state = model.state_dict() if state_dict is None else state_dict
+    tower = SiglipVisionModel(copy.deepcopy(getattr(model.config, "vision_config", model.config)))
+    prefix = "vision_model." if isinstance(getattr(model, "vision_model", None), SiglipVisionModel) else ""
+    tower.load_state_dict({name: state[prefix + name] for name in tower.state_dict()})
+
+    def build(tmp: Path) -> None:
+        tower.save_pretrained(tmp)
         processor.save_pretrained(tmp)
 
     return _replace_folder(build, out_dir)

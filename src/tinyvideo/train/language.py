@@ -56,7 +56,7 @@ from tinyvideo.errors import InputError
 from tinyvideo.processing import IGNORE_INDEX, conversation_segments
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
-from tinyvideo.train.common import check_ranges, conversation_texts
+from tinyvideo.train.common import check_ranges, conversation_texts, save_model
 from tinyvideo.train.runs import SkippedRowsTally, train_and_save
 
 logger = logging.getLogger(__name__)
@@ -264,14 +264,18 @@ def train(config: LanguageConfig) -> Path:
         callbacks=[evaluation],
     )
     evaluation.trainer = trainer
-    final = train_and_save(trainer, tokenizer, rows)
-    if trainer.is_world_process_zero():
+
+    def save_with_card(model, processor, out_dir, state_dict=None) -> Path:
+        """The final model, then its model card with the trained model's test-split scores (main process)."""
+        final = save_model(model, processor, out_dir, state_dict=state_dict)
         test = [c.question for c in design_split(config.suite_seed, "test", TEST_PER_TASK)]
-        scores = binding_accuracy(trainer.model, tokenizer, test)
-        card = model_card(config, trainer.model, trainer.state.log_history, scores, len(test))
+        scores = binding_accuracy(model, tokenizer, test)
+        card = model_card(config, model, trainer.state.log_history, scores, len(test))
         (final / "README.md").write_text(card, encoding="utf-8")
         logger.info("letter binding on the test split: %.1f%% (%d questions)", scores["all"], len(test))
-    return final
+        return final
+
+    return train_and_save(trainer, tokenizer, rows, save=save_with_card)
 
 
 def model_card(config: LanguageConfig, model, log_history: list[dict], test_scores: dict, n_test: int) -> str:

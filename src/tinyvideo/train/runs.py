@@ -1,26 +1,36 @@
-"""A training run's folder: `checkpoint-N` folders to resume from, and the final model in `model/`.
+"""A training run's folder: `checkpoint-N` folders to resume from, the final model in `model/`, and the
+settings of the run that made them in `run.json`.
 
-Both trainers (supervised and GRPO) go through `train_and_save`: resume from the newest complete
-checkpoint unless told otherwise, train, write the final model on the main process, and report how many
-data rows had to be skipped.
+Every stage goes through `train_and_save`: resume from the newest complete checkpoint unless told
+otherwise (only a checkpoint of the same run: `run_settings`), train, write the final model on the main
+process, and report how many data rows had to be skipped. A finished run trains no more.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
 from pathlib import Path
 
 from accelerate.utils import gather_object
+from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from tinyvideo.errors import InputError
+from tinyvideo.files import write_text
 from tinyvideo.train.common import save_model
 
 logger = logging.getLogger(__name__)
 
 FINAL_MODEL = "model"
 TRAINER_STATE = "trainer_state.json"
+RUN_FILE = "run.json"
+# Settings that may change between a run and its resumption: where the data is (a moved folder) and the
+# Trainer's own, except the optimizer, whose saved state only fits its own kind.
+MOVABLE = frozenset({"data_path", "video_root"})
+TRAINER_SETTINGS = frozenset(f.name for f in dataclasses.fields(TrainingArguments)) - {"optim"}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
@@ -66,24 +76,72 @@ def last_complete_checkpoint(output_dir: str | Path, remove_incomplete: bool = F
     return None
 
 
-def train_and_save(trainer, processor, dataset) -> Path:
-    """Train (resuming when a complete checkpoint exists), save the final model and return its folder.
+def run_settings(config) -> dict:
+    """The settings that make a run what it is, as JSON values: the stage's own (model source and sizes,
+    what trains, LoRA, objective, ...) and the optimizer; not where the data is, nor the Trainer's schedule
+    (a run may be resumed with more steps)."""
+    own = [f.name for f in dataclasses.fields(config) if f.name not in TRAINER_SETTINGS | MOVABLE]
+    return json.loads(json.dumps({name: getattr(config, name) for name in own}, default=str))
+
+
+def require_same_run(checkpoint: Path, config) -> None:
+    """`InputError` naming the settings that differ when `checkpoint` was made by a run with other
+    settings (its `run.json`): resuming from it would fail deep in the Trainer or mix two runs. A folder
+    written before runs recorded their settings is not checked."""
+    path = checkpoint.parent / RUN_FILE
+    if not path.is_file():
+        return
+    recorded, wanted = json.loads(path.read_text(encoding="utf-8")), run_settings(config)
+    differ = [f"{name} {recorded.get(name)!r} there, {value!r} now" for name, value in wanted.items() if recorded.get(name) != value]
+    if differ:
+        raise InputError(
+            f"{checkpoint.parent} holds a checkpoint of a different run ({'; '.join(differ)}): choose another "
+            f"output_dir, or delete its {PREFIX_CHECKPOINT_DIR}-* folders to start again"
+        )
+
+
+def write_run_file(output_dir: Path, config) -> None:
+    """Record the run's settings in its folder, atomically."""
+    write_text(output_dir / RUN_FILE, json.dumps(run_settings(config), indent=2) + "\n")
+
+
+def is_finished(trainer, checkpoint: Path) -> bool:
+    """Whether `checkpoint` is at or past the last step of the run as configured now, counted as the
+    Trainer counts it (`max_steps`, or the epochs over the data): resuming from it would still take one
+    more step when the run ends inside an epoch."""
+    step = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))["global_step"]
+    *_, max_steps = trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())
+    return step >= max_steps
+
+
+def train_and_save(trainer, processor, dataset, save=save_model) -> Path:
+    """Train (resuming when a complete checkpoint of the same run exists), save the final model and return
+    its folder. A run whose checkpoint is at its last step and whose final model is written does nothing
+    more. `InputError` when the checkpoint is of a run with other settings (`require_same_run`). `save`
+    writes the final model (`save_model`'s arguments); `processor` goes with it.
 
     `trainer.skipped_rows` holds the rows this process had to skip; `dataset.malformed_rows` those
     dropped at load. Every process must call this."""
     config = trainer.args
+    output_dir = Path(config.output_dir)
+    final = output_dir / FINAL_MODEL
     resume = config.resume_from_checkpoint
     if resume is None:
-        resume = last_complete_checkpoint(config.output_dir, remove_incomplete=trainer.is_world_process_zero())
+        resume = last_complete_checkpoint(output_dir, remove_incomplete=trainer.is_world_process_zero())
     if resume is not None:
+        require_same_run(Path(resume), config)
+        if final.is_dir() and is_finished(trainer, Path(resume)):
+            logger.info("the run is finished (%s is at its last step); its final model is %s", resume, final)
+            return final
         logger.info("resuming from %s", resume)
+    elif trainer.is_world_process_zero():
+        write_run_file(output_dir, config)
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
 
     skipped = set().union(*gather_object([trainer.skipped_rows]))
     state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
-    final = Path(config.output_dir) / FINAL_MODEL
     if trainer.is_world_process_zero():
-        save_model(trainer.model, processor, final, state_dict=state_dict)
+        save(trainer.model, processor, final, state_dict=state_dict)
         malformed = len(dataset.malformed_rows)
         logger.info(
             "%d of %d data rows skipped (%d malformed, %d with a missing or unusable video or text)",

@@ -20,8 +20,9 @@ made, at toy scale, with one of two objectives (`objective`):
 
 Contrastive data: a json list (or jsonl) of rows `{"video": path, "frames": [{"index": i, "caption": text}, ...]}`;
 every listed frame is one pair, and the frames of a row are decoded together. The tokenizer is fit on the
-captions. Checkpoints and resume work as in the other stages; `output_dir/model` is a two-tower SigLIP
-folder whose vision half a `tiny` model takes through `vision_tower_path`.
+captions. Checkpoints and resume work as in the other stages; the checkpoints hold both towers (and the
+tokenizer), `output_dir/model` the vision tower alone, a plain SigLIP vision model folder with its image
+processor, which a `tiny` model takes through `vision_tower_path`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from tinyvideo.processing import preprocess_frames
 from tinyvideo.rows import read_usable_rows
 from tinyvideo.scratch import train_tokenizer
 from tinyvideo.train import vision_attributes
-from tinyvideo.train.common import check_ranges, require_folder
+from tinyvideo.train.common import check_ranges, require_folder, save_vision_tower, tower_image_processor
 from tinyvideo.train.runs import SkippedRowsTally, train_and_save
 from tinyvideo.video import read_exact_frames
 
@@ -203,7 +204,7 @@ def build_towers(config: VisionConfig, vocab_rows: int, pad_token_id: int) -> Fr
 
 
 def train(config: VisionConfig) -> Path:
-    """Train the tower with the configured objective and return the final SigLIP folder."""
+    """Train the tower with the configured objective and return the final SigLIP vision model folder."""
     if config.objective == "attributes":
         return vision_attributes.train(config)
     set_seed(config.seed)
@@ -218,4 +219,4 @@ def train(config: VisionConfig) -> Path:
         data_collator=FrameCaptionCollator(tokenizer, config.max_caption_tokens),
         processing_class=tokenizer,
     )
-    return train_and_save(trainer, tokenizer, dataset)
+    return train_and_save(trainer, tower_image_processor(config.image_size), dataset, save=save_vision_tower)

@@ -25,13 +25,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel, Trainer, set_seed
+from transformers import SiglipVisionConfig, SiglipVisionModel, Trainer, set_seed
 
 from tinyvideo.data.row_dataset import RowDataset
 from tinyvideo.data.synth_scenes import COLOURS, OBJECT, SHAPES, SIZE
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.rows import read_usable_rows
-from tinyvideo.train.common import require_folder
+from tinyvideo.train.common import require_folder, save_vision_tower, tower_image_processor
 from tinyvideo.train.runs import SkippedRowsTally, train_and_save
 from tinyvideo.video import read_exact_frames
 
@@ -128,8 +128,8 @@ def collate(items: list[dict]) -> dict:
 
 
 class AttributeTower(SiglipVisionModel):
-    """A SigLIP vision tower with a linear attribute head on its layer-`feature_layer` patch tokens. Its
-    folder loads as a plain `SiglipVisionModel`, which leaves the head's weights unused."""
+    """A SigLIP vision tower with a linear attribute head on its layer-`feature_layer` patch tokens. The
+    run's checkpoints hold both; its final folder the tower alone (`save_vision_tower`)."""
 
     feature_layer = -2
 
@@ -165,7 +165,7 @@ class AttributeTrainer(SkippedRowsTally, Trainer):
 
 def train(config) -> Path:
     """Train the tower on scene rows (`config`: the vision stage's `VisionConfig`) and return its folder: a
-    SigLIP vision model with its image processor."""
+    plain SigLIP vision model with its image processor (the head stays in the checkpoints)."""
     set_seed(config.seed)
     require_folder(config.video_root, "video_root")
     grid = config.image_size // config.patch_size
@@ -180,7 +180,5 @@ def train(config) -> Path:
             patch_size=config.patch_size,
         )
     )
-    # `preprocess_frames` exactly: a bicubic squash to S x S, then (x / 255 - 0.5) / 0.5.
-    image_processor = SiglipImageProcessorPil(size={"height": config.image_size, "width": config.image_size})
     trainer = AttributeTrainer(model=tower, args=config, train_dataset=dataset, data_collator=collate)
-    return train_and_save(trainer, image_processor, dataset)
+    return train_and_save(trainer, tower_image_processor(config.image_size), dataset, save=save_vision_tower)

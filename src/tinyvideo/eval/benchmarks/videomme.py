@@ -61,8 +61,8 @@ def none_available(timestamps: Sequence[float], cues: Sequence[Cue]) -> str:
 
 
 def subtitles_of(root: Path, stem: str) -> Subtitles:
-    """A video's subtitle track; a missing file is the benchmark's "No subtitles available", a file that
-    cannot be read is logged and treated the same."""
+    """A video's subtitle track; a missing file is the benchmark's "No subtitles available" (`load` logs how
+    many videos have none), a file that cannot be read is logged and treated the same."""
     path = first_existing(root / folder / f"{stem}.srt" for folder in SUBTITLE_FOLDERS)
     try:
         return Subtitles(read_srt(path), "ok", listed)
@@ -105,4 +105,10 @@ def load(root: Path, mode: str, duration: str = "all", subtitles: bool = False) 
         if subtitles and stem not in tracks:
             tracks[stem] = subtitles_of(root, stem)
         questions += both_settings(question, tracks[stem]) if subtitles else [question]
+    missing = sum(track.status == "missing" for track in tracks.values())
+    if missing:
+        logger.warning(
+            "%d of %d videos have no subtitle file (%s/<videoID>.srt): their questions get %r",
+            missing, len(tracks), SUBTITLE_FOLDERS[0], NO_SUBTITLES,
+        )
     return questions
