@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
-from tinyvideo.config import TinyVideoConfig
+from tinyvideo.config import TinyVideoConfig, canonical_connector
+from tinyvideo.connectors import CONNECTORS
 from tinyvideo.errors import InputError
 from tinyvideo.inference import question_prompt
 from tinyvideo.processing import SHORTENED, chat_prompt
@@ -113,6 +114,20 @@ def test_visual_token_count_matches_processor(connector, frames, tokens):
     assert int((batch["input_ids"] == model.config.video_token_id).sum()) == tokens
     with torch.no_grad():
         assert model(**batch).logits.shape[1] == batch["input_ids"].shape[1]
+
+
+@pytest.mark.parametrize("connector, depth", [("group", None), ("naive", None), ("image", None), *(("mlp", d) for d in (1, 2, 3, 12))])
+@pytest.mark.parametrize("frames", [1, 2, 5])
+def test_each_connector_reads_back_its_published_name_and_makes_the_tokens_it_declares(connector, depth, frames):
+    config = tiny_config(300, 0, connector if depth is None else f"mlp{depth}x_gelu", num_queries=8, group=2)
+    assert (config.connector_type, config.mlp_depth if depth else None) == (connector, depth)
+    published = CONNECTORS[connector].published_name(config)
+    assert canonical_connector(published) == (connector, depth)
+    assert canonical_connector(published.upper()) == (connector, depth)  # published names match in any case
+    features = torch.randn(1, frames, config.tokens_per_frame, config.vision_config.hidden_size)
+    with torch.no_grad():
+        out = CONNECTORS[connector](config)(features)
+    assert out.shape == (1, config.num_visual_tokens(frames), config.hidden_size)
 
 
 # ---- batching and cached features ------------------------------------------------------------------
