@@ -18,6 +18,7 @@ from tinyvideo.demo import plan
 from tinyvideo.demo.report import GRPO_METRICS, pct, series
 from tinyvideo.demo.run import ablation_extra, final_model, load_stage_config
 from tinyvideo.errors import InputError
+from tinyvideo.eval.settings import CONTROLS
 
 STAGES = [stage.name for stage in plan.STAGES]
 EVALUATED = STAGES[1:]  # every stage but the vision tower's makes a language model
@@ -81,6 +82,20 @@ def test_accuracy_tables_are_the_harness_reports(smoke):
             expected["all"] = pct(report["overall"]["accuracy"])
             expected["invalid answers"] = str(report["invalid_answers"])
             assert {row[0]: row[column] for row in rows[1:]} == expected
+
+
+def test_controls_are_the_harness_reports_of_the_fine_tuned_model(smoke):
+    out = smoke
+    rows = next(t for t in tables((out / "report.md").read_text()) if t[0][2:] == ["finetune", *CONTROLS])
+    for column, name in enumerate(["option", *(f"option-{control}" for control in CONTROLS)], start=2):
+        report = json.loads((out / "eval" / f"finetune-{name}" / "report.json").read_text())
+        assert report["settings"]["control"] == (None if name == "option" else name.removeprefix("option-"))
+        assert report["predicted"] == report["questions"] > 0
+        cells = {row[0].removesuffix(" (temporal)"): row[column] for row in rows[1:]}
+        assert cells["all"] == pct(report["overall"]["accuracy"])
+        assert all(cells[task] == pct(cell["accuracy"]) for task, cell in report["breakdowns"]["task"].items())
+    assert {row[0] for row in rows[1:]} >= {f"{task} (temporal)" for task in plan.TEMPORAL_TASKS}
+    assert set(json.loads((out / "demo.json").read_text())["controls"]) == {"finetune", *CONTROLS}
 
 
 def test_subtitles_section_is_the_harness_report(smoke):

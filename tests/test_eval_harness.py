@@ -29,7 +29,7 @@ from tinyvideo.eval.frames import VideoFrames
 from tinyvideo.eval.harness import evaluate
 from tinyvideo.eval.outputs import build_report
 from tinyvideo.eval.predictions import read_predictions
-from tinyvideo.eval.settings import ADAPTER_OPTIONS, BENCHMARKS, Settings, load_questions
+from tinyvideo.eval.settings import ADAPTER_OPTIONS, BENCHMARKS, Settings, load_questions, with_videos_shifted
 from tinyvideo.scratch import build_tiny
 from tinyvideo.vision_towers import FrameTransform
 
@@ -341,3 +341,37 @@ def test_an_option_the_benchmark_does_not_take_is_refused_never_ignored(tmp_path
     if value not in ("test", "all"):  # the Python API: any value other than the default
         with pytest.raises(InputError, match=f"{benchmark} takes no --{name}"):
             Settings(benchmark, "d", "m", **{name: True if value is None else value})
+
+
+def test_the_shuffled_video_control_asks_every_question_about_another_video(settings):
+    own = load_questions(settings)
+    shifted = load_questions(dataclasses.replace(settings, control="shuffled-video"))
+    assert [(q.id, q.prompt, q.answer) for q in shifted] == [(q.id, q.prompt, q.answer) for q in own]
+    assert all(s.video != q.video for s, q in zip(shifted, own, strict=True))
+    assert sorted({q.video for q in shifted}) == sorted({q.video for q in own})
+    by_video = {}
+    for s, q in zip(shifted, own, strict=True):  # the questions about one video move together
+        by_video.setdefault(q.video, set()).add(s.video)
+    assert all(len(moved) == 1 for moved in by_video.values())
+    with pytest.raises(InputError, match="at least two videos"):
+        with_videos_shifted([q for q in own if q.video == own[0].video])
+
+
+def test_the_last_frame_control_gives_the_last_sampled_frame_as_often_as_frames_are_sampled(suite):
+    videos = [(str(suite / "videos" / "test" / "v0.mp4"), Sampling())]
+    seen = VideoFrames(videos, Settings("synth", "data", "model", frames=4), FrameTransform(32))[0]
+    last = VideoFrames(videos, Settings("synth", "data", "model", frames=4, control="last-frame"), FrameTransform(32))[0]
+    assert seen[2]["indices"] == last[2]["indices"] == [0, 6, 12, 19] and last[3] == "ok"
+    assert len(last[1]) == 4 and not torch.equal(seen[1][0], seen[1][-1])
+    assert all(torch.equal(frame, seen[1][-1]) for frame in last[1])
+
+
+def test_a_control_run_is_recorded_and_never_mixed_with_a_plain_one(suite, checkpoint, tmp_path, capsys):
+    flags = ["synth", "--model", str(checkpoint), "--data", str(suite), "--frames", "4", "--max-new-tokens", "2",
+             "--limit", "3", "--num-workers", "0", "--output", str(tmp_path)]
+    assert cli(*flags, "--control", "last-frame") == 0
+    assert report_of(tmp_path)["settings"]["control"] == "last-frame"
+    assert cli(*flags) != 0
+    assert "other settings (control differ)" in capsys.readouterr().err
+    with pytest.raises(InputError, match="control must be one of shuffled-video, last-frame"):
+        Settings("synth", "data", "model", control="blind")

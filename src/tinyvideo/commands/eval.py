@@ -14,7 +14,7 @@ from tinyvideo.errors import InputError
 from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, WITHOUT_SUBTITLES
 from tinyvideo.eval.harness import evaluate
 from tinyvideo.eval.outputs import build_report
-from tinyvideo.eval.settings import BENCHMARKS, MODES, Settings, refuse_unused_options
+from tinyvideo.eval.settings import BENCHMARKS, CONTROLS, MODES, Settings, refuse_unused_options
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
 
 
@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--subtitles",
         action="store_true",
         help="Video-MME, LongVideoBench: ask every question without and with its subtitles, scored side by side",
+    )
+    parser.add_argument(
+        "--control",
+        choices=CONTROLS,
+        help="a control run: each question asked with another question's video (shuffled-video), or with only "
+        "its last sampled frame (last-frame); scored as usual",
     )
     parser.add_argument("--batch-size", type=positive_int, default=8, help="questions per generate call")
     parser.add_argument("--limit", type=positive_int, help="only the first N questions")
@@ -78,6 +84,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         seed=args.seed,
         max_new_tokens=args.max_new_tokens,
         dtype=args.dtype,
+        control=args.control,
         **given,
     )
 
@@ -97,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
         state = PartialState(cpu=(args.device or "").startswith("cpu") or not torch.accelerator.is_available())
         if shard is None and state.num_processes > 1:
             shard = (state.process_index, state.num_processes)
-        output = Path(args.output or f"outputs/eval/{args.benchmark}-{args.mode}{'-subs' if args.subtitles else ''}")
+        suffix = ("-subs" if args.subtitles else "") + (f"-{args.control}" if args.control else "")
+        output = Path(args.output or f"outputs/eval/{args.benchmark}-{args.mode}{suffix}")
         device = args.device or state.device
         evaluate(settings, output, shard=shard, batch_size=args.batch_size, num_workers=args.num_workers, device=device)
     # No barrier between processes (one would time out when the shards take very different times): each

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from tinyvideo.demo.plan import ABLATION_MODES, MODES, STAGES, TEMPORAL_TASKS, Workspace, group_accuracy, task_accuracy
+from tinyvideo.demo.plan import ABLATION_MODES, FINETUNE, MODES, STAGES, TEMPORAL_TASKS, Workspace, group_accuracy, task_accuracy
 from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.files import write_json, write_text
 from tinyvideo.train.rewards import is_reflective
@@ -124,6 +124,24 @@ def accuracy_rows(reports: dict[str, dict], tasks: dict) -> tuple[list[str], lis
     return ["task", "chance", *names], rows
 
 
+def control_lines(seen: dict, controls: dict[str, dict], tasks: dict) -> tuple[list[str], dict]:
+    """The fine-tuned model's Option accuracy beside the same model under each control, temporal tasks marked."""
+    header, rows = accuracy_rows({"finetune": seen, **controls}, tasks)
+    rows = [[f"{row[0]} (temporal)" if row[0] in TEMPORAL_TASKS else row[0], *row[1:]] for row in rows]
+    text = [
+        "## Controls",
+        "",
+        "The fine-tuned model in Option mode as above, then with each question asked about another test clip's "
+        "video (shuffled-video: what it gets right without the video) and with only the last sampled frame, "
+        "repeated (last-frame: the temporal tasks need the order of the frames).",
+        "",
+        *table(header, rows),
+        "",
+    ]
+    summary = {name: task_accuracy(report) for name, report in {"finetune": seen, **controls}.items()}
+    return text, summary
+
+
 # ---- examples ---------------------------------------------------------------------------------------
 
 
@@ -178,9 +196,10 @@ def example_lines(ws: Workspace, examples: list[tuple[str, dict]], folder: Path)
 # ---- the reports ------------------------------------------------------------------------------------
 
 
-def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float, subtitles: dict) -> Path:
+def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float, subtitles: dict, controls: dict[str, dict]) -> Path:
     """`report.md`, `demo.json` and the plots, from each stage's run folder, history and evaluation reports;
-    `subtitles` is the last stage's report on the suite's LongVideoBench files without and with subtitles."""
+    `subtitles` is the last stage's report on the suite's LongVideoBench files without and with subtitles;
+    `controls` the fine-tuned model's Option-mode reports under each control (name -> harness report)."""
     root, tasks = ws.root, ws.suite.manifest["tasks"]
     histories = {stage: result["history"] for stage, result in results.items()}
     plot_losses(histories, root / "loss.png")
@@ -216,7 +235,10 @@ def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float, s
     for mode in MODES:
         header, rows = accuracy_rows({s: r["reports"][mode] for s, r in evaluated.items()}, tasks)
         lines += [f"{mode.capitalize()} mode:", "", *table(header, rows), ""]
-    lines += ["![accuracy per task and stage](accuracy.png)", "", "## Training loss", "", "![training loss](loss.png)", ""]
+    lines += ["![accuracy per task and stage](accuracy.png)", ""]
+    control_text, control_summary = control_lines(evaluated[FINETUNE.name]["reports"]["option"], controls, tasks)
+    lines += control_text
+    lines += ["## Training loss", "", "![training loss](loss.png)", ""]
     training = {}
     for stage, history in histories.items():
         steps, losses = series(history, "loss")
@@ -278,6 +300,7 @@ def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float, s
             "invalid_answers": {mode: {s: r["reports"][mode]["invalid_answers"] for s, r in evaluated.items()} for mode in MODES},
             "training": training,
             "grpo": grpo_table,
+            "controls": control_summary,
             "subtitles": {"w/o subs": without_subs, "w/ subs": with_subs, "files": subtitles.get("subtitles", {})},
             "examples": example_summary,
         },

@@ -30,7 +30,7 @@ from tinyvideo.demo.plan import (
 from tinyvideo.errors import InputError
 from tinyvideo.eval.harness import evaluate
 from tinyvideo.eval.outputs import build_report
-from tinyvideo.eval.settings import Settings
+from tinyvideo.eval.settings import CONTROLS, Settings
 from tinyvideo.files import write_json
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.train import grpo, sft, vision
@@ -123,8 +123,9 @@ def reason_tokens(ws: Workspace) -> int:
     return load_stage_config(ws, grpo, ws.run_dir(grpo.name), "tiny").max_completion_length
 
 
-def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES) -> dict[str, dict]:
-    """The harness's report on the suite's test split for each mode; answered questions are kept."""
+def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES, control: str | None = None) -> dict[str, dict]:
+    """The harness's report on the suite's test split for each mode, under `control` if one is given
+    (`tinyvideo.eval.settings.CONTROLS`); answered questions are kept."""
     new_tokens = {"option": OPTION_TOKENS, "reason": reason_tokens(ws), "cloze": 0}  # Cloze mode generates nothing
     reports = {}
     for mode in modes:
@@ -134,8 +135,9 @@ def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES) -> dict[str
             model=str(model.resolve()),
             mode=mode,
             max_new_tokens=new_tokens[mode],
+            control=control,
         )
-        folder = ws.eval_dir(run, mode)
+        folder = ws.eval_dir(run, mode if control is None else f"{mode}-{control}")
         evaluate(settings, folder, batch_size=64, num_workers=0, device=PartialState().device)
         reports[mode] = build_report(folder)
     return reports
@@ -160,9 +162,10 @@ def evaluate_subtitles(ws: Workspace, model: Path, run: Path) -> dict:
 
 
 def run_demo(ws: Workspace, started: float) -> Path:
-    """Every stage, each evaluated in both modes, then `report.md`; returns the report's path.
-    `started` is when the command began (`time.perf_counter`), for the report's wall time."""
-    results = {}
+    """Every stage, each evaluated in every mode, the fine-tuned model also in Option mode under each control,
+    then `report.md`; returns the report's path. `started` is when the command began
+    (`time.perf_counter`), for the report's wall time."""
+    results, controls = {}, {}
     start = None
     for number, stage in enumerate(STAGES, start=1):
         logger.info("stage %d/%d: %s (%s)", number, len(STAGES), stage.name, stage.title)
@@ -171,13 +174,15 @@ def run_demo(ws: Workspace, started: float) -> Path:
         reused = is_trained(run)
         final = train_stage(ws, stage, run, start)
         reports = {} if stage is VISION else evaluate_run(ws, final, run)
+        if stage is FINETUNE:
+            controls = {control: evaluate_run(ws, final, run, ("option",), control)["option"] for control in CONTROLS}
         seconds = time.perf_counter() - begun
         results[stage.name] = {"run": run, "reports": reports, "history": read_history(run), "seconds": seconds, "reused": reused}
         accuracies = ", ".join(f"{mode} {_pct(task_accuracy(r)['all'])}" for mode, r in reports.items()) or "-"
         logger.info("stage %s done in %.0f s; test accuracy: %s", stage.name, seconds, accuracies)
         start = "tiny" if stage is VISION else str(final)
     subtitles = evaluate_subtitles(ws, final, run)
-    return report.write_demo_report(ws, results, time.perf_counter() - started, subtitles)
+    return report.write_demo_report(ws, results, time.perf_counter() - started, subtitles, controls)
 
 
 def ablation_extra(connector: str, recipe_connector: str, num_frames: int, num_queries: int) -> list[str]:

@@ -17,7 +17,8 @@ from tinyvideo.vision_towers import FrameTransform
 
 
 class VideoFrames(Dataset):
-    """One item per (video, frame rule): its sampled frames as model pixels, or why there are none.
+    """One item per (video, frame rule): its sampled frames as model pixels (under the last-frame control,
+    the last of them as many times), or why there are none.
 
     Runs in DataLoader workers, so decoding and resizing overlap with the model's work.
     """
@@ -43,4 +44,6 @@ class VideoFrames(Dataset):
             return index, None, {**rule, "error": str(error)}, status
         record = {**rule, **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(info).items()}}
         status = "damaged" if info.damaged else "truncated" if info.truncated else "ok"
+        if s.control == "last-frame":  # as many frames as sampled, so the connector makes as many tokens
+            frames = frames[-1:].repeat(len(frames), axis=0)
         return index, preprocess_frames(frames, self.transform), record, status

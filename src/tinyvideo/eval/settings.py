@@ -24,6 +24,11 @@ BENCHMARKS = {
 # Adapter options and the benchmarks that take them.
 ADAPTER_OPTIONS = {"duration": ("videomme",), "split": ("nextqa", "synth"), "subtitles": ("videomme", "longvideobench")}
 MODES = ("option", "reason", "cloze")
+# Controls: the model answers each question with the video of another question ("shuffled-video"), or
+# with only the last of its sampled frames, repeated ("last-frame"). Scored as usual, they show how much
+# of an accuracy the video gives: a model that uses the video falls to chance under the first, and on
+# questions about change over time under the second.
+CONTROLS = ("shuffled-video", "last-frame")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +50,7 @@ class Settings:
     seed: int | None = None
     max_new_tokens: int = 1024
     dtype: str = "float32"
+    control: str | None = None
 
     def __post_init__(self):
         if self.benchmark not in BENCHMARKS:
@@ -54,6 +60,8 @@ class Settings:
         refuse_unused_options(self.benchmark, changed)
         if self.mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if self.control is not None and self.control not in CONTROLS:
+            raise InputError(f"control must be one of {', '.join(CONTROLS)}; got {self.control!r}")
         if (self.frames is None) == (self.fps is None):
             raise InputError("give a frame count or a frame rate (fps), not both")
         if self.max_frames is not None and self.fps is None:
@@ -94,7 +102,19 @@ def load_questions(settings: Settings) -> list[Question]:
         if question.id in seen:
             raise AnnotationError(f"{settings.benchmark}: question id {question.id!r} occurs twice in {settings.data}")
         seen.add(question.id)
-    return first_questions(questions, settings.limit)
+    questions = first_questions(questions, settings.limit)
+    return with_videos_shifted(questions) if settings.control == "shuffled-video" else questions
+
+
+def with_videos_shifted(questions: Sequence[Question]) -> list[Question]:
+    """Each question with the video (and its frame rule) of the next distinct video in the list, the last
+    with the first's: every question gets another video, and every video is still used. `InputError`
+    when the questions are about fewer than two videos."""
+    videos = list(dict.fromkeys((q.video, q.sampling) for q in questions))
+    if len(videos) < 2:
+        raise InputError(f"the shuffled-video control needs questions about at least two videos; these have {len(videos)}")
+    following = {video: videos[(i + 1) % len(videos)] for i, video in enumerate(videos)}
+    return [dataclasses.replace(q, video=following[(q.video, q.sampling)][0], sampling=following[(q.video, q.sampling)][1]) for q in questions]
 
 
 def first_questions(questions: Sequence[Question], limit: int | None) -> list[Question]:
