@@ -355,6 +355,10 @@ def test_the_shuffled_video_control_asks_every_question_about_another_video(sett
     assert all(len(moved) == 1 for moved in by_video.values())
     with pytest.raises(InputError, match="at least two videos"):
         with_videos_shifted([q for q in own if q.video == own[0].video])
+    windowed = [dataclasses.replace(q, sampling=Sampling(bound=(0.0, float(i)))) for i, q in enumerate(own, start=1)]
+    moved = with_videos_shifted(windowed)  # one video asked about in several time windows is still one video
+    assert all(m.video != q.video for m, q in zip(moved, windowed, strict=True))
+    assert all(m.sampling == next(w.sampling for w in windowed if w.video == m.video) for m in moved)
 
 
 def test_the_last_frame_control_gives_the_last_sampled_frame_as_often_as_frames_are_sampled(suite):

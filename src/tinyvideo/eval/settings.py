@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tinyvideo.errors import InputError
 from tinyvideo.eval.benchmarks import longvideobench, mlvu, mmvu, mvbench, nextqa, synth, videomme
-from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, AnnotationError, Question
+from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, AnnotationError, Question, Sampling
 from tinyvideo.prompts import question_with_instruction
 
 
@@ -107,14 +107,17 @@ def load_questions(settings: Settings) -> list[Question]:
 
 
 def with_videos_shifted(questions: Sequence[Question]) -> list[Question]:
-    """Each question with the video (and its frame rule) of the next distinct video in the list, the last
-    with the first's: every question gets another video, and every video is still used. `InputError`
-    when the questions are about fewer than two videos."""
-    videos = list(dict.fromkeys((q.video, q.sampling) for q in questions))
+    """Each question about the next distinct video of the list (the last about the first), with the frame
+    rule of that video's first question: every question gets another video, and every video is still used.
+    `InputError` when the questions are about fewer than two videos."""
+    rules: dict[str, Sampling] = {}
+    for question in questions:
+        rules.setdefault(question.video, question.sampling)
+    videos = list(rules)
     if len(videos) < 2:
         raise InputError(f"the shuffled-video control needs questions about at least two videos; these have {len(videos)}")
-    following = {video: videos[(i + 1) % len(videos)] for i, video in enumerate(videos)}
-    return [dataclasses.replace(q, video=following[(q.video, q.sampling)][0], sampling=following[(q.video, q.sampling)][1]) for q in questions]
+    following = dict(zip(videos, videos[1:] + videos[:1], strict=True))
+    return [dataclasses.replace(q, video=following[q.video], sampling=rules[following[q.video]]) for q in questions]
 
 
 def first_questions(questions: Sequence[Question], limit: int | None) -> list[Question]:
