@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,7 +32,7 @@ from tinyvideo.train.common import (
 )
 from tinyvideo.train.grpo import GRPOConfig
 from tinyvideo.train.language import LanguageConfig
-from tinyvideo.train.runs import require_same_run, run_settings, write_run_file
+from tinyvideo.train.runs import default_run_settings, require_same_run, run_settings, write_run_file
 from tinyvideo.train.sft import SFTConfig
 from tinyvideo.train.vision import VisionConfig
 
@@ -264,6 +265,15 @@ def test_a_checkpoint_of_a_run_with_any_other_setting_is_refused_naming_it(tmp_p
         message = str(refused.value)
         assert message.startswith(f"{tmp_path / 'run'} holds a checkpoint of a different run ({name} ") and "\n" not in message
         assert "choose another output_dir" in message
+    # A run recorded before a setting existed ran with its default: the same run only at that value.
+    defaults = default_run_settings(config)
+    for name, value in recorded.items():
+        (tmp_path / "run" / "run.json").write_text(json.dumps({k: v for k, v in recorded.items() if k != name}))
+        if value == defaults[name]:
+            require_same_run(checkpoint, config)
+        else:
+            with pytest.raises(InputError, match=re.escape(f"different run ({name} {defaults[name]!r} there, {value!r} now)")):
+                require_same_run(checkpoint, config)
 
 
 def test_the_settings_a_tester_changed_are_among_those_compared():

@@ -76,22 +76,40 @@ def last_complete_checkpoint(output_dir: str | Path, remove_incomplete: bool = F
     return None
 
 
+def _run_fields(config) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(config) if f.name not in TRAINER_SETTINGS | MOVABLE]
+
+
 def run_settings(config) -> dict:
     """The settings that make a run what it is, as JSON values: the stage's own (model source and sizes,
     what trains, LoRA, objective, ...) and the optimizer; not where the data is, nor the Trainer's schedule
     (a run may be resumed with more steps)."""
-    own = [f.name for f in dataclasses.fields(config) if f.name not in TRAINER_SETTINGS | MOVABLE]
-    return json.loads(json.dumps({name: getattr(config, name) for name in own}, default=str))
+    return json.loads(json.dumps({f.name: getattr(config, f.name) for f in _run_fields(config)}, default=str))
+
+
+def default_run_settings(config) -> dict:
+    """`run_settings` of a config left at its defaults (None where a setting has none): what a run recorded
+    before a setting existed ran with."""
+    defaults = {f.name: _default(f) for f in _run_fields(config)}
+    return json.loads(json.dumps(defaults, default=str))
+
+
+def _default(item: dataclasses.Field):
+    if item.default is not dataclasses.MISSING:
+        return item.default
+    return None if item.default_factory is dataclasses.MISSING else item.default_factory()
 
 
 def require_same_run(checkpoint: Path, config) -> None:
     """`InputError` naming the settings that differ when `checkpoint` was made by a run with other
-    settings (its `run.json`): resuming from it would fail deep in the Trainer or mix two runs. A folder
-    written before runs recorded their settings is not checked."""
+    settings (its `run.json`; a setting it does not record counts as that setting's default). Resuming
+    from it would fail deep in the Trainer or mix two runs. A folder written before runs recorded their
+    settings is not checked."""
     path = checkpoint.parent / RUN_FILE
     if not path.is_file():
         return
-    recorded, wanted = json.loads(path.read_text(encoding="utf-8")), run_settings(config)
+    recorded = {**default_run_settings(config), **json.loads(path.read_text(encoding="utf-8"))}
+    wanted = run_settings(config)
     differ = [f"{name} {recorded.get(name)!r} there, {value!r} now" for name, value in wanted.items() if recorded.get(name) != value]
     if differ:
         raise InputError(
