@@ -39,6 +39,7 @@ def smollm2_recipe(folder: Path, gguf: Path, tower: Path) -> Path:
     model, processor = assemble(
         gguf, tower, connector_type=recipe["connector_type"], num_queries=recipe["num_queries"], group=recipe["group"],
         num_resampler_layers=recipe["num_resampler_layers"], model_max_length=recipe["model_max_length"], seed=0,
+        vision_feature_select_strategy=recipe["vision_feature_select_strategy"],
     )  # fmt: skip
     model.save_pretrained(folder / "smollm2")
     processor.save_pretrained(folder / "smollm2")

@@ -270,9 +270,11 @@ def test_a_vocabulary_with_spare_rows_keeps_its_size(tmp_path):
 
 
 def test_init_writes_a_ready_folder_from_a_language_model_folder(llama_dir, tmp_path, capsys):
-    assert main(["init", "--language-model", str(llama_dir), "--vision-tower", "tiny", "--out", str(tmp_path / "m")]) == 0
+    strategy = ["--vision-feature-select-strategy", "cls_patch"]
+    assert main(["init", "--language-model", str(llama_dir), "--vision-tower", "tiny", *strategy, "--out", str(tmp_path / "m")]) == 0
     model, processor = load(tmp_path / "m")
     assert model.config.text_config.model_type == "llama" and processor.chat_format == "tokenizer"
+    assert model.config.vision_feature_select_strategy == "cls_patch" and model.config.tokens_per_frame == (32 // 8) ** 2
     inputs = processor(text=[processor.chat_prompt("What colour?")], videos=[video(2)])
     with torch.no_grad():
         assert model.generate(**inputs, max_new_tokens=3, do_sample=False).shape[1] > inputs["input_ids"].shape[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+from tinyvideo.checkpoints import export_published
 from tinyvideo.config import TinyVideoConfig, canonical_connector
 from tinyvideo.connectors import CONNECTORS
 from tinyvideo.errors import InputError
@@ -107,9 +109,13 @@ def test_image_resampler_is_per_frame():
     assert torch.allclose(together, alone, atol=1e-6)
 
 
-@pytest.mark.parametrize("connector, frames, tokens", [("group", 3, 16), ("naive", 3, 16), ("image", 3, 12), ("mlp", 3, 45)])
-def test_visual_token_count_matches_processor(connector, frames, tokens):
-    model, processor = build_tiny(connector_type=connector)
+@pytest.mark.parametrize(
+    "connector, strategy, frames, tokens",
+    [("group", "patch", 3, 16), ("naive", "patch", 3, 16), ("image", "patch", 3, 12), ("mlp", "patch", 3, 45),
+     ("group", "cls_patch", 3, 16), ("mlp", "cls_patch", 3, 48)],
+)  # fmt: skip
+def test_visual_token_count_matches_processor(connector, strategy, frames, tokens):
+    model, processor = build_tiny(connector_type=connector, vision_feature_select_strategy=strategy)
     batch = processor(text=[chat_prompt("q")], videos=[video(frames)])
     assert int((batch["input_ids"] == model.config.video_token_id).sum()) == tokens
     with torch.no_grad():
@@ -185,6 +191,23 @@ def test_save_and_load_round_trip(tiny, tmp_path):
     with torch.no_grad():
         assert torch.equal(again(**batch).logits, model(**batch).logits)
     assert isinstance(again.config, TinyVideoConfig)
+
+
+@pytest.mark.parametrize("strategy", ["patch", "cls_patch"])
+def test_the_feature_select_strategy_survives_save_load_and_export(strategy, tmp_path):
+    """Both formats keep it: a reloaded model reads as many tower tokens per frame as the one saved."""
+    model, processor = build_tiny(connector_type="mlp", vision_feature_select_strategy=strategy)
+    model.save_pretrained(tmp_path / "own")
+    processor.save_pretrained(tmp_path / "own")
+    export_published(model, processor, tmp_path / "published")
+    pixels = torch.randn(2, 3, 32, 32)
+    for folder in ("own", "published"):
+        assert json.loads((tmp_path / folder / "config.json").read_text())["vision_feature_select_strategy"] == strategy
+        again = TinyVideoForConditionalGeneration.from_pretrained(tmp_path / folder).eval()
+        assert again.config.vision_feature_select_strategy == strategy
+        with torch.no_grad():
+            assert again.encode_frames(pixels).shape[1] == model.config.tokens_per_frame == (16 if strategy == "cls_patch" else 15)
+        assert TinyVideoProcessor.from_pretrained(tmp_path / folder).num_visual_tokens(3) == model.config.num_visual_tokens(3)
 
 
 def test_bfloat16_loading(tiny_dir):

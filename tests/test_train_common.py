@@ -55,6 +55,7 @@ TINY = dict(
     tiny_vision_hidden_size=32,
     tiny_vision_layers=3,
     model_max_length=256,
+    vision_feature_select_strategy="patch",
     tune_language_model="full",
     tune_vision_tower="frozen",
     tune_connector="full",
@@ -107,6 +108,8 @@ def test_overrides_parse_like_the_command_line(tmp_path):
         load_config(SFTConfig, str(recipe), [])
     with pytest.raises(ValueError, match="tune_connector"):
         load_config(SFTConfig, None, ["--model_name_or_path", "tiny", "--data_path", "d", "--tune_connector", "partial"])
+    with pytest.raises(InputError, match="vision_feature_select_strategy must be one of patch, cls_patch; got 'cls'"):
+        load_config(SFTConfig, None, ["--model_name_or_path", "tiny", "--data_path", "d", "--vision_feature_select_strategy", "cls"])
     with pytest.raises(ValueError, match="model_name_or_path"):
         ModelArguments()
 

@@ -17,10 +17,12 @@ from media import corrupt_frames, make_indexed_video
 from tinyvideo.cli import main
 from tinyvideo.demo.plan import RECIPES
 from tinyvideo.processing import preprocess_frames
+from tinyvideo.scratch import build_tiny
 from tinyvideo.train.common import load_config, load_model_and_processor
 from tinyvideo.train.runs import FINAL_MODEL, last_complete_checkpoint
 from tinyvideo.train.sft import SFTConfig
 from tinyvideo.train.vision import FrameCaptionDataset, FrameCaptionModel, VisionConfig, contrastive_loss, read_rows, train
+from tinyvideo.train.vision_attributes import tower_config
 from tinyvideo.video import read_frames, write_video
 
 COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 90, 240), "yellow": (235, 215, 40)}
@@ -140,6 +142,30 @@ def test_the_synthetic_suite_recipe_loads_and_matches_the_pretraining_stage():
     pretrain = load_config(SFTConfig, str(RECIPES / "pretrain.yaml"), ["--model_name_or_path", "tiny"])
     assert config.objective == "attributes" and config.data_path == "synth/scenes/train.jsonl"
     assert pretrain.vision_tower_path == f"{config.output_dir}/{FINAL_MODEL}"
+
+
+@pytest.mark.parametrize("language_model", ["tiny", "folder"])
+def test_the_synthetic_suite_pretraining_builds_a_connector_that_reads_every_patch(language_model, tmp_path):
+    """The vision stage trains every patch of its 4x4 grid; the model the pretraining recipe builds around
+    that tower (a new tiny language model, or a base one as `tinyvideo demo --language-model` gives) reads
+    them all, where the published strategy would drop the top-left one."""
+    vision = load_config(VisionConfig, str(RECIPES / "vision.yaml"), [])
+    torch.manual_seed(0)
+    SiglipVisionModel(tower_config(vision)).save_pretrained(tmp_path / "tower")
+    source = ["--model_name_or_path", "tiny"]
+    if language_model == "folder":
+        base, base_processor = build_tiny(["what colour is the square"])
+        base.language_model.save_pretrained(tmp_path / "language")
+        base_processor.tokenizer.save_pretrained(tmp_path / "language")
+        source = ["--language_model_path", str(tmp_path / "language")]
+    overrides = [*source, "--vision_tower_path", str(tmp_path / "tower"), "--output_dir", str(tmp_path / "run")]
+    model, processor = load_model_and_processor(load_config(SFTConfig, str(RECIPES / "pretrain.yaml"), overrides))
+    grid = (vision.image_size // vision.patch_size) ** 2
+    assert grid == 16 and model.config.vision_feature_select_strategy == "cls_patch"
+    frames = preprocess_frames(np.zeros((2, vision.image_size, vision.image_size, 3), np.uint8), processor.image_size)
+    with torch.no_grad():
+        assert model.encode_frames(frames).shape == (2, grid, vision.vision_hidden_size)
+    assert model.config.tokens_per_frame == grid
 
 
 def test_a_finished_run_trains_no_more_and_says_so(frames_data, tmp_path, caplog):

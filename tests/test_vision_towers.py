@@ -30,21 +30,25 @@ def frames(count: int = 3, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, 40, 52, 3), dtype=np.uint8)
 
 
+@pytest.mark.parametrize("strategy", ["patch", "cls_patch"])
 @pytest.mark.parametrize("tower", list(TINY_TOWERS))
-def test_features_are_the_hidden_state_of_the_chosen_layer_less_the_leading_tokens(tower):
+def test_features_are_the_hidden_state_of_the_chosen_layer_less_the_dropped_tokens(tower, strategy):
+    """'patch' drops the leading tokens (SigLIP's first patch), 'cls_patch' keeps every token; the connector
+    (mlp: one embedding per token) and the processor count the tokens the tower gives."""
     torch.manual_seed(0)
-    config = tiny_config(128, 0, connector_type="mlp", vision_tower=tower)
+    config = tiny_config(128, 0, connector_type="mlp", vision_tower=tower, vision_feature_select_strategy=strategy)
     model = TinyVideoForConditionalGeneration(config).eval()
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         features = model.encode_frames(pixels)
         hidden = model.vision_tower(pixel_values=pixels, output_hidden_states=True).hidden_states
+        embeddings = model.connect(list(features.unsqueeze(1)))
     assert len(hidden) == 4  # the embeddings and three layers
     assert hidden[-2].shape == (2, PATCHES + LEADING[tower], 48)
-    torch.testing.assert_close(features, hidden[-2][:, DROPPED[tower] :])
-    assert config.tokens_per_frame == features.shape[1] == PATCHES + LEADING[tower] - DROPPED[tower]
-    config.vision_feature_select_strategy = "cls_patch"
-    assert config.tokens_per_frame == PATCHES + LEADING[tower]
+    dropped = DROPPED[tower] if strategy == "patch" else 0
+    torch.testing.assert_close(features, hidden[-2][:, dropped:])
+    assert config.tokens_per_frame == features.shape[1] == PATCHES + LEADING[tower] - dropped
+    assert embeddings[0].shape[0] == config.num_visual_tokens(1) == features.shape[1]
 
 
 @pytest.mark.parametrize("tower", list(TINY_TOWERS))
@@ -129,6 +133,15 @@ def test_init_takes_a_tower_family_or_folder(tmp_path, capsys):
     assert TinyVideoProcessor.from_pretrained(tmp_path / "dino").image_mean == IMAGENET_MEAN
     assert main(["init", "--out", str(tmp_path / "bad"), "--vision-tower", "vit"]) == 2
     assert "--vision-tower vit: neither a tiny tower (siglip, clip, dinov2" in capsys.readouterr().err
+    for strategy, tokens in (("patch", PATCHES - 1), ("cls_patch", PATCHES)):  # a tiny SigLIP: its first patch, or none
+        out = tmp_path / strategy
+        assert main(["init", "--out", str(out), "--vision-feature-select-strategy", strategy]) == 0
+        model = TinyVideoForConditionalGeneration.from_pretrained(out)
+        assert model.config.vision_feature_select_strategy == strategy and model.config.tokens_per_frame == tokens
+    with pytest.raises(SystemExit) as exited:
+        main(["init", "--out", str(tmp_path / "bad"), "--vision-feature-select-strategy", "cls"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'cls'" in capsys.readouterr().err
 
 
 def test_the_published_format_is_refused_for_a_tower_other_than_siglip(tmp_path):

@@ -9,6 +9,10 @@ from transformers.configuration_utils import SubConfigSpec
 from tinyvideo.connectors import CONNECTORS
 from tinyvideo.vision_towers import dropped_tokens, kind_of, tower_tokens
 
+# Which vision-tower tokens the connector reads: `patch` drops the leading tokens (for SigLIP, which has none,
+# its first patch: the published models' quirk, docs/published-format.md 1.4); `cls_patch` keeps every token.
+FEATURE_SELECT_STRATEGIES = ("patch", "cls_patch")
+
 
 def canonical_connector(name: str) -> tuple[str, int | None]:
     """Map a connector name (ours or a published one, matched exactly) to (connector_type, mlp_depth or None)."""
@@ -31,7 +35,8 @@ class TinyVideoConfig(PreTrainedConfig):
     `mlp` keeps every patch token. `video_token_id` is the token the processor repeats once per
     visual token; it sits in the spare embedding rows above the tokenizer's vocabulary. `image_size` is
     the side of the frames the vision tower sees, when it is not `vision_config.image_size` (DINOv2
-    checkpoints are made for 518-pixel images and see 224-pixel crops).
+    checkpoints are made for 518-pixel images and see 224-pixel crops). `vision_feature_select_strategy`
+    says which of the tower's tokens the connector reads (`FEATURE_SELECT_STRATEGIES`; `ValueError` otherwise).
 
     `text_config` is the config of any decoder-only causal LM whose transformers class takes
     `inputs_embeds` (its `model_type` picks the class; without one it is Qwen2, as in the published models).
@@ -66,8 +71,11 @@ class TinyVideoConfig(PreTrainedConfig):
         kind_of(self.vision_config)  # a vision tower tinyvideo can build
         if self.image_size is None:
             self.image_size = self.vision_config.image_size
-        if self.vision_feature_select_strategy not in ("patch", "cls_patch"):
-            raise ValueError("vision_feature_select_strategy must be 'patch' or 'cls_patch'")
+        if self.vision_feature_select_strategy not in FEATURE_SELECT_STRATEGIES:
+            raise ValueError(
+                f"vision_feature_select_strategy must be one of {', '.join(FEATURE_SELECT_STRATEGIES)}; "
+                f"got {self.vision_feature_select_strategy!r}"
+            )
         CONNECTORS[self.connector_type].check(self)
         if self.video_token_id is None:
             self.video_token_id = self.text_config.vocab_size - 1

@@ -141,7 +141,7 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         Only the layers up to that one run (the published code runs them all and discards the rest).
         The 'patch' strategy drops the tokens before the patches: CLIP's class token, DINOv2's class
         and register tokens, and SigLIP's first patch although SigLIP has no class token: the published
-        models were trained that way (docs/published-format.md 1.4).
+        models were trained that way (docs/published-format.md 1.4). 'cls_patch' keeps every token.
         """
         hidden = embed(self.vision_tower, pixel_values.to(device=self.device, dtype=self.vision_tower.dtype))
         for layer in used_encoder_layers(self.vision_tower, self.config.vision_feature_layer):

@@ -143,10 +143,13 @@ def tiny_config(
     model_max_length: int = 2048,
     vision_tower: str = "siglip",
     text_model_type: str = "qwen2",
+    vision_feature_select_strategy: str = "patch",
 ) -> TinyVideoConfig:
     """A model of a few hundred thousand parameters with the published architecture; `vision_tower` is
     the family of its tower, one of `TINY_TOWERS` (`ValueError` otherwise), `text_model_type` that of its
-    language model (any transformers causal LM `model_type`: qwen2, llama, qwen3, phi3, gemma, ...)."""
+    language model (any transformers causal LM `model_type`: qwen2, llama, qwen3, phi3, gemma, ...),
+    `vision_feature_select_strategy` one of `FEATURE_SELECT_STRATEGIES` (`patch`, the published one, drops
+    a SigLIP tower's first patch: a sixteenth of a 32-pixel frame in patches of 8)."""
     text = AutoConfig.for_model(
         text_model_type,
         vocab_size=vocab_rows,
@@ -170,6 +173,7 @@ def tiny_config(
         group=group,
         num_resampler_layers=2,
         model_max_length=model_max_length,
+        vision_feature_select_strategy=vision_feature_select_strategy,
     )
 
 
@@ -336,6 +340,7 @@ def assemble(
     chat_format: str | None = None,
     image_size: int = 32,
     seed: int | None = None,
+    vision_feature_select_strategy: str = "patch",
 ) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
     """A causal language model and a vision tower joined by a new connector.
 
@@ -345,7 +350,8 @@ def assemble(
     vision half is kept; frames are prepared as its image processor says), or a new tiny tower of
     `image_size` pixels named by its family (`tiny_tower_family`); a folder's tower sees frames of the size
     its image processor gives (`image_size` is then unused). `chat_format` defaults to
-    `default_chat_format`. Raises `InputError` for a missing folder or file.
+    `default_chat_format`; `vision_feature_select_strategy` is the config's (see `TinyVideoConfig`). Raises
+    `InputError` for a missing folder or file.
     """
     language_model, tokenizer = load_language_model(language_model_dir, gguf_file, dtype)
     with_video_token_row(language_model, tokenizer)
@@ -369,6 +375,7 @@ def assemble(
         num_resampler_layers=num_resampler_layers,
         model_max_length=model_max_length,
         image_size=image_size,
+        vision_feature_select_strategy=vision_feature_select_strategy,
     )
     model = TinyVideoForConditionalGeneration(config)
     model.language_model = language_model

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tinyvideo.config import FEATURE_SELECT_STRATEGIES
 from tinyvideo.connectors import CONNECTORS
 from tinyvideo.errors import InputError
 from tinyvideo.flags import non_negative_int, positive_int
@@ -28,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=positive_int, default=32, help="frame side of a new tiny vision tower")
     parser.add_argument("--num-queries", type=positive_int, default=16)
     parser.add_argument("--group", type=positive_int, default=4)
+    parser.add_argument(
+        "--vision-feature-select-strategy",
+        default="patch",
+        choices=FEATURE_SELECT_STRATEGIES,
+        help="tower tokens the connector reads: patch drops the leading token (a SigLIP tower's first patch, as the "
+        "published models do); cls_patch keeps every token",
+    )
     parser.add_argument("--model-max-length", type=positive_int, default=3072, help="token limit (with --language-model)")
     parser.add_argument("--texts", help="optional text file (one example a line) to fit the tokenizer's merges on")
     parser.add_argument("--seed", type=non_negative_int, default=0)
@@ -51,7 +59,12 @@ def run(args: argparse.Namespace) -> int:
         tiny_config(1, 0, args.connector, args.image_size, num_queries=args.num_queries, group=args.group)
     except ValueError as error:  # the config's own checks, e.g. num_queries divisible by group
         raise InputError(str(error)) from error
-    connector = {"connector_type": args.connector, "num_queries": args.num_queries, "group": args.group}
+    connector = {
+        "connector_type": args.connector,
+        "num_queries": args.num_queries,
+        "group": args.group,
+        "vision_feature_select_strategy": args.vision_feature_select_strategy,
+    }
     if args.language_model is not None:
         model, processor = assemble(
             args.language_model,

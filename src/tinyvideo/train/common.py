@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import HfArgumentParser, SiglipImageProcessorPil, SiglipVisionModel
 
+from tinyvideo.config import FEATURE_SELECT_STRATEGIES
 from tinyvideo.errors import InputError
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
@@ -76,7 +77,8 @@ class ModelArguments:
       one from `tinyvideo train vision`); the tower's folder sets its sizes and the frame size.
       Without it, a tiny tower of the `tiny_vision_tower` family.
     The connector settings (`connector_type`, `num_queries`, `group`, `num_resampler_layers`,
-    `model_max_length`) and the `tiny_*` sizes apply only to new models; a folder keeps its own.
+    `model_max_length`, `vision_feature_select_strategy`) and the `tiny_*` sizes apply only to new models; a
+    folder keeps its own.
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "checkpoint folder, or 'tiny'"})
@@ -90,6 +92,11 @@ class ModelArguments:
     group: int = field(default=16, metadata={"help": "groups of the group resampler (new models)"})
     num_resampler_layers: int = field(default=3, metadata={"help": "resampler depth (assembled models)"})
     model_max_length: int = field(default=3072, metadata={"help": "token limit of a sequence (new models)"})
+    vision_feature_select_strategy: str = field(
+        default="patch",
+        metadata={"help": "patch | cls_patch (new models): patch drops the leading token, a SigLIP tower's first "
+                  "patch, as the published models do; cls_patch keeps every token"},
+    )
     image_size: int = field(default=32, metadata={"help": "frame side in pixels (tiny models)"})
     tokenizer_corpus: list[str] | None = field(
         default=None, metadata={"help": "text or LLaVA json files whose texts fit the tiny tokenizer"}
@@ -134,6 +141,7 @@ class ModelArguments:
             ("tune_language_model", TUNE_TYPES),
             ("tune_connector", TUNE_TYPES),
             ("tune_vision_tower", VISION_TUNE_TYPES),
+            ("vision_feature_select_strategy", FEATURE_SELECT_STRATEGIES),
         ):
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
@@ -234,6 +242,7 @@ def load_model_and_processor(args) -> tuple[TinyVideoForConditionalGeneration, T
             group=args.group,
             num_resampler_layers=args.num_resampler_layers,
             model_max_length=args.model_max_length,
+            vision_feature_select_strategy=args.vision_feature_select_strategy,
         )
     if args.model_name_or_path == "tiny":
         return build_tiny(
@@ -251,6 +260,7 @@ def load_model_and_processor(args) -> tuple[TinyVideoForConditionalGeneration, T
             vision_layers=args.tiny_vision_layers,
             vision_tower=getattr(args, "tiny_vision_tower", "siglip"),
             model_max_length=args.model_max_length,
+            vision_feature_select_strategy=args.vision_feature_select_strategy,
             vision_tower_path=args.vision_tower_path,
         )
     folder = Path(args.model_name_or_path)

@@ -143,7 +143,8 @@ def contrastive_loss(logits_per_image: torch.Tensor, input_ids: torch.Tensor) ->
 
 class FrameCaptionModel(SiglipModel):
     """SigLIP's two towers, with a frame embedded where a video model reads the vision tower: the mean of
-    the layer-`feature_layer` patch tokens (token 0 dropped, as the published models do), projected.
+    the layer-`feature_layer` patch tokens, all of them (SigLIP has no class token, and the suite's models
+    read every patch: `vision_feature_select_strategy: cls_patch`), projected.
 
     SigLIP's own image embedding (its attention-pooling head over the last layer) is never used by a video
     model, and a tower trained through it may keep what matters in tokens the connector does not see at
@@ -164,7 +165,7 @@ class FrameCaptionModel(SiglipModel):
     def similarity(self, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         """Scaled cosine similarities [frames, captions]."""
         hidden = self.vision_model(pixel_values, output_hidden_states=True).hidden_states[self.feature_layer]
-        frames = F.normalize(self.frame_projection(hidden[:, 1:].mean(1)), dim=-1)
+        frames = F.normalize(self.frame_projection(hidden.mean(1)), dim=-1)
         captions = F.normalize(self.text_model(input_ids=input_ids).pooler_output, dim=-1)
         return frames @ captions.T * self.logit_scale.exp()
 

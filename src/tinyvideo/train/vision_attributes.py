@@ -163,6 +163,18 @@ class AttributeTrainer(SkippedRowsTally, Trainer):
         return (loss, {"logits": logits}) if return_outputs else loss
 
 
+def tower_config(config) -> SiglipVisionConfig:
+    """The config of the tower the stage trains (`config`: the vision stage's `VisionConfig`)."""
+    return SiglipVisionConfig(
+        hidden_size=config.vision_hidden_size,
+        intermediate_size=config.vision_hidden_size * 2,
+        num_hidden_layers=config.vision_layers,
+        num_attention_heads=4,
+        image_size=config.image_size,
+        patch_size=config.patch_size,
+    )
+
+
 def train(config) -> Path:
     """Train the tower on scene rows (`config`: the vision stage's `VisionConfig`) and return its folder: a
     plain SigLIP vision model with its image processor (the head stays in the checkpoints)."""
@@ -170,15 +182,6 @@ def train(config) -> Path:
     require_folder(config.video_root, "video_root")
     grid = config.image_size // config.patch_size
     dataset = SceneFramesDataset(config.data_path, config.video_root, config.image_size, grid)
-    tower = AttributeTower(
-        SiglipVisionConfig(
-            hidden_size=config.vision_hidden_size,
-            intermediate_size=config.vision_hidden_size * 2,
-            num_hidden_layers=config.vision_layers,
-            num_attention_heads=4,
-            image_size=config.image_size,
-            patch_size=config.patch_size,
-        )
-    )
+    tower = AttributeTower(tower_config(config))
     trainer = AttributeTrainer(model=tower, args=config, train_dataset=dataset, data_collator=collate)
     return train_and_save(trainer, tower_image_processor(config.image_size), dataset, save=save_vision_tower)
