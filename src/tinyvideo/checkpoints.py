@@ -177,12 +177,14 @@ def published_config(config: TinyVideoConfig) -> dict:
 
 def export_published(model, processor, out_dir: str | os.PathLike) -> Path:
     """Write `model` (and its tokenizer) as a published-format TinyLLaVA folder; `CheckpointError` for a
-    model whose vision tower is not SigLIP, the only tower the published checkpoints have."""
+    model whose vision tower is not SigLIP, the only tower the published checkpoints have, and `InputError`
+    for a connector no published model has; nothing is written then."""
     if model.config.vision_config.model_type != "siglip_vision_model":
         raise CheckpointError(
             f"the published TinyLLaVA format is written for SigLIP towers only; this model's tower is "
             f"{model.config.vision_config.model_type!r}: keep it in tinyvideo's format (save_pretrained)"
         )
+    config = published_config(model.config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tied = model.config.tie_word_embeddings
@@ -196,7 +198,6 @@ def export_published(model, processor, out_dir: str | os.PathLike) -> Path:
                 break
         state[name] = tensor.detach().contiguous().cpu()
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
-    config = published_config(model.config)
     config["torch_dtype"] = str(model.dtype).removeprefix("torch.")
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     eos = processor.tokenizer.eos_token_id

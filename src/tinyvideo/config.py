@@ -38,6 +38,10 @@ class TinyVideoConfig(PreTrainedConfig):
     checkpoints are made for 518-pixel images and see 224-pixel crops). `vision_feature_select_strategy`
     says which of the tower's tokens the connector reads (`FEATURE_SELECT_STRATEGIES`; `ValueError` otherwise).
 
+    The `words` connector reads `attribute_head`, what its tower's attribute head means (the tower folder's
+    attribute_head.json: `colour_classes`, `shape_classes`, ...), and has `num_frame_embeddings` frame
+    embeddings, the most frames a video may have for it.
+
     `text_config` is the config of any decoder-only causal LM whose transformers class takes
     `inputs_embeds` (its `model_type` picks the class; without one it is Qwen2, as in the published models).
     """
@@ -59,6 +63,8 @@ class TinyVideoConfig(PreTrainedConfig):
     vision_feature_layer: int = -2
     vision_feature_select_strategy: str = "patch"
     image_size: int | None = None
+    attribute_head: dict | None = None
+    num_frame_embeddings: int = 64
     video_token_id: int | None = None
     model_max_length: int = 3072
     tie_word_embeddings: bool = True

@@ -7,11 +7,15 @@
   the whole sequence.
 - `image`: an image-level resampler: each frame is resampled on its own, no position encoding.
 - `mlp`: a per-token MLP projection (every patch token becomes one embedding).
+- `words`: every patch token becomes the language model's own words for what a vision tower's attribute head
+  sees there (colour, shape, place); for towers trained with the vision stage's `attributes` objective. No
+  published model has it.
 
 Each connector class owns what the rest of the code knows about it: its name in a config
 (`connector_type`), the names published checkpoints give it, the settings it needs and how many
 embeddings it makes of a video. It reads the model config's fields (`hidden_size`, `vision_config`,
-`num_queries`, `group`, `num_resampler_layers`, `mlp_depth`, `tokens_per_frame`).
+`num_queries`, `group`, `num_resampler_layers`, `mlp_depth`, `tokens_per_frame`, `attribute_head`,
+`num_frame_embeddings`).
 Parameter names follow the published checkpoints (docs/published-format.md 1.5-1.6) so that weights map one to one.
 """
 
@@ -23,6 +27,8 @@ import re
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from tinyvideo.errors import InputError
 
 
 def sinusoidal_position_encoding(length: int, dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -79,6 +85,9 @@ class Connector:
 
     @classmethod
     def published_name(cls, config) -> str:
+        """`InputError` for a connector that has no published form."""
+        if not cls.published_names:
+            raise InputError(f"the {cls.connector_type} connector has no published form: the model cannot be exported")
         return cls.published_names[0]
 
     @classmethod
@@ -242,8 +251,93 @@ class MlpConnector(Connector, nn.Sequential):
         return super().forward(frame_features.flatten(1, 2))
 
 
+class WordsConnector(Connector, nn.Module):
+    """Each patch token f of frame t becomes
+
+        p_colour[1:] @ colour_embeddings + p_shape[1:] @ shape_embeddings
+        + (1 - p_colour[0]) * place_embeddings[patch] + frame_embeddings[t] + residual(f)
+
+    where p_colour, p_shape are the softmaxes of `attribute_head(f)`'s colour and shape logits (class 0:
+    "none", an empty patch), laid out as the tower's attribute head (`config.attribute_head` says what its
+    classes are). A new model starts from the tower's head and the language model's embeddings of the
+    colour, shape and place words (`initialise`), so the language model reads words it knows from the
+    first step; every part trains.
+    """
+
+    connector_type = "words"
+
+    def __init__(self, config):
+        super().__init__()
+        dim, vision_dim = config.hidden_size, config.vision_config.hidden_size
+        self.num_colour_classes = len(config.attribute_head["colour_classes"])
+        self.num_shape_classes = len(config.attribute_head["shape_classes"])
+        self.attribute_head = nn.Linear(vision_dim, self.num_colour_classes + self.num_shape_classes + 2)
+        self.colour_embeddings = nn.Parameter(torch.zeros(self.num_colour_classes - 1, dim))
+        self.shape_embeddings = nn.Parameter(torch.zeros(self.num_shape_classes - 1, dim))
+        self.place_embeddings = nn.Parameter(torch.zeros(config.tokens_per_frame, dim))
+        self.frame_embeddings = nn.Parameter(torch.zeros(config.num_frame_embeddings, dim))
+        self.residual = nn.Linear(vision_dim, dim)
+
+    @staticmethod
+    def check(config) -> None:
+        head = config.attribute_head
+        if not isinstance(head, dict) or not all(
+            isinstance(head.get(key), list) and len(head[key]) > 1 for key in ("colour_classes", "shape_classes")
+        ):
+            raise ValueError(
+                "connector_type words needs attribute_head: the tower's attribute classes "
+                "(colour_classes, shape_classes, each led by 'none'), as a tower trained with the attributes objective has"
+            )
+        if config.num_frame_embeddings < 1:
+            raise ValueError(f"num_frame_embeddings must be at least 1; got {config.num_frame_embeddings}")
+
+    @staticmethod
+    def num_visual_tokens(config, num_frames: int) -> int:
+        return config.tokens_per_frame * num_frames
+
+    @staticmethod
+    def settings_for_tokens(num_queries: int, num_frames: int) -> dict:
+        raise ValueError("the words connector makes one embedding per patch token: its count is the vision tower's")
+
+    @torch.no_grad()
+    def initialise(
+        self,
+        head: dict[str, torch.Tensor],
+        colour_words: torch.Tensor,
+        shape_words: torch.Tensor,
+        place_words: torch.Tensor,
+    ) -> None:
+        """Start from a tower's attribute head (`weight` [classes, Dv], `bias` [classes]) and the embeddings
+        of the colour words [colour classes - 1, D], shape words [shape classes - 1, D] and each patch's
+        place words [patches, D]; frame embeddings and residual start at zero."""
+        self.attribute_head.load_state_dict(head)
+        self.colour_embeddings.copy_(colour_words)
+        self.shape_embeddings.copy_(shape_words)
+        self.place_embeddings.copy_(place_words)
+        self.frame_embeddings.zero_()
+        nn.init.zeros_(self.residual.weight)
+        nn.init.zeros_(self.residual.bias)
+
+    def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
+        """[B, T, P, Dv] -> [B, T * P, D]; `ValueError` for more frames than it has frame embeddings."""
+        frames = frame_features.shape[1]
+        if frames > len(self.frame_embeddings):
+            raise ValueError(f"the words connector tells apart {len(self.frame_embeddings)} frames; the video has {frames}")
+        logits = self.attribute_head(frame_features)
+        colour = logits[..., : self.num_colour_classes].softmax(-1)
+        shape = logits[..., self.num_colour_classes : self.num_colour_classes + self.num_shape_classes].softmax(-1)
+        tokens = (
+            colour[..., 1:] @ self.colour_embeddings
+            + shape[..., 1:] @ self.shape_embeddings
+            + (1 - colour[..., :1]) * self.place_embeddings
+            + self.frame_embeddings[:frames, None]
+            + self.residual(frame_features)
+        )
+        return tokens.flatten(1, 2)
+
+
 CONNECTORS: dict[str, type[Connector]] = {
-    c.connector_type: c for c in (GroupResampler, NaiveResampler, ImageResampler, MlpConnector)
+    c.connector_type: c for c in (GroupResampler, NaiveResampler, ImageResampler, MlpConnector, WordsConnector)
 }
 
 

@@ -29,12 +29,13 @@ from transformers import (
 )
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
-from tinyvideo.config import TinyVideoConfig
+from tinyvideo.config import TinyVideoConfig, canonical_connector
+from tinyvideo.connectors import WordsConnector
 from tinyvideo.errors import InputError
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.prompts import END_OF_TURN, MODE_INSTRUCTIONS, SYSTEM
-from tinyvideo.vision_towers import build_vision_tower, frame_size_of, load_vision_tower
+from tinyvideo.vision_towers import build_vision_tower, frame_size_of, load_vision_tower, read_attribute_head
 
 logger = logging.getLogger(__name__)
 
@@ -144,12 +145,14 @@ def tiny_config(
     vision_tower: str = "siglip",
     text_model_type: str = "qwen2",
     vision_feature_select_strategy: str = "patch",
+    attribute_head: dict | None = None,
 ) -> TinyVideoConfig:
     """A model of a few hundred thousand parameters with the published architecture; `vision_tower` is
     the family of its tower, one of `TINY_TOWERS` (`ValueError` otherwise), `text_model_type` that of its
     language model (any transformers causal LM `model_type`: qwen2, llama, qwen3, phi3, gemma, ...),
     `vision_feature_select_strategy` one of `FEATURE_SELECT_STRATEGIES` (`patch`, the published one, drops
-    a SigLIP tower's first patch: a sixteenth of a 32-pixel frame in patches of 8)."""
+    a SigLIP tower's first patch: a sixteenth of a 32-pixel frame in patches of 8), `attribute_head` the
+    `words` connector's (`words_settings`)."""
     text = AutoConfig.for_model(
         text_model_type,
         vocab_size=vocab_rows,
@@ -174,6 +177,7 @@ def tiny_config(
         num_resampler_layers=2,
         model_max_length=model_max_length,
         vision_feature_select_strategy=vision_feature_select_strategy,
+        attribute_head=attribute_head,
     )
 
 
@@ -230,15 +234,56 @@ def spare_rows(tokenizer) -> int:
     return (len(tokenizer) // 64 + 1) * 64
 
 
+def words_settings(connector_type: str, vision_tower_dir: str | Path | None) -> dict:
+    """The config settings a new `words` connector takes from its tower's folder (`attribute_head`); none
+    for the other connectors. `InputError` when the tower has no attribute head (a tiny tower's name, or a
+    folder of a tower not trained with the attributes objective)."""
+    if canonical_connector(connector_type)[0] != WordsConnector.connector_type:
+        return {}
+    if vision_tower_dir is None or tiny_tower_family(str(vision_tower_dir)) is not None:
+        raise InputError(
+            "connector_type words needs a vision tower trained with the attributes objective (a new tiny tower has no attribute head)"
+        )
+    return {"attribute_head": read_attribute_head(vision_tower_dir)[0]}
+
+
+def initialise_words_connector(model: TinyVideoForConditionalGeneration, tokenizer, vision_tower_dir) -> None:
+    """Start a new `words` connector (other connectors are left alone) from the attribute head in
+    `vision_tower_dir` and the language model's input embeddings of " <word>" (summed over its tokens) for
+    each colour and shape word and each patch's place words. `InputError` when the head's patches are not
+    the tokens the connector reads."""
+    if not isinstance(model.connector, WordsConnector):
+        return
+    meaning, head = read_attribute_head(vision_tower_dir)
+    places, tokens = len(meaning["patch_places"]), model.config.tokens_per_frame
+    if places != tokens:
+        raise InputError(
+            f"{vision_tower_dir}: the attribute head knows {places} patches a frame, but the connector reads {tokens} "
+            "tokens a frame: set vision_feature_select_strategy cls_patch (every patch)"
+        )
+    embeddings = model.get_input_embeddings().weight.detach()
+
+    def embed_words(words: list[str]) -> torch.Tensor:
+        return torch.stack([embeddings[tokenizer(" " + w, add_special_tokens=False)["input_ids"]].sum(0) for w in words])
+
+    model.connector.initialise(
+        head,
+        embed_words(meaning["colour_classes"][1:]),
+        embed_words(meaning["shape_classes"][1:]),
+        embed_words(meaning["patch_places"]),
+    )
+
+
 def build_tiny(
     texts: Iterable[str] = (), vocab_size: int = 512, seed: int = 0, vision_tower_path=None, **config_overrides
 ) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
     """A freshly initialised tiny model and its processor; with `vision_tower_path`, a trained tower (a
     SigLIP, CLIP or DINOv2 folder; a two-tower SigLIP or CLIP folder too) replaces the random one, its
     config replacing the vision sizes and its image processor (when the folder has one) the frame
-    preprocessing."""
+    preprocessing. A `words` connector needs a tower folder with an attribute head (`words_settings`)."""
     tokenizer = train_tokenizer(texts, vocab_size)
-    config = tiny_config(spare_rows(tokenizer), tokenizer.eos_token_id, **config_overrides)
+    words = words_settings(config_overrides.get("connector_type", "group"), vision_tower_path)
+    config = tiny_config(spare_rows(tokenizer), tokenizer.eos_token_id, **config_overrides, **words)
     vision_tower = None
     if vision_tower_path is not None:
         vision_tower = load_vision_tower(vision_tower_path)
@@ -248,6 +293,7 @@ def build_tiny(
     model = TinyVideoForConditionalGeneration(config)
     if vision_tower is not None:
         model.vision_tower = vision_tower
+    initialise_words_connector(model, tokenizer, vision_tower_path)
     return model, TinyVideoProcessor.from_config(tokenizer, config, vision_tower_path)
 
 
@@ -350,9 +396,11 @@ def assemble(
     vision half is kept; frames are prepared as its image processor says), or a new tiny tower of
     `image_size` pixels named by its family (`tiny_tower_family`); a folder's tower sees frames of the size
     its image processor gives (`image_size` is then unused). `chat_format` defaults to
-    `default_chat_format`; `vision_feature_select_strategy` is the config's (see `TinyVideoConfig`). Raises
-    `InputError` for a missing folder or file.
+    `default_chat_format`; `vision_feature_select_strategy` is the config's (see `TinyVideoConfig`). A
+    `words` connector starts from the tower folder's attribute head and the language model's embeddings
+    (`initialise_words_connector`). Raises `InputError` for a missing folder or file.
     """
+    words = words_settings(connector_type, vision_tower_dir)
     language_model, tokenizer = load_language_model(language_model_dir, gguf_file, dtype)
     with_video_token_row(language_model, tokenizer)
     if seed is not None:
@@ -376,10 +424,12 @@ def assemble(
         model_max_length=model_max_length,
         image_size=image_size,
         vision_feature_select_strategy=vision_feature_select_strategy,
+        **words,
     )
     model = TinyVideoForConditionalGeneration(config)
     model.language_model = language_model
     model.vision_tower = vision_tower
+    initialise_words_connector(model, tokenizer, vision_tower_dir)
     if dtype is not None:
         model.connector.to(dtype)
     model.generation_config = copy.deepcopy(language_model.generation_config)

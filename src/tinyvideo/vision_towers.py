@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from PIL import Image
 from torch import nn
 from transformers import (
@@ -42,6 +43,10 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PREPROCESSOR_FILE = "preprocessor_config.json"
+# Beside a tower trained with the vision stage's `attributes` objective: its linear attribute head's weights
+# (`weight` [classes, Dv], `bias` [classes]) and what the head's outputs mean (`read_attribute_head`).
+ATTRIBUTE_HEAD_WEIGHTS = "attribute_head.safetensors"
+ATTRIBUTE_HEAD_CONFIG = "attribute_head.json"
 
 
 @dataclass(frozen=True)
@@ -214,3 +219,30 @@ def _processor_settings(folder: str | Path | None) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{path}: not a JSON image processor config ({error})") from None
+
+
+def read_attribute_head(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """What a tower's attribute head means and its weights, from `ATTRIBUTE_HEAD_CONFIG` and
+    `ATTRIBUTE_HEAD_WEIGHTS` in `folder`. The meaning: `colour_classes` and `shape_classes` (each led by
+    "none", an empty patch), the patch `grid` side and `patch_places`, the place words of each patch (row
+    major); the head's outputs are the colour classes' logits, the shape classes', then 2 offsets. Raises
+    `InputError` when the folder has no head or a malformed one."""
+    folder = Path(folder)
+    config_file = folder / ATTRIBUTE_HEAD_CONFIG
+    if not config_file.is_file():
+        raise InputError(
+            f"connector_type words needs a vision tower trained with the attributes objective "
+            f"(no {ATTRIBUTE_HEAD_CONFIG} in {folder})"
+        )
+    try:
+        meaning = json.loads(config_file.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"{config_file}: not valid JSON ({error})") from error
+    keys = ("colour_classes", "shape_classes", "patch_places")
+    if not isinstance(meaning, dict) or not all(
+        isinstance(meaning.get(key), list) and meaning[key] and all(isinstance(w, str) for w in meaning[key]) for key in keys
+    ):
+        raise InputError(f"{config_file}: expected lists of words {', '.join(keys)}")
+    if not (folder / ATTRIBUTE_HEAD_WEIGHTS).is_file():
+        raise InputError(f"{folder}: {ATTRIBUTE_HEAD_CONFIG} but no {ATTRIBUTE_HEAD_WEIGHTS} beside it")
+    return meaning, load_file(folder / ATTRIBUTE_HEAD_WEIGHTS)

@@ -12,7 +12,7 @@ from tinyvideo.errors import InputError
 from tinyvideo.flags import non_negative_int, positive_int
 from tinyvideo.processing import CHAT_FORMATS
 from tinyvideo.rows import read_text
-from tinyvideo.scratch import TINY_TOWERS, assemble, build_tiny, tiny_config, tiny_tower_family
+from tinyvideo.scratch import TINY_TOWERS, assemble, build_tiny, tiny_config, tiny_tower_family, words_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     family = tiny_tower_family(args.vision_tower)
     if family is None and not Path(args.vision_tower).is_dir():
         raise InputError(f"--vision-tower {args.vision_tower}: neither a tiny tower ({', '.join(TINY_TOWERS)}) nor a folder")
+    words = words_settings(args.connector, args.vision_tower)
     try:
-        tiny_config(1, 0, args.connector, args.image_size, num_queries=args.num_queries, group=args.group)
+        tiny_config(1, 0, args.connector, args.image_size, num_queries=args.num_queries, group=args.group, **words)
     except ValueError as error:  # the config's own checks, e.g. num_queries divisible by group
         raise InputError(str(error)) from error
     connector = {

@@ -87,7 +87,7 @@ class ModelArguments:
         default=None,
         metadata={"help": "SigLIP, CLIP or DINOv2 folder for a new model (with language_model_path, or 'tiny')"},
     )
-    connector_type: str = field(default="group", metadata={"help": "group | naive | image | mlp (new models)"})
+    connector_type: str = field(default="group", metadata={"help": "group | naive | image | mlp | words (new models)"})
     num_queries: int = field(default=512, metadata={"help": "visual tokens per video (new models)"})
     group: int = field(default=16, metadata={"help": "groups of the group resampler (new models)"})
     num_resampler_layers: int = field(default=3, metadata={"help": "resampler depth (assembled models)"})
@@ -445,11 +445,12 @@ def tower_image_processor(image_size: int) -> SiglipImageProcessorPil:
     return SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
 
 
-def save_vision_tower(model, processor, out_dir: str | os.PathLike, state_dict=None) -> Path:
+def save_vision_tower(model, processor, out_dir: str | os.PathLike, state_dict=None, write_beside=None) -> Path:
     """Write the SigLIP vision model inside `model` (a two-tower SigLIP, or a vision model with a training
     head of its own) as a plain `SiglipVisionModel` folder, with `processor`'s files, atomically: a folder
     that loads as a vision tower with no weight left over. The rest of `model` stays in the run's
-    checkpoints. Call it on one process; `state_dict` is for weights gathered elsewhere."""
+    checkpoints, but for what `write_beside(folder)` writes into the folder in its own files. Call it on one
+    process; `state_dict` is for weights gathered elsewhere."""
     state = model.state_dict() if state_dict is None else state_dict
     tower = SiglipVisionModel(copy.deepcopy(getattr(model.config, "vision_config", model.config)))
     prefix = "vision_model." if isinstance(getattr(model, "vision_model", None), SiglipVisionModel) else ""
@@ -458,6 +459,8 @@ def save_vision_tower(model, processor, out_dir: str | os.PathLike, state_dict=N
     def build(tmp: Path) -> None:
         tower.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        if write_beside is not None:
+            write_beside(tmp)
 
     return _replace_folder(build, out_dir)
 

@@ -6,7 +6,8 @@ The frame is cut into the tower's patch grid. For every patch of every frame the
 token (the one a video model reads) is trained, through one linear head, to give: the colour and the shape of
 the object whose centre lies in that patch ("none" for an empty patch; where two centres share a patch, the
 object drawn last, the one on top), and where in the patch that centre is (x, y in [0, 1], a squared error
-on occupied patches). The head is only for this stage; the pretrain stage takes the tower alone.
+on occupied patches). The pretrain stage takes the tower alone; the head is saved beside it
+(`ATTRIBUTE_HEAD_WEIGHTS`, with what its outputs mean in `ATTRIBUTE_HEAD_CONFIG`) for the `words` connector.
 
 Measured on the small suite (`benchmarks/vision_probe.py`: linear probes on the frozen patch tokens of the
 test split's frames, the shape and colour of every occupied patch): this objective's tower
@@ -20,20 +21,23 @@ Data: the suite's scene rows `{"video": path, "objects": [{"shape", "x": [...], 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel, Trainer, set_seed
 
 from tinyvideo.data.row_dataset import RowDataset
-from tinyvideo.data.synth_scenes import COLOURS, OBJECT, SHAPES, SIZE
+from tinyvideo.data.synth_scenes import COLOURS, OBJECT, SHAPES, SIZE, where
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.rows import read_usable_rows
 from tinyvideo.train.common import require_folder, save_vision_tower, tower_image_processor
 from tinyvideo.train.runs import SkippedRowsTally, train_and_save
 from tinyvideo.video import read_exact_frames
+from tinyvideo.vision_towers import ATTRIBUTE_HEAD_CONFIG, ATTRIBUTE_HEAD_WEIGHTS
 
 
 COLOUR_CLASSES = ("none", *COLOURS)
@@ -129,7 +133,7 @@ def collate(items: list[dict]) -> dict:
 
 class AttributeTower(SiglipVisionModel):
     """A SigLIP vision tower with a linear attribute head on its layer-`feature_layer` patch tokens. The
-    run's checkpoints hold both; its final folder the tower alone (`save_vision_tower`)."""
+    run's checkpoints hold both; its final folder the tower, the head beside it (`save_tower_and_head`)."""
 
     feature_layer = -2
 
@@ -163,6 +167,28 @@ class AttributeTrainer(SkippedRowsTally, Trainer):
         return (loss, {"logits": logits}) if return_outputs else loss
 
 
+def patch_places(grid: int) -> list[str]:
+    """The place words (`where`) of an object centred on each patch of a `grid` x `grid` frame, row major."""
+    cell = SIZE / grid
+    centres = [round((k + 0.5) * cell) - OBJECT // 2 for k in range(grid)]
+    return [where(x, y) for y in centres for x in centres]
+
+
+def save_tower_and_head(model: AttributeTower, processor, out_dir, state_dict=None) -> Path:
+    """`save_vision_tower`, with the attribute head beside the tower: its weights (`ATTRIBUTE_HEAD_WEIGHTS`)
+    and what its outputs mean (`ATTRIBUTE_HEAD_CONFIG`: class names, grid side, each patch's place words)."""
+    state = model.state_dict() if state_dict is None else state_dict
+    head = {name: state[f"attribute_head.{name}"].detach().cpu().contiguous() for name in ("weight", "bias")}
+    grid = model.config.image_size // model.config.patch_size
+    meaning = {"colour_classes": COLOUR_CLASSES, "shape_classes": SHAPE_CLASSES, "grid": grid, "patch_places": patch_places(grid)}
+
+    def write_head(folder: Path) -> None:
+        save_file(head, folder / ATTRIBUTE_HEAD_WEIGHTS)
+        (folder / ATTRIBUTE_HEAD_CONFIG).write_text(json.dumps(meaning, indent=1) + "\n")
+
+    return save_vision_tower(model, processor, out_dir, state_dict, write_beside=write_head)
+
+
 def tower_config(config) -> SiglipVisionConfig:
     """The config of the tower the stage trains (`config`: the vision stage's `VisionConfig`)."""
     return SiglipVisionConfig(
@@ -177,11 +203,11 @@ def tower_config(config) -> SiglipVisionConfig:
 
 def train(config) -> Path:
     """Train the tower on scene rows (`config`: the vision stage's `VisionConfig`) and return its folder: a
-    plain SigLIP vision model with its image processor (the head stays in the checkpoints)."""
+    plain SigLIP vision model with its image processor, and the attribute head beside it (`save_tower_and_head`)."""
     set_seed(config.seed)
     require_folder(config.video_root, "video_root")
     grid = config.image_size // config.patch_size
     dataset = SceneFramesDataset(config.data_path, config.video_root, config.image_size, grid)
     tower = AttributeTower(tower_config(config))
     trainer = AttributeTrainer(model=tower, args=config, train_dataset=dataset, data_collator=collate)
-    return train_and_save(trainer, tower_image_processor(config.image_size), dataset, save=save_vision_tower)
+    return train_and_save(trainer, tower_image_processor(config.image_size), dataset, save=save_tower_and_head)

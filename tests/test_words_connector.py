@@ -1,0 +1,146 @@
+"""The `words` connector: a new model starts from its tower's attribute head and the language model's own
+embeddings of the colour, shape and place words; it saves and loads without the tower folder, refuses a
+tower without a head in one line, and trains through `tinyvideo train sft`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from tinyvideo.cli import main
+from tinyvideo.data.synth import generate_suite
+from tinyvideo.data.synth_scenes import COLOURS, OBJECT, SHAPES, where
+from tinyvideo.errors import InputError
+from tinyvideo.modeling import TinyVideoForConditionalGeneration
+from tinyvideo.processing import TinyVideoProcessor
+from tinyvideo.scratch import build_tiny
+from tinyvideo.train.common import save_vision_tower, tower_image_processor
+from tinyvideo.train.vision_attributes import COLOUR_CLASSES, SHAPE_CLASSES, AttributeTower, save_tower_and_head
+from tinyvideo.vision_towers import ATTRIBUTE_HEAD_CONFIG
+
+CONFIDENT = 30.0  # logit margin of the hand-set head: softmax probabilities within e^-30 of 0 or 1
+
+
+def attribute_tower(hidden_size: int = 32) -> AttributeTower:
+    torch.manual_seed(0)
+    config = AttributeTower.config_class(
+        hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=2, num_attention_heads=4,
+        image_size=32, patch_size=8,
+    )  # fmt: skip
+    return AttributeTower(config)
+
+
+def confident_head(tower: AttributeTower, colour: str, shape: str) -> None:
+    """A head that says "none" for a zero feature and (colour, shape) for a feature along the first axis."""
+    head = tower.attribute_head
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        colour_at, shape_at = COLOUR_CLASSES.index(colour), len(COLOUR_CLASSES) + SHAPE_CLASSES.index(shape)
+        head.bias[0] = head.bias[len(COLOUR_CLASSES)] = CONFIDENT  # "none" for both
+        head.weight[colour_at, 0] = head.weight[shape_at, 0] = 2 * CONFIDENT
+
+
+@pytest.fixture(scope="module")
+def tower_dir(tmp_path_factory):
+    tower = attribute_tower()
+    confident_head(tower, "red", "triangle")
+    return save_tower_and_head(tower, tower_image_processor(32), tmp_path_factory.mktemp("towers") / "attributes")
+
+
+def words_model(tower_dir, **settings):
+    return build_tiny(
+        ["a red triangle at the top left"], vocab_size=300, vision_tower_path=tower_dir, connector_type="words",
+        vision_feature_select_strategy="cls_patch", hidden_size=32, **settings,
+    )  # fmt: skip
+
+
+def word_embedding(model, processor, text: str) -> torch.Tensor:
+    ids = processor.tokenizer(" " + text, add_special_tokens=False)["input_ids"]
+    return model.get_input_embeddings()(torch.tensor(ids)).sum(0)
+
+
+def test_the_head_is_saved_beside_the_tower_with_what_it_means(tower_dir):
+    meaning = json.loads((tower_dir / ATTRIBUTE_HEAD_CONFIG).read_text())
+    assert meaning["colour_classes"] == ["none", *COLOURS] and meaning["shape_classes"] == ["none", *SHAPES]
+    assert meaning["grid"] == 4
+    # Each patch's place words are those of an object centred on the patch, in the suite's 64-pixel frames.
+    centres = [8, 24, 40, 56]
+    expected = [where(x - OBJECT // 2, y - OBJECT // 2) for y in centres for x in centres]
+    assert meaning["patch_places"] == expected
+    assert expected[0] == "top left" and expected[5] == "centre" and expected[15] == "bottom right"
+
+
+@pytest.mark.parametrize("patch", [0, 6, 13])
+def test_a_confident_patch_becomes_the_words_for_its_colour_shape_and_place_and_an_empty_one_nothing(tower_dir, patch):
+    model, processor = words_model(tower_dir)
+    places = json.loads((tower_dir / ATTRIBUTE_HEAD_CONFIG).read_text())["patch_places"]
+    features = torch.zeros(1, 2, 16, model.config.vision_config.hidden_size)
+    features[0, 0, patch, 0] = 1.0
+    with torch.no_grad():
+        tokens = model.connector(features).unflatten(1, (2, 16))
+        expected = sum(word_embedding(model, processor, w) for w in ("red", "triangle", places[patch]))
+    assert torch.allclose(tokens[0, 0, patch], expected, atol=1e-5)
+    empty = torch.ones(2, 16, dtype=torch.bool)
+    empty[0, patch] = False
+    assert tokens[0][empty].abs().max() < 1e-5
+    assert expected.abs().max() > 0.01  # the check above is not of zeros against zeros
+
+
+@pytest.mark.parametrize("frames", [1, 3, 4])
+def test_one_embedding_per_patch_token_as_many_as_the_processor_puts_placeholders(tower_dir, frames):
+    model, processor = words_model(tower_dir)
+    assert model.config.num_visual_tokens(frames) == 16 * frames
+    video = torch.randint(0, 255, (frames, 32, 32, 3), dtype=torch.uint8).numpy()
+    inputs = processor(["<image>\nwhat is red?"] * 2, videos=[video, video])
+    assert int((inputs["input_ids"][0] == model.config.video_token_id).sum()) == 16 * frames
+    features = model.encode_frames(inputs["pixel_values_videos"].flatten(0, 1)).unflatten(0, (2, frames))
+    with torch.no_grad():
+        assert model.connector(features).shape == (2, 16 * frames, 32)
+        assert model(**inputs).logits.shape[:2] == inputs["input_ids"].shape
+
+
+def test_a_saved_model_loads_with_the_same_outputs_without_the_tower_folder(tower_dir, tmp_path):
+    tower = shutil.copytree(tower_dir, tmp_path / "tower")
+    model, processor = words_model(tower)
+    with torch.no_grad():  # move every part off its initial values, so that a reload from the tower would show
+        for p in model.connector.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    shutil.rmtree(tower)
+    again = TinyVideoForConditionalGeneration.from_pretrained(tmp_path / "model")
+    video = torch.randint(0, 255, (3, 32, 32, 3), dtype=torch.uint8).numpy()
+    inputs = TinyVideoProcessor.from_pretrained(tmp_path / "model")("<image>\nwhat is red?", videos=[video])
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, again(**inputs).logits)
+    assert again.config.attribute_head["colour_classes"] == list(COLOUR_CLASSES)
+
+
+def test_a_tower_without_an_attribute_head_is_refused_in_one_line(tmp_path, capsys):
+    plain = save_vision_tower(attribute_tower(), tower_image_processor(32), tmp_path / "plain")
+    message = f"connector_type words needs a vision tower trained with the attributes objective (no attribute_head.json in {plain})"
+    with pytest.raises(InputError) as error:
+        words_model(plain)
+    assert str(error.value) == message
+    assert main(["init", "--out", str(tmp_path / "new"), "--connector", "words", "--vision-tower", str(plain)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+    with pytest.raises(InputError, match="a new tiny tower has no attribute head"):
+        build_tiny(connector_type="words")
+
+
+def test_the_head_must_cover_the_tokens_the_connector_reads(tower_dir):
+    with pytest.raises(InputError, match="knows 16 patches a frame, but the connector reads 15 tokens a frame: set vision_feature_select_strategy cls_patch"):
+        build_tiny(vision_tower_path=tower_dir, connector_type="words", vision_feature_select_strategy="patch")
+
+
+def test_a_words_model_has_no_published_form(tower_dir, tmp_path, capsys):
+    model, processor = words_model(tower_dir)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    assert main(["export", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "published")]) == 2
+    assert "the words connector has no published form" in capsys.readouterr().err
+    assert not (tmp_path / "published").exists()
