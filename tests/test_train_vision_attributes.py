@@ -24,7 +24,7 @@ from tinyvideo.train.vision_attributes import (
     read_scene_rows,
 )
 from tinyvideo.train.runs import last_complete_checkpoint
-from tinyvideo.vision_towers import load_vision_tower
+from tinyvideo.vision_towers import load_vision_tower, read_attribute_head
 
 
 def test_patch_targets_put_each_centre_in_its_patch_and_the_top_object_wins():
@@ -134,6 +134,11 @@ def test_a_run_learns_what_is_where_and_the_pretrain_stage_takes_its_tower(suite
     _, loading = SiglipVisionModel.from_pretrained(folder, output_loading_info=True)
     assert all(not keys for keys in loading.values()), loading
     assert json.loads((folder / "config.json").read_text())["architectures"] == ["SiglipVisionModel"]
+    # The head is saved beside it, with what it means, for the words connector.
+    meaning, head = read_attribute_head(folder)
+    assert torch.equal(head["weight"], trained.attribute_head.weight) and torch.equal(head["bias"], trained.attribute_head.bias)
+    assert (meaning["colour_classes"], meaning["shape_classes"]) == (list(COLOUR_CLASSES), list(SHAPE_CLASSES))
+    assert meaning["grid"] == 4 and len(meaning["patch_places"]) == 16
     with torch.no_grad():
         logits = trained.attribute_logits(item["pixel_values"])
     assert attribute_loss(logits, **batch).item() < before / 2

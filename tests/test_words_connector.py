@@ -144,3 +144,36 @@ def test_a_words_model_has_no_published_form(tower_dir, tmp_path, capsys):
     assert main(["export", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "published")]) == 2
     assert "the words connector has no published form" in capsys.readouterr().err
     assert not (tmp_path / "published").exists()
+
+
+def test_a_words_model_trains_through_tinyvideo_train_sft_on_the_suite(tmp_path):
+    suite = generate_suite(tmp_path / "suite", scale="smoke")
+    common = ["--video_root", str(suite.video_root), "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
+              "--dataloader_pin_memory", "false"]
+    vision = [
+        "train", "vision", "--objective", "attributes", "--data_path", str(suite.path("splits", "train", "scenes")),
+        "--output_dir", str(tmp_path / "vision"), "--image_size", "32", "--patch_size", "8", "--vision_hidden_size", "32",
+        "--vision_layers", "2", "--max_steps", "20", "--learning_rate", "5e-3", "--per_device_train_batch_size", "4",
+    ]  # fmt: skip
+    assert main([*vision, *common]) == 0
+    tower = tmp_path / "vision" / "model"
+    sft = [
+        "train", "sft", "--model_name_or_path", "tiny", "--vision_tower_path", str(tower), "--connector_type", "words",
+        "--vision_feature_select_strategy", "cls_patch", "--data_path", str(suite.path("train", "captions")),
+        "--tokenizer_corpus", str(suite.path("train", "captions")), "--tiny_vocab_size", "400", "--tiny_hidden_size", "32",
+        "--num_frames", "4", "--output_dir", str(tmp_path / "sft"), "--max_steps", "16", "--learning_rate", "3e-3",
+        "--per_device_train_batch_size", "4", "--logging_steps", "1", "--save_steps", "16",
+    ]  # fmt: skip
+    assert main([*sft, *common]) == 0
+    state = json.loads((tmp_path / "sft" / "checkpoint-16" / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert sum(losses[-4:]) < sum(losses[:4])
+
+    final = tmp_path / "sft" / "model"
+    shutil.rmtree(tower)  # the model needs its tower folder no more
+    model = TinyVideoForConditionalGeneration.from_pretrained(final)
+    assert model.config.connector_type == "words" and model.config.num_visual_tokens(4) == 64
+    assert model.connector.residual.weight.abs().max() > 0  # the connector trained too (it starts at zero)
+    processor = TinyVideoProcessor.from_pretrained(final)
+    inputs = processor("<image>\nDescribe the video.", videos=[torch.zeros(4, 32, 32, 3, dtype=torch.uint8).numpy()])
+    assert model.generate(**inputs, max_new_tokens=3).shape[1] == inputs["input_ids"].shape[1] + 3
