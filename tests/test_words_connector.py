@@ -74,15 +74,39 @@ def test_the_head_is_saved_beside_the_tower_with_what_it_means(tower_dir):
     assert expected[0] == "top left" and expected[5] == "centre" and expected[15] == "bottom right"
 
 
+@pytest.fixture(scope="module")
+def language_model_dir(tmp_path_factory):
+    """A Hugging Face causal LM folder (a tiny Qwen2 and its tokenizer) to assemble a model from."""
+    model, processor = build_tiny(["a red triangle at the top left"], vocab_size=300, hidden_size=32, seed=1)
+    folder = tmp_path_factory.mktemp("language_model")
+    model.language_model.save_pretrained(folder)
+    processor.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def assembled_by_init(tower_dir, language_model_dir, out):
+    """A words model written by `tinyvideo init` from a language model folder and the tower folder."""
+    init = ["init", "--out", str(out), "--language-model", str(language_model_dir), "--vision-tower", str(tower_dir)]
+    assert main([*init, "--connector", "words", "--vision-feature-select-strategy", "cls_patch"]) == 0
+    return TinyVideoForConditionalGeneration.from_pretrained(out), TinyVideoProcessor.from_pretrained(out)
+
+
 @pytest.mark.parametrize("patch", [0, 6, 13])
-def test_a_confident_patch_becomes_the_words_for_its_colour_shape_and_place_and_an_empty_one_nothing(tower_dir, patch):
-    model, processor = words_model(tower_dir)
+@pytest.mark.parametrize("assembly", ["tiny", "init --language-model"])
+def test_a_confident_patch_becomes_the_words_for_its_colour_shape_and_place_and_an_empty_one_nothing(
+    tower_dir, language_model_dir, tmp_path, assembly, patch
+):
+    if assembly == "tiny":
+        model, processor = words_model(tower_dir)
+    else:
+        model, processor = assembled_by_init(tower_dir, language_model_dir, tmp_path / "model")
     places = json.loads((tower_dir / ATTRIBUTE_HEAD_CONFIG).read_text())["patch_places"]
     features = torch.zeros(1, 2, 16, model.config.vision_config.hidden_size)
     features[0, 0, patch, 0] = 1.0
     with torch.no_grad():
         tokens = model.connector(features).unflatten(1, (2, 16))
         expected = sum(word_embedding(model, processor, w) for w in ("red", "triangle", places[patch]))
+    assert tokens.shape[-1] == model.config.hidden_size == 32
     assert torch.allclose(tokens[0, 0, patch], expected, atol=1e-5)
     empty = torch.ones(2, 16, dtype=torch.bool)
     empty[0, patch] = False
