@@ -13,7 +13,6 @@ word. A model that ignores the video writes the same caption for every clip and 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.data.synth import load_suite
 from tinyvideo.data.synth_scenes import Scene
 from tinyvideo.data.synth_text import happenings, opening
+from tinyvideo.files import write_json
 from tinyvideo.flags import positive_int
 from tinyvideo.video import read_frames
 
@@ -93,8 +93,7 @@ def main() -> int:
         report[name]["examples"] = [{"truth": opening(scenes[r["id"]]), "written": c} for c, r in zip(captions[:3], records)]
         print(name, {k: v for k, v in report[name].items() if k != "examples"})
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(output, report)
     print(f"wrote {output}")
     return 0
 

@@ -24,7 +24,6 @@ here cannot answer from the video either, however well it sees.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from tinyvideo.data.synth_formats import option_lines
 from tinyvideo.data.synth_questions import Clip
 from tinyvideo.data.synth_scenes import OBJECT, Scene
 from tinyvideo.data.synth_text import caption
+from tinyvideo.files import write_json
 from tinyvideo.flags import positive_float, positive_int
 from tinyvideo.processing import conversation_segments
 from tinyvideo.prompts import question_with_instruction
@@ -188,8 +188,7 @@ def main() -> int:
     output = Path(args.output or ROOT / "benchmarks" / "results" / f"scene_oracle_{args.describe}_{args.objective}.json")
     report = {"benchmark": "scene_oracle", "model": args.model, "settings": vars(args), "chance": 22.857142857142858,
               "test_questions": len(test), "curve": curve}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_json(output, report)
     print(f"wrote {output}")
     return 0
 

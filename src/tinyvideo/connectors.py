@@ -217,7 +217,19 @@ class ImageResampler(GroupedResampler):
         return latents.unflatten(0, (batch, -1)).flatten(1, 2)
 
 
-class MlpConnector(Connector, nn.Sequential):
+class PerPatchConnector(Connector):
+    """A connector that makes one embedding per patch token: as many as the tower gives."""
+
+    @staticmethod
+    def num_visual_tokens(config, num_frames: int) -> int:
+        return config.tokens_per_frame * num_frames
+
+    @classmethod
+    def settings_for_tokens(cls, num_queries: int, num_frames: int) -> dict:
+        raise ValueError(f"the {cls.connector_type} connector makes one embedding per patch token: its count is the vision tower's")
+
+
+class MlpConnector(PerPatchConnector, nn.Sequential):
     """Linear, then (depth - 1) x [GELU, Linear], applied to every patch token; published as `mlp{depth}x_gelu`."""
 
     connector_type = "mlp"
@@ -239,19 +251,11 @@ class MlpConnector(Connector, nn.Sequential):
         depth = re.fullmatch(r"mlp(\d+)x_gelu", name)
         return {"mlp_depth": int(depth.group(1))} if depth else None
 
-    @staticmethod
-    def num_visual_tokens(config, num_frames: int) -> int:
-        return config.tokens_per_frame * num_frames
-
-    @staticmethod
-    def settings_for_tokens(num_queries: int, num_frames: int) -> dict:
-        raise ValueError("the mlp connector makes one embedding per patch token: its count is the vision tower's")
-
     def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
         return super().forward(frame_features.flatten(1, 2))
 
 
-class WordsConnector(Connector, nn.Module):
+class WordsConnector(PerPatchConnector, nn.Module):
     """Each patch token f of frame t becomes
 
         p_colour[1:] @ colour_embeddings + p_shape[1:] @ shape_embeddings
@@ -290,14 +294,6 @@ class WordsConnector(Connector, nn.Module):
             )
         if config.num_frame_embeddings < 1:
             raise ValueError(f"num_frame_embeddings must be at least 1; got {config.num_frame_embeddings}")
-
-    @staticmethod
-    def num_visual_tokens(config, num_frames: int) -> int:
-        return config.tokens_per_frame * num_frames
-
-    @staticmethod
-    def settings_for_tokens(num_queries: int, num_frames: int) -> dict:
-        raise ValueError("the words connector makes one embedding per patch token: its count is the vision tower's")
 
     @torch.no_grad()
     def initialise(

@@ -21,7 +21,6 @@ Data: the suite's scene rows `{"video": path, "objects": [{"shape", "x": [...], 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ from transformers import SiglipVisionConfig, SiglipVisionModel, Trainer, set_see
 
 from tinyvideo.data.row_dataset import RowDataset
 from tinyvideo.data.synth_scenes import COLOURS, OBJECT, SHAPES, SIZE, where
+from tinyvideo.files import write_json
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.rows import read_usable_rows
 from tinyvideo.train.common import require_folder, save_vision_tower, tower_image_processor
@@ -184,7 +184,7 @@ def save_tower_and_head(model: AttributeTower, processor, out_dir, state_dict=No
 
     def write_head(folder: Path) -> None:
         save_file(head, folder / ATTRIBUTE_HEAD_WEIGHTS)
-        (folder / ATTRIBUTE_HEAD_CONFIG).write_text(json.dumps(meaning, indent=1) + "\n")
+        write_json(folder / ATTRIBUTE_HEAD_CONFIG, meaning)
 
     return save_vision_tower(model, processor, out_dir, state_dict, write_beside=write_head)
 
