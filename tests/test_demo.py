@@ -1,4 +1,4 @@
-"""`tinyvideo demo --scale smoke` end to end: suite, four stages, evaluations after each, report and plots;
+"""`tinyvideo demo --scale smoke --from-scratch` end to end: suite, four stages, evaluations after each, report and plots;
 then a rerun that reuses everything."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ EVALUATED = STAGES[1:]  # every stage but the vision tower's makes a language mo
 def run_demo(out: Path, *options: str) -> int:
     parser = argparse.ArgumentParser()
     demo_command.add_arguments(parser)
-    return demo_command.run(parser.parse_args(["--scale", "smoke", "--out", str(out), *options]))
+    return demo_command.run(parser.parse_args(["--scale", "smoke", "--from-scratch", "--out", str(out), *options]))
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_rerun_reuses_every_stage(smoke, caplog):
 def test_another_scale_in_the_same_folder_is_refused(smoke, capsys):
     out = smoke
     assert main(["demo", "--scale", "small", "--out", str(out)]) == 2
-    assert "holds a demo of scale smoke" in capsys.readouterr().err
+    assert "holds a suite of scale smoke" in capsys.readouterr().err
 
 
 def test_ablation_connectors_make_the_same_number_of_visual_tokens():
@@ -173,7 +173,7 @@ def test_a_base_language_model_is_what_pretraining_starts_from(smoke, tmp_path):
     base = Qwen2ForCausalLM(tiny_config(spare_rows(tokenizer), tokenizer.eos_token_id).text_config)
     base.save_pretrained(tmp_path / "base")
     tokenizer.save_pretrained(tmp_path / "base")
-    ws = plan.open_workspace(smoke, "smoke", 0, plan.RECIPES, language_model=tmp_path / "base")
+    ws = plan.open_workspace(smoke, "smoke", 0, plan.SCRATCH_RECIPES, language_model=tmp_path / "base")
     config = load_stage_config(ws, plan.PRETRAIN, tmp_path / "run", "tiny")
     model, processor = load_model_and_processor(config)
     for name, weight in base.state_dict().items():
@@ -181,4 +181,4 @@ def test_a_base_language_model_is_what_pretraining_starts_from(smoke, tmp_path):
     assert processor.tokenizer("ASSISTANT: B")["input_ids"] == tokenizer("ASSISTANT: B")["input_ids"]
     assert config.vision_tower_path == str(final_model(ws.run_dir(plan.VISION.name)))
     with pytest.raises(InputError, match="not a model folder"):
-        plan.open_workspace(smoke, "smoke", 0, plan.RECIPES, language_model=tmp_path)
+        plan.open_workspace(smoke, "smoke", 0, plan.SCRATCH_RECIPES, language_model=tmp_path)

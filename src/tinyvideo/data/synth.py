@@ -105,6 +105,24 @@ def load_suite(root: str | Path) -> Suite:
     return Suite(root, json.loads(path.read_text(encoding="utf-8")))
 
 
+def open_suite(root: str | Path, seed: int, scale: str) -> Suite:
+    """The suite in `root`, generated unless a finished one is there; `InputError` when the one there has
+    another seed or scale (a rerun must not mix two suites)."""
+    root = Path(root)
+    if not (root / MANIFEST).is_file():
+        logger.info("synthetic suite: generating the %s scale into %s", scale, root)
+        return generate_suite(root, seed=seed, scale=scale)
+    suite = load_suite(root)
+    found = (suite.manifest["scale"], suite.manifest["seed"])
+    if found != (scale, seed):
+        raise InputError(
+            f"{root} holds a suite of scale {found[0]} and seed {found[1]}, not {scale} and {seed}: choose another "
+            "folder, or delete that one to start again"
+        )
+    logger.info("synthetic suite: reusing %s", root)
+    return suite
+
+
 def design_split(seed: int, split: str, per_task: int) -> list[Clip]:
     """Scenes and questions of one split (no video written): `per_task` clips of every task, interleaved.
 

@@ -6,12 +6,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyvideo.data.synth import MANIFEST, Suite, generate_suite, load_suite
+from tinyvideo.data.synth import Suite, open_suite
 from tinyvideo.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "synth"  # package data: installed with tinyvideo
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"  # package data: installed with tinyvideo
+SCRATCH_RECIPES = RECIPES / "synth"  # every stage, from random weights
+BASE_RECIPES = RECIPES / "base"  # the stages after a base model (`tinyvideo.train.base_model`)
 MODES = ("option", "reason", "cloze")
 ABLATION_MODES = ("option", "cloze")
 OPTION_TOKENS = 16  # an Option-mode answer is a letter
@@ -48,15 +50,19 @@ VISION, PRETRAIN, FINETUNE = STAGES[:3]
 @dataclass(frozen=True)
 class Scale:
     """How much work: the suite's scale; per stage, a cap on optimizer steps; a cap on the length of GRPO
-    rollouts, which is also the length of Reason-mode answers in evaluation (None: as the recipes say)."""
+    rollouts, which is also the length of Reason-mode answers in evaluation (None: as the recipes say); the
+    test questions each evaluation asks, the first ones of the test split, where the tasks take turns (None: all)."""
 
     suite: str
     max_steps: dict[str, int] | None
     rollout_tokens: int | None
+    test_questions: int | None = None
 
 
 SCALES = {
-    "smoke": Scale("smoke", {"vision": 8, "pretrain": 8, "finetune": 8, "coldstart": 6, "grpo": 3}, rollout_tokens=64),
+    "smoke": Scale(
+        "smoke", {"vision": 8, "pretrain": 8, "finetune": 8, "coldstart": 6, "grpo": 3}, rollout_tokens=64, test_questions=14
+    ),
     "small": Scale("small", None, rollout_tokens=None),
 }
 
@@ -71,6 +77,13 @@ class Workspace:
     seed: int
     recipes: Path
     language_model: Path | None = None  # the `pretrain` stage's base language model; None: from scratch
+    base_model: str | None = None  # the base model (a shipped one's name, or a packed folder) the demo starts from
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The stages to train: all of them from scratch; after a base model, which has a trained vision tower
+        and was pretrained on captions, those from fine-tuning on."""
+        return STAGES if self.base_model is None else STAGES[2:]
 
     def run_dir(self, stage: str, connector: str | None = None) -> Path:
         return self.root / "runs" / (stage if connector is None else f"{stage}-{connector}")
@@ -80,31 +93,28 @@ class Workspace:
 
 
 def open_workspace(
-    root: Path, scale_name: str, seed: int, recipes: Path, language_model: Path | None = None
+    root: Path,
+    scale_name: str,
+    seed: int,
+    recipes: Path,
+    language_model: Path | None = None,
+    base_model: str | None = None,
 ) -> Workspace:
     """The folder with its suite, generated unless a finished one of the same scale and seed is there."""
-    missing = [f"{s.name}.yaml" for s in STAGES if not (recipes / f"{s.name}.yaml").is_file()]
+    if language_model is not None and base_model is not None:
+        raise InputError("a base language model (--language-model) is for a demo from scratch (--from-scratch)")
+    stages = STAGES if base_model is None else STAGES[2:]
+    missing = [f"{s.name}.yaml" for s in stages if not (recipes / f"{s.name}.yaml").is_file()]
     if missing:
         raise InputError(
-            f"recipes {', '.join(missing)} not found in {recipes}: pass --recipes, a folder with a recipe per stage (tinyvideo ships its own in tinyvideo/recipes/synth)"
+            f"recipes {', '.join(missing)} not found in {recipes}: pass --recipes, a folder with a recipe per stage "
+            f"(tinyvideo ships its own in tinyvideo/recipes/{BASE_RECIPES.name} and, from scratch, tinyvideo/recipes/{SCRATCH_RECIPES.name})"
         )
     scale = SCALES[scale_name]
-    folder = root / "synth"
-    if (folder / MANIFEST).is_file():
-        suite = load_suite(folder)
-        found = (suite.manifest["scale"], suite.manifest["seed"])
-        if found != (scale.suite, seed):
-            raise InputError(
-                f"{root} holds a demo of scale {found[0]} and seed {found[1]}: choose another --out, "
-                "or delete that folder to start again"
-            )
-        logger.info("synthetic suite: reusing %s", folder)
-    else:
-        logger.info("synthetic suite: generating the %s scale into %s", scale.suite, folder)
-        suite = generate_suite(folder, seed=seed, scale=scale.suite)
+    suite = open_suite(root / "synth", seed, scale.suite)
     if language_model is not None and not (language_model / "config.json").is_file():
         raise InputError(f"--language-model {language_model} is not a model folder (no config.json)")
-    return Workspace(root, suite, scale, seed, recipes, language_model)
+    return Workspace(root, suite, scale, seed, recipes, language_model, base_model)
 
 
 def task_accuracy(report: dict) -> dict[str, float | None]:

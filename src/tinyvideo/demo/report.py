@@ -196,6 +196,26 @@ def example_lines(ws: Workspace, examples: list[tuple[str, dict]], folder: Path)
 # ---- the reports ------------------------------------------------------------------------------------
 
 
+def origin(ws: Workspace) -> str:
+    """Where the model starts, in a sentence."""
+    if ws.base_model is not None:
+        return (
+            f"It starts from the pretrained base model `{ws.base_model}` (its model card: `tinyvideo/base_models/"
+            f"{ws.base_model}/README.md`): a vision tower and a language model that already describe the suite's clips."
+        )
+    if ws.language_model is not None:
+        return f"It starts from random weights, but for the base language model in `{ws.language_model}`."
+    return "It starts from random weights."
+
+
+def demo_command(ws: Workspace) -> str:
+    """The command that makes this demo."""
+    options = f" --base-model {ws.base_model}" if ws.base_model is not None else " --from-scratch"
+    if ws.language_model is not None:
+        options += f" --language-model {ws.language_model}"
+    return f"tinyvideo demo --scale {ws.scale.suite} --seed {ws.seed}{options}"
+
+
 def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float, subtitles: dict, controls: dict[str, dict]) -> Path:
     """`report.md`, `demo.json` and the plots, from each stage's run folder, history and evaluation reports;
     `subtitles` is the last stage's report on the suite's LongVideoBench files without and with subtitles;
@@ -213,17 +233,13 @@ def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float, s
     lines = [
         f"# tinyvideo demo ({ws.scale.suite} scale)",
         "",
-        f"A tiny model trained on the synthetic suite (seed {ws.seed}: {counts['train']} training "
+        f"A model trained on the synthetic suite (seed {ws.seed}: {counts['train']} training "
         f"clips, {counts['test']} test clips, {len(tasks)} tasks), stage after stage, and evaluated on the test "
         f"split after each stage. This run took {seconds:.0f} s; a rerun reuses the stages already done.",
         "",
-        "Its language model starts from random weights." if ws.language_model is None else (
-            f"Its language model starts from the base language model in `{ws.language_model}`."
-        ),
+        origin(ws),
         "",
-        f"Made with `tinyvideo demo --scale {ws.scale.suite} --seed {ws.seed}"
-        + (f" --language-model {ws.language_model}" if ws.language_model is not None else "")
-        + "` from the recipes in `tinyvideo/recipes/synth/`.",
+        f"Made with `{demo_command(ws)}` from the recipes in `{ws.recipes}`.",
         "",
         "## Test accuracy (%) per task and stage",
         "",

@@ -8,6 +8,7 @@ import logging
 import time
 from pathlib import Path
 
+import torch
 from accelerate import PartialState
 
 from tinyvideo.config import TinyVideoConfig
@@ -34,6 +35,7 @@ from tinyvideo.eval.settings import CONTROLS, Settings
 from tinyvideo.files import write_json
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.train import grpo, sft, vision
+from tinyvideo.train.base_model import materialise
 from tinyvideo.train.common import load_config
 from tinyvideo.train.runs import FINAL_MODEL, last_complete_checkpoint
 
@@ -63,6 +65,8 @@ def stage_overrides(ws: Workspace, stage: Stage, run: Path, start: str | None) -
         # The Trainer then also saves at the last step, and that checkpoint's state holds the whole log.
         "--save_strategy", "steps",
     ]  # fmt: skip
+    if not torch.cuda.is_available():
+        overrides += ["--use_cpu", "true"]  # a bf16 recipe then trains under CPU autocast
     if start == "tiny":
         overrides += ["--vision_tower_path", str(final_model(ws.run_dir(VISION.name)))]
         if ws.language_model is not None:
@@ -120,7 +124,7 @@ def read_history(run: Path) -> list[dict]:
 def reason_tokens(ws: Workspace) -> int:
     """New tokens per Reason-mode answer: as many as a GRPO rollout may have."""
     grpo = STAGES[-1]
-    return load_stage_config(ws, grpo, ws.run_dir(grpo.name), "tiny").max_completion_length
+    return load_stage_config(ws, grpo, ws.run_dir(grpo.name), None).max_completion_length
 
 
 def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES, control: str | None = None) -> dict[str, dict]:
@@ -136,6 +140,7 @@ def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES, control: st
             mode=mode,
             max_new_tokens=new_tokens[mode],
             control=control,
+            limit=ws.scale.test_questions,
         )
         folder = ws.eval_dir(run, mode if control is None else f"{mode}-{control}")
         evaluate(settings, folder, batch_size=64, num_workers=0, device=PartialState().device)
@@ -152,6 +157,7 @@ def evaluate_subtitles(ws: Workspace, model: Path, run: Path) -> dict:
         model=str(model.resolve()),
         max_new_tokens=OPTION_TOKENS,
         subtitles=True,
+        limit=ws.scale.test_questions,
     )
     folder = ws.root / "eval" / f"{run.name}-longvideobench"
     evaluate(settings, folder, batch_size=64, num_workers=0, device=PartialState().device)
@@ -166,9 +172,9 @@ def run_demo(ws: Workspace, started: float) -> Path:
     then `report.md`; returns the report's path. `started` is when the command began
     (`time.perf_counter`), for the report's wall time."""
     results, controls = {}, {}
-    start = None
-    for number, stage in enumerate(STAGES, start=1):
-        logger.info("stage %d/%d: %s (%s)", number, len(STAGES), stage.name, stage.title)
+    start = None if ws.base_model is None else str(materialise(ws.base_model, ws.root / "base"))
+    for number, stage in enumerate(ws.stages, start=1):
+        logger.info("stage %d/%d: %s (%s)", number, len(ws.stages), stage.name, stage.title)
         begun = time.perf_counter()
         run = ws.run_dir(stage.name)
         reused = is_trained(run)

@@ -17,7 +17,7 @@ from tinyvideo.eval.benchmarks.common import Question, Sampling
 from tinyvideo.eval.frames import VideoFrames
 from tinyvideo.eval.predictions import append, record_of
 from tinyvideo.eval.settings import Settings
-from tinyvideo.scoring import completion_logprobs
+from tinyvideo.scoring import token_logprobs
 
 logger = logging.getLogger(__name__)
 
@@ -92,23 +92,32 @@ def score_options(model, processor, items: Sequence[Asked]) -> list[dict]:
     """Cloze mode: every option's text as the answer to the question, scored by the log-probability of
     its tokens and the end of turn; the highest scoring option is chosen.
 
-    Each question's prompt is embedded once (left-padded, its video's features spliced in) and repeated
-    for its options; the answers follow, right-padded, and only their positions reach the output head.
+    Each question's prompt (left-padded, its video's features spliced in) runs through the model once; its
+    cache is then shared by its options, whose answers follow right-padded: the long prompt is not run again
+    for every option.
     """
     prompts = [{"input_ids": prompt_ids(processor, item)} for item in items]
     prompts = {k: v.to(model.device) for k, v in processor.pad(prompts, padding_side="left").items()}
     answer_ids = [processor.tokenize(processor.reply_text(text), []) for item in items for text in item.question.options.values()]
     answers = {k: v.to(model.device) for k, v in processor.pad([{"input_ids": ids} for ids in answer_ids]).items()}
     counts = torch.tensor([len(item.question.options) for item in items], device=model.device)
+    owner = torch.arange(len(items), device=model.device).repeat_interleave(counts)  # each answer's question
     with torch.inference_mode():
         embeds = model.embed_inputs(prompts["input_ids"], frame_features=[item.features for item in items])
-        logprobs = completion_logprobs(
-            model,
-            embeds.repeat_interleave(counts, 0),
-            prompts["attention_mask"].repeat_interleave(counts, 0),
-            answers["input_ids"],
-            num_generations=1,
+        mask = prompts["attention_mask"]
+        positions = mask.cumsum(1) - 1  # real tokens only, as in generation
+        prompt = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions.clamp(min=0), use_cache=True, logits_to_keep=1)
+        cache = prompt.past_key_values
+        cache.batch_select_indices(owner)
+        answer_mask = answers["attention_mask"]
+        after = model(
+            inputs_embeds=model.get_input_embeddings()(answers["input_ids"][:, :-1]),
+            attention_mask=torch.cat([mask[owner], answer_mask[:, :-1]], dim=1),
+            position_ids=positions[owner, -1:] + 1 + torch.arange(answer_mask.shape[1] - 1, device=model.device),
+            past_key_values=cache,
         )
+        logits = torch.cat([prompt.logits[owner], after.logits], dim=1)  # the answer's tokens, each from what precedes it
+        logprobs = token_logprobs(logits, answers["input_ids"])
     totals = iter((logprobs * answers["attention_mask"]).sum(dim=-1).tolist())
     records = []
     for item in items:

@@ -28,6 +28,7 @@ from transformers import HfArgumentParser, SiglipImageProcessorPil, SiglipVision
 
 from tinyvideo.config import FEATURE_SELECT_STRATEGIES
 from tinyvideo.errors import InputError
+from tinyvideo.files import usual_permissions
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.rows import read_json_rows, read_text
@@ -415,6 +416,7 @@ def _replace_folder(build, out_dir: str | os.PathLike) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         build(tmp)
+        usual_permissions(tmp)
         old = None
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
@@ -465,15 +467,17 @@ def save_vision_tower(model, processor, out_dir: str | os.PathLike, state_dict=N
     return _replace_folder(build, out_dir)
 
 
-def save_adapter(model, out_dir: str | os.PathLike) -> Path:
-    """Only the LoRA weights and their settings (small), for sharing or for `load_adapter`."""
+def save_adapter(model, out_dir: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+    """Only the LoRA weights and their settings (small), for sharing or for `load_adapter`; stored in
+    `dtype` when given (float16 halves the files), else as they are."""
     if not _has_lora(model):
         raise ValueError("the model has no LoRA adapters to save")
     settings = model.peft_config["default"]
 
     def build(tmp: Path) -> None:
         settings.save_pretrained(tmp)
-        save_file({k: v.contiguous() for k, v in get_peft_model_state_dict(model).items()}, tmp / ADAPTER_WEIGHTS)
+        weights = {k: v.to(dtype or v.dtype).contiguous() for k, v in get_peft_model_state_dict(model).items()}
+        save_file(weights, tmp / ADAPTER_WEIGHTS)
 
     return _replace_folder(build, out_dir)
 

