@@ -81,15 +81,19 @@ class Workspace:
 
     @property
     def stages(self) -> tuple[Stage, ...]:
-        """The stages to train: all of them from scratch; after a base model, which has a trained vision tower
-        and was pretrained on captions, those from fine-tuning on."""
-        return STAGES if self.base_model is None else STAGES[2:]
+        return stages_to_train(self.base_model)
 
     def run_dir(self, stage: str, connector: str | None = None) -> Path:
         return self.root / "runs" / (stage if connector is None else f"{stage}-{connector}")
 
     def eval_dir(self, run: Path, mode: str) -> Path:
         return self.root / "eval" / f"{run.name}-{mode}"
+
+
+def stages_to_train(base_model: str | None) -> tuple[Stage, ...]:
+    """All the stages from scratch; after a base model, which has a trained vision tower and was pretrained
+    on captions, those from fine-tuning on."""
+    return STAGES if base_model is None else STAGES[2:]
 
 
 def open_workspace(
@@ -103,8 +107,7 @@ def open_workspace(
     """The folder with its suite, generated unless a finished one of the same scale and seed is there."""
     if language_model is not None and base_model is not None:
         raise InputError("a base language model (--language-model) is for a demo from scratch (--from-scratch)")
-    stages = STAGES if base_model is None else STAGES[2:]
-    missing = [f"{s.name}.yaml" for s in stages if not (recipes / f"{s.name}.yaml").is_file()]
+    missing = [f"{s.name}.yaml" for s in stages_to_train(base_model) if not (recipes / f"{s.name}.yaml").is_file()]
     if missing:
         raise InputError(
             f"recipes {', '.join(missing)} not found in {recipes}: pass --recipes, a folder with a recipe per stage "

@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 from tinyvideo.demo.plan import ABLATION_MODES, FINETUNE, MODES, STAGES, TEMPORAL_TASKS, Workspace, group_accuracy, task_accuracy
 from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.files import write_json, write_text
+from tinyvideo.train.base_model import base_model_folder
 from tinyvideo.train.rewards import is_reflective
 from tinyvideo.video import read_frames
 
@@ -200,8 +201,9 @@ def origin(ws: Workspace) -> str:
     """Where the model starts, in a sentence."""
     if ws.base_model is not None:
         return (
-            f"It starts from the pretrained base model `{ws.base_model}` (its model card: `tinyvideo/base_models/"
-            f"{ws.base_model}/README.md`): a vision tower and a language model that already describe the suite's clips."
+            f"It starts from the pretrained base model `{ws.base_model}` (its model card: "
+            f"`{base_model_folder(ws.base_model) / 'README.md'}`): a vision tower and a language model that already "
+            "describe the suite's clips."
         )
     if ws.language_model is not None:
         return f"It starts from random weights, but for the base language model in `{ws.language_model}`."
