@@ -47,6 +47,14 @@ def test_the_packed_base_model_holds_only_the_trained_parts(built):
     assert size < 12e6  # a few MB; the language model comes from its package
 
 
+def test_the_base_model_learns_captions_and_symbol_binding(built):
+    rows = json.loads((built.parent / "data" / "captions_binding.json").read_text())
+    captions, told = [r for r in rows if "video" in r], [r for r in rows if "video" not in r]
+    assert len(captions) == len(told) == 8 * 7  # one of each per train clip of the smoke suite
+    human, gpt = (turn["value"] for turn in told[0]["conversations"])
+    assert "\nThe answer is " in human and gpt in "ABCDE"
+
+
 def test_materialise_gives_the_trained_model(built, tmp_path):
     trained = built.parent / "runs" / "captions" / "model"
     folder = materialise(str(built), tmp_path / "model")

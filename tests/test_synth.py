@@ -189,6 +189,13 @@ def test_training_formats(suite, tmp_path):
         human, gpt = (turn["value"] for turn in short["conversations"])
         assert human == f"<image>\n{record['question']}\nAnswer the question using a single word or phrase."
         assert gpt == record["answer_text"]
+    binding = json.loads(suite.path("train", "binding").read_text())
+    assert [row["id"] for row in binding] == [choice["id"] + "-told" for choice in qa[0::2]]
+    for row, choice in zip(binding, qa[0::2], strict=True):
+        assert "video" not in row and "image" not in row
+        record = records[choice["id"]]
+        (asked, _), (human, gpt) = ((turn["value"] for turn in c["conversations"]) for c in (choice, row))
+        assert human == asked.removeprefix("<image>\n") + f"\nThe answer is {record['answer_text']}." and gpt == record["answer"]
     cold = json.loads(suite.path("train", "coldstart").read_text())
     assert len(cold) == synth.SCALES["smoke"].coldstart and {records[c["id"]]["task"] for c in cold} == set(FAMILIES)
     for item in cold:

@@ -13,7 +13,7 @@ Command line: `tinyvideo synth --out DIR [--seed S] [--scale smoke|small|full] [
 
     videos/{train,val,test}/*.mp4        the clips: H.264, 16 frames, 64x64, 8 fps (the video root)
     annotations/<split>.jsonl            native questions; scenes/<split>.jsonl: tracks and event log
-    train/frames.json, captions.json, qa.json, coldstart.json, grpo.jsonl   training data (synth_formats)
+    train/frames.json, captions.json, qa.json, binding.json, coldstart.json, grpo.jsonl   training data (synth_formats)
     eval/{mvbench,videomme,mlvu,mmvu,nextqa}/                    the test split in each benchmark's layout
     preview.png                          with --preview
 """

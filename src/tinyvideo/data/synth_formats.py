@@ -5,6 +5,8 @@
   tracks and event log, the ground truth behind every answer.
 - `train/captions.json`, `train/qa.json`, `train/coldstart.json`: LLaVA-style conversation lists
   (pretraining captions, Option-form QA, cold-start reasoning), video paths relative to the video root.
+- `train/binding.json`: text-only rows (no video) that state the answer after the lettered options and the
+  Option instruction, answered with its letter: multiple-choice symbol binding, which a base model learns.
 - `train/frames.json`: frame-caption pairs (`video`, `frames`: [{`index`, `caption`}]) on which a
   vision tower trained from scratch first learns to see (`tinyvideo train vision`).
 - `train/grpo.jsonl`: the published GRPO fields `problem`, `solution`, `video_filename` (starting with
@@ -81,6 +83,19 @@ def qa_records(clip: Clip) -> list[dict]:
     return [choice, {**short, "id": f"{clip.id}-short"}]
 
 
+def told_question(question: Question) -> str:
+    """The question, its lettered options and the Option instruction, then "The answer is <option text>.":
+    what a model answers with the letter by matching the stated answer to its option line."""
+    told = question_with_instruction(f"{question.question}\n{option_lines(question.options)}", "option")
+    return f"{told}\nThe answer is {question.answer_text}."
+
+
+def binding_record(clip: Clip) -> dict:
+    """`told_question` answered with its letter, without the clip's video."""
+    conversation = [{"from": "human", "value": told_question(clip.question)}, {"from": "gpt", "value": clip.question.answer}]
+    return {"id": f"{clip.id}-told", "conversations": conversation}
+
+
 def coldstart_record(clip: Clip, rng: np.random.Generator, self_correct: bool) -> dict:
     # The R1 cold-start prompt joins the problem and the instruction with a space (docs/published-format.md 3.6).
     prompt = question_with_instruction(problem(clip.question), "reason", separator=" ")
@@ -129,6 +144,7 @@ def training_records(clips: list[Clip], n_coldstart: int, seed: int) -> dict[str
         "captions": [caption_record(c, rng) for c in clips],
         "frames": [frames_record(c) for c in clips],
         "qa": [row for c in clips for row in qa_records(c)],
+        "binding": [binding_record(c) for c in clips],
         "coldstart": [coldstart_record(c, rng, i % 5 == 4) for i, c in enumerate(cold)],
         "grpo": [grpo_record(c) for c in clips],
     }

@@ -121,16 +121,18 @@ def read_history(run: Path) -> list[dict]:
 # ---- evaluation -------------------------------------------------------------------------------------
 
 
-def reason_tokens(ws: Workspace) -> int:
-    """New tokens per Reason-mode answer: as many as a GRPO rollout may have."""
+def grpo_recipe(ws: Workspace):
+    """The GRPO stage's settings: its rollouts' length is the Reason-mode answers' cap, and its frames per
+    video (which every stage's recipe shares) are the evaluations' too."""
     grpo = STAGES[-1]
-    return load_stage_config(ws, grpo, ws.run_dir(grpo.name), None).max_completion_length
+    return load_stage_config(ws, grpo, ws.run_dir(grpo.name), None)
 
 
 def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES, control: str | None = None) -> dict[str, dict]:
     """The harness's report on the suite's test split for each mode, under `control` if one is given
     (`tinyvideo.eval.settings.CONTROLS`); answered questions are kept."""
-    new_tokens = {"option": OPTION_TOKENS, "reason": reason_tokens(ws), "cloze": 0}  # Cloze mode generates nothing
+    recipe = grpo_recipe(ws)
+    new_tokens = {"option": OPTION_TOKENS, "reason": recipe.max_completion_length, "cloze": 0}  # Cloze generates nothing
     reports = {}
     for mode in modes:
         settings = Settings(
@@ -138,6 +140,7 @@ def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES, control: st
             data=str(ws.suite.root.resolve()),
             model=str(model.resolve()),
             mode=mode,
+            frames=recipe.num_frames,
             max_new_tokens=new_tokens[mode],
             control=control,
             limit=ws.scale.test_questions,
@@ -155,6 +158,7 @@ def evaluate_subtitles(ws: Workspace, model: Path, run: Path) -> dict:
         benchmark="longvideobench",
         data=str(ws.suite.path("eval", "longvideobench", "root").resolve()),
         model=str(model.resolve()),
+        frames=grpo_recipe(ws).num_frames,
         max_new_tokens=OPTION_TOKENS,
         subtitles=True,
         limit=ws.scale.test_questions,

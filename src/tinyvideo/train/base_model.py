@@ -3,8 +3,10 @@ describes them, for the demo (and anyone) to fine-tune, as the published recipe 
 
 `build` makes one from nothing, resumable after a kill: a suite of its own (seed `BASE_SEED`, so no demo's
 test split is among its clips), the vision tower (`recipes/synth/vision.yaml`, the attributes objective), then
-the published recipe's pretraining on captions (`recipes/base/captions.yaml`): a pretrained language model
-read from a GGUF file inside a PyPI package, LoRA-tuned, and a new connector. `pack` keeps only the small
+the published recipe's pretraining on captions (`recipes/base/captions.yaml`), mixed with as many text-only
+questions whose answer is stated, answered with its letter (multiple-choice symbol binding, which Option and
+Reason modes need): a pretrained language model read from a GGUF file inside a PyPI package, LoRA-tuned, and
+a new connector. `pack` keeps only the small
 trained parts, which ship as package data in `tinyvideo/base_models/<name>/`:
 
     base.json               where the language model comes from, the settings the model is assembled with,
@@ -33,6 +35,7 @@ from transformers import set_seed
 from tinyvideo.data.synth import open_suite
 from tinyvideo.errors import InputError
 from tinyvideo.files import usual_permissions, write_json
+from tinyvideo.rows import read_json
 from tinyvideo.scratch import assemble
 from tinyvideo.train import sft, vision
 from tinyvideo.train.common import apply_tuning, load_adapter, load_config, load_model_and_processor, save_adapter, save_model
@@ -120,7 +123,7 @@ def build(
         str(RECIPES / "base" / "captions.yaml"),
         [
             *paths, *on_cpu,
-            "--data_path", str(suite.path("train", "captions")),
+            "--data_path", str(write_json(out / "data" / "captions_binding.json", captions_and_binding(suite))),
             "--language_model_path", str(package_file(source["package"], source["file"])),
             "--vision_tower_path", str(tower),
             "--output_dir", str(out / "runs" / "captions"),
@@ -129,6 +132,12 @@ def build(
     )  # fmt: skip
     sft.train(captions_config)
     return pack(captions_config, suite.manifest, source, Path(into) if into is not None else out / name)
+
+
+def captions_and_binding(suite) -> list[dict]:
+    """The captions recipe's rows: every train clip's caption (with its video) and its question with the
+    answer stated, to be answered with its letter (text only; `synth_formats.binding_record`)."""
+    return read_json(suite.path("train", "captions")) + read_json(suite.path("train", "binding"))
 
 
 def pack(config: sft.SFTConfig, suite_manifest: dict, source: dict, into: Path) -> Path:

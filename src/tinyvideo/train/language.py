@@ -49,12 +49,11 @@ import torch
 from transformers import Qwen2ForCausalLM, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from tinyvideo.data.synth import design_split
-from tinyvideo.data.synth_formats import option_lines, training_records
+from tinyvideo.data.synth_formats import told_question, training_records
 from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Clip, Question
 from tinyvideo.data.synth_text import caption
 from tinyvideo.errors import InputError
 from tinyvideo.processing import IGNORE_INDEX, conversation_segments
-from tinyvideo.prompts import question_with_instruction
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
 from tinyvideo.train.common import check_ranges, conversation_texts, save_model
 from tinyvideo.train.runs import SkippedRowsTally, train_and_save
@@ -93,9 +92,8 @@ class LanguageConfig(TrainingArguments):
 def binding_prompt(question: Question, chat_format: str = "qwen2_base", tokenizer=None) -> str:
     """The question, its options, the Option instruction and the stated answer, as a generation prompt: a
     `qwen2_base` one that ends with "ASSISTANT:", or one in `tokenizer`'s chat template (`chat_format="tokenizer"`)."""
-    told = question_with_instruction(f"{question.question}\n{option_lines(question.options)}", "option")
-    told += f"\nThe answer is {question.answer_text}."
-    return "".join(s.text for s in conversation_segments([{"from": "human", "value": told}], chat_format, tokenizer))
+    turns = [{"from": "human", "value": told_question(question)}]
+    return "".join(s.text for s in conversation_segments(turns, chat_format, tokenizer))
 
 
 def letter_token_ids(tokenizer, chat_format: str = "qwen2_base") -> torch.Tensor:
