@@ -12,6 +12,7 @@ import yaml
 import replica_digests
 from launch import launch
 from safetensors.torch import load_file
+from torch.utils.data import SequentialSampler
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.cli import main
@@ -240,6 +241,19 @@ def test_num_iterations_reuses_each_batch_of_rollouts(suite, tmp_path):
     entries = [e for e in trainer.state.log_history if "loss" in e]
     assert "reward" in entries[0] and "reward" not in entries[1]  # scored once, when sampled
     assert all("clip_ratio/region_mean" in e for e in entries)
+
+
+def test_reused_rollouts_must_belong_to_the_same_prompts(suite, tmp_path):
+    """Rollouts are reused by their micro-batch's place in the step: a sampler that does not repeat the
+    step's prompts is an error, not answers scored against another question."""
+    config = GRPOConfig(**settings(suite, tmp_path / "out", num_iterations=2, max_steps=2))
+    model = apply_tuning(TinyVideoForConditionalGeneration.from_pretrained(config.model_name_or_path), config)
+    processor = TinyVideoProcessor.from_pretrained(config.model_name_or_path)
+    dataset = GRPODataset(config.data_path, None, processor, config)
+    trainer = GRPOTrainer(model, config, processor, dataset)
+    trainer._get_train_sampler = lambda *args: SequentialSampler(dataset)  # no repeats
+    with pytest.raises(RuntimeError, match="would be reused for rows"):
+        trainer.train()
 
 
 def write_yaml(path: Path, values: dict) -> Path:

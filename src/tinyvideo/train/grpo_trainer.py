@@ -46,8 +46,9 @@ RESERVED_COLUMNS = ("prompts", "completions", "completion_ids")
 
 @dataclass
 class Rollouts:
-    """One batch of prompts with their sampled completions, scored; reused `num_iterations` times."""
+    """One micro-batch of prompts with their sampled completions, scored; reused `num_iterations` times."""
 
+    rows: list[int]  # the prompts' dataset rows
     prompts: Prompts
     completion_ids: torch.Tensor  # [B*G, Lc]
     completion_mask: torch.Tensor  # [B*G, Lc]
@@ -55,7 +56,6 @@ class Rollouts:
     num_items: torch.Tensor  # completion tokens over all processes / number of processes (the dapo normaliser)
     ref_logp: torch.Tensor | None = None
     old_logp: torch.Tensor | None = None
-    uses: int = 0
 
 
 class RepeatingSampler(Sampler[int]):
@@ -157,7 +157,7 @@ class GRPOTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self.ref_model = ref_model.requires_grad_(False).eval() if args.beta and ref_model is not None else None
         self._ref_placed = False
-        self._buffer: dict[tuple, Rollouts] = {}
+        self._buffer: dict[int, Rollouts] = {}  # by micro-batch of the optimiser step
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self._micro_step: int | None = None
         self.skipped_rows: set[int] = set()
@@ -198,12 +198,21 @@ class GRPOTrainer(Trainer):
         self._micro_step += 1
         self.skipped_rows.update(row for item in inputs for row in item["skipped"])
 
-        key = tuple(item["row"] for item in inputs)
-        rollouts = self._buffer.pop(key, None)
+        # As TRL's `_prepare_inputs`: the first of the `num_iterations` updates that see a step's prompts (the
+        # sampler repeats them) samples each micro-batch's rollouts, the others reuse them. A run resumed in
+        # between samples them again, from the same seed.
+        accumulation = args.gradient_accumulation_steps
+        micro_batch = (self._micro_step - 1) % accumulation
+        iteration = (self._micro_step - 1) // accumulation % args.num_iterations
+        rows = [item["row"] for item in inputs]
+        rollouts = self._buffer.pop(micro_batch, None) if iteration else None
+        if rollouts is not None and rollouts.rows != rows:
+            raise RuntimeError(f"rollouts sampled for rows {rollouts.rows} would be reused for rows {rows}")
         prompts = rollouts.prompts if rollouts is not None else self._prompts(policy, inputs)
         embeds = prompt_embeddings(policy, prompts)
         if rollouts is None:
-            rollouts = self._generate_and_score(policy, prompts, embeds, inputs)
+            first_micro_step = self._micro_step - iteration * accumulation
+            rollouts = self._generate_and_score(policy, prompts, embeds, inputs, self._rollout_seed(first_micro_step))
 
         logp = completion_logprobs(
             policy, embeds, prompts.attention_mask, rollouts.completion_ids, args.num_generations,
@@ -222,11 +231,10 @@ class GRPOTrainer(Trainer):
             max_completion_length=args.max_completion_length,
             num_items=rollouts.num_items,
         )
-        rollouts.uses += 1
-        if rollouts.uses < args.num_iterations:
+        if iteration + 1 < args.num_iterations:
             if rollouts.old_logp is None:
                 rollouts.old_logp = logp.detach()
-            self._buffer[key] = rollouts
+            self._buffer[micro_batch] = rollouts
         for name, value in stats.items():
             self._record(name, self.accelerator.gather(value.detach().reshape(1)).mean().item())
         return loss
@@ -235,18 +243,18 @@ class GRPOTrainer(Trainer):
         prompt_ids = [item["prompt_ids"].tolist() for item in inputs]
         return prompt_batch(policy, self.processor, prompt_ids, [item["pixel_values"] for item in inputs])
 
-    def _rollout_seed(self) -> int:
-        """The seed of this micro-batch's rollouts, from the seed and the micro-batch's place in the run's
-        sequence of micro-batches: the data loader deals a step's micro-batches to the processes in turn,
-        so the same prompts draw the same rollouts whether processes or accumulation steps share a step."""
-        place = (self._micro_step - 1) * self.accelerator.num_processes + self.accelerator.process_index
+    def _rollout_seed(self, micro_step: int) -> int:
+        """The seed of the rollouts sampled at `micro_step` (counted from 1), from the seed and the micro-batch's
+        place in the run's sequence of micro-batches: the data loader deals a step's micro-batches to the
+        processes in turn, so the same prompts draw the same rollouts whether processes or accumulation
+        steps share a step."""
+        place = (micro_step - 1) * self.accelerator.num_processes + self.accelerator.process_index
         return int(np.random.SeedSequence([self.args.seed, place]).generate_state(1)[0])
 
     @torch.no_grad()
-    def _generate_and_score(self, policy, prompts: Prompts, embeds: torch.Tensor, inputs: list[dict]) -> Rollouts:
+    def _generate_and_score(self, policy, prompts: Prompts, embeds: torch.Tensor, inputs: list[dict], seed: int) -> Rollouts:
         args, group = self.args, self.args.num_generations
         tokenizer = self.processor.tokenizer
-        seed = self._rollout_seed()
         with gathered_for_generation(self.model_wrapped), seeded_rng(seed, policy.device):
             completion_ids = sample_completions(
                 policy, prompts, embeds, group, args.max_completion_length, args.temperature, args.top_p, args.top_k,
@@ -269,7 +277,8 @@ class GRPOTrainer(Trainer):
 
         ref_logp = self._reference_logprobs(policy, prompts, completion_ids) if args.beta else None
         self._record_rollouts(all_rewards, rewards, per_func, texts, mask, completion_ids, inputs, advantages)
-        return Rollouts(prompts, completion_ids, mask, advantages, num_items, ref_logp=ref_logp)
+        rows = [item["row"] for item in inputs]
+        return Rollouts(rows, prompts, completion_ids, mask, advantages, num_items, ref_logp=ref_logp)
 
     def _rewards(self, inputs: list[dict], texts: list[str], completion_ids, mask) -> list[list[float]]:
         """Each reward function on every completion, with the dataset columns repeated per rollout (TRL's call)."""
