@@ -85,17 +85,23 @@ def test_accuracy_tables_are_the_harness_reports(smoke):
 
 
 def test_controls_are_the_harness_reports_of_the_fine_tuned_model(smoke):
+    """One control table per mode of `CONTROL_MODES` (Option, and Cloze: whether the answer's text comes from
+    the video), in that order, each cell the harness's own report."""
     out = smoke
-    rows = next(t for t in tables((out / "report.md").read_text()) if t[0][2:] == ["finetune", *CONTROLS])
-    for column, name in enumerate(["option", *(f"option-{control}" for control in CONTROLS)], start=2):
-        report = json.loads((out / "eval" / f"finetune-{name}" / "report.json").read_text())
-        assert report["settings"]["control"] == (None if name == "option" else name.removeprefix("option-"))
-        assert report["predicted"] == report["questions"] > 0
-        cells = {row[0].removesuffix(" (temporal)"): row[column] for row in rows[1:]}
-        assert cells["all"] == pct(report["overall"]["accuracy"])
-        assert all(cells[task] == pct(cell["accuracy"]) for task, cell in report["breakdowns"]["task"].items())
-    assert {row[0] for row in rows[1:]} >= {f"{task} (temporal)" for task in plan.TEMPORAL_TASKS}
-    assert set(json.loads((out / "demo.json").read_text())["controls"]) == {"finetune", *CONTROLS}
+    control_tables = [t for t in tables((out / "report.md").read_text()) if t[0][2:] == ["finetune", *CONTROLS]]
+    assert len(control_tables) == len(plan.CONTROL_MODES) == 2
+    for mode, rows in zip(plan.CONTROL_MODES, control_tables):
+        for column, name in enumerate([mode, *(f"{mode}-{control}" for control in CONTROLS)], start=2):
+            report = json.loads((out / "eval" / f"finetune-{name}" / "report.json").read_text())
+            assert report["mode"] == mode
+            assert report["settings"]["control"] == (None if name == mode else name.removeprefix(f"{mode}-"))
+            assert report["predicted"] == report["questions"] > 0
+            cells = {row[0].removesuffix(" (temporal)"): row[column] for row in rows[1:]}
+            assert cells["all"] == pct(report["overall"]["accuracy"])
+            assert all(cells[task] == pct(cell["accuracy"]) for task, cell in report["breakdowns"]["task"].items())
+        assert {row[0] for row in rows[1:]} >= {f"{task} (temporal)" for task in plan.TEMPORAL_TASKS}
+    controls = json.loads((out / "demo.json").read_text())["controls"]
+    assert {mode: set(by_name) for mode, by_name in controls.items()} == {m: {"finetune", *CONTROLS} for m in plan.CONTROL_MODES}
 
 
 def test_subtitles_section_is_the_harness_report(smoke):

@@ -16,6 +16,9 @@ SCRATCH_RECIPES = RECIPES / "synth"  # every stage, from random weights
 BASE_RECIPES = RECIPES / "base"  # the stages after a base model (`tinyvideo.train.base_model`)
 MODES = ("option", "reason", "cloze")
 ABLATION_MODES = ("option", "cloze")
+# The modes the fine-tuned model is also evaluated in under each control: Option, what the published prompt
+# gets; Cloze, whether the answer's text comes from the video, letter or not.
+CONTROL_MODES = ("option", "cloze")
 OPTION_TOKENS = 16  # an Option-mode answer is a letter
 HISTORY = "log_history.json"
 ABLATION_CONNECTORS = ("group", "image", "naive")  # the resamplers compared at the same number of visual tokens

@@ -125,21 +125,24 @@ def accuracy_rows(reports: dict[str, dict], tasks: dict) -> tuple[list[str], lis
     return ["task", "chance", *names], rows
 
 
-def control_lines(seen: dict, controls: dict[str, dict], tasks: dict) -> tuple[list[str], dict]:
-    """The fine-tuned model's Option accuracy beside the same model under each control, temporal tasks marked."""
-    header, rows = accuracy_rows({"finetune": seen, **controls}, tasks)
-    rows = [[f"{row[0]} (temporal)" if row[0] in TEMPORAL_TASKS else row[0], *row[1:]] for row in rows]
+def control_lines(seen: dict[str, dict], controls: dict[str, dict[str, dict]], tasks: dict) -> tuple[list[str], dict]:
+    """Per mode of `controls`, the fine-tuned model's accuracy (`seen`: mode -> report) beside the same model
+    under each control (mode -> control -> report), temporal tasks marked."""
     text = [
         "## Controls",
         "",
-        "The fine-tuned model in Option mode as above, then with each question asked about another test clip's "
-        "video (shuffled-video: what it gets right without the video) and with only the last sampled frame, "
-        "repeated (last-frame: the temporal tasks need the order of the frames).",
-        "",
-        *table(header, rows),
+        "The fine-tuned model as above, then with each question asked about another test clip's video "
+        "(shuffled-video: what it gets right without the video) and with only the last sampled frame, repeated "
+        "(last-frame: the temporal tasks need the order of the frames).",
         "",
     ]
-    summary = {name: task_accuracy(report) for name, report in {"finetune": seen, **controls}.items()}
+    summary = {}
+    for mode, reports in controls.items():
+        compared = {"finetune": seen[mode], **reports}
+        header, rows = accuracy_rows(compared, tasks)
+        rows = [[f"{row[0]} (temporal)" if row[0] in TEMPORAL_TASKS else row[0], *row[1:]] for row in rows]
+        text += [f"{mode.capitalize()} mode:", "", *table(header, rows), ""]
+        summary[mode] = {name: task_accuracy(report) for name, report in compared.items()}
     return text, summary
 
 
@@ -218,10 +221,12 @@ def demo_command(ws: Workspace) -> str:
     return f"tinyvideo demo --scale {ws.scale.suite} --seed {ws.seed}{options}"
 
 
-def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float, subtitles: dict, controls: dict[str, dict]) -> Path:
+def write_demo_report(
+    ws: Workspace, results: dict[str, dict], seconds: float, subtitles: dict, controls: dict[str, dict[str, dict]]
+) -> Path:
     """`report.md`, `demo.json` and the plots, from each stage's run folder, history and evaluation reports;
     `subtitles` is the last stage's report on the suite's LongVideoBench files without and with subtitles;
-    `controls` the fine-tuned model's Option-mode reports under each control (name -> harness report)."""
+    `controls` the fine-tuned model's reports under each control (mode -> control -> harness report)."""
     root, tasks = ws.root, ws.suite.manifest["tasks"]
     histories = {stage: result["history"] for stage, result in results.items()}
     plot_losses(histories, root / "loss.png")
@@ -254,7 +259,7 @@ def write_demo_report(ws: Workspace, results: dict[str, dict], seconds: float, s
         header, rows = accuracy_rows({s: r["reports"][mode] for s, r in evaluated.items()}, tasks)
         lines += [f"{mode.capitalize()} mode:", "", *table(header, rows), ""]
     lines += ["![accuracy per task and stage](accuracy.png)", ""]
-    control_text, control_summary = control_lines(evaluated[FINETUNE.name]["reports"]["option"], controls, tasks)
+    control_text, control_summary = control_lines(evaluated[FINETUNE.name]["reports"], controls, tasks)
     lines += control_text
     lines += ["## Training loss", "", "![training loss](loss.png)", ""]
     training = {}

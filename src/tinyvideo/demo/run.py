@@ -17,6 +17,7 @@ from tinyvideo.demo import report
 from tinyvideo.demo.plan import (
     ABLATION_CONNECTORS,
     ABLATION_MODES,
+    CONTROL_MODES,
     FINETUNE,
     HISTORY,
     MODES,
@@ -172,7 +173,7 @@ def evaluate_subtitles(ws: Workspace, model: Path, run: Path) -> dict:
 
 
 def run_demo(ws: Workspace, started: float) -> Path:
-    """Every stage, each evaluated in every mode, the fine-tuned model also in Option mode under each control,
+    """Every stage, each evaluated in every mode, the fine-tuned model also in `CONTROL_MODES` under each control,
     then `report.md`; returns the report's path. `started` is when the command began
     (`time.perf_counter`), for the report's wall time."""
     results, controls = {}, {}
@@ -185,7 +186,7 @@ def run_demo(ws: Workspace, started: float) -> Path:
         final = train_stage(ws, stage, run, start)
         reports = {} if stage is VISION else evaluate_run(ws, final, run)
         if stage is FINETUNE:
-            controls = {control: evaluate_run(ws, final, run, ("option",), control)["option"] for control in CONTROLS}
+            controls = {mode: {control: evaluate_run(ws, final, run, (mode,), control)[mode] for control in CONTROLS} for mode in CONTROL_MODES}
         seconds = time.perf_counter() - begun
         results[stage.name] = {"run": run, "reports": reports, "history": read_history(run), "seconds": seconds, "reused": reused}
         accuracies = ", ".join(f"{mode} {_pct(task_accuracy(r)['all'])}" for mode, r in reports.items()) or "-"
