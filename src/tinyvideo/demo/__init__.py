@@ -1,18 +1,19 @@
-"""`tinyvideo demo`: the whole life of a small video reasoning model on the synthetic suite, from nothing
-to a report with plots, in minutes on a laptop CPU.
+"""`tinyvideo demo`: the whole life of a small video reasoning model on the synthetic suite, up to a report
+with plots, on a CPU.
 
-    tinyvideo demo [--scale smoke|small] [--out DIR]
+    tinyvideo demo [--scale smoke|small] [--out DIR] [--base-model NAME | --from-scratch]
     tinyvideo demo --ablation connectors [--scale smoke|small] [--out DIR]
 
-The first form generates the suite, runs the five recipes of `tinyvideo/recipes/synth/` (vision, pretrain,
-finetune, coldstart, grpo) one after the other with their paths pointed into DIR, has the evaluation
-harness answer the suite's test questions in Option, Reason and Cloze modes after each stage that makes
-a language model, and writes
-`DIR/report.md` with its plots. `smoke` cuts every stage to a few steps (it checks the plumbing; the
-model learns little); `small` runs the recipes as written. The second form trains the same model with
-the group, image-level and naive video-level resamplers at the same number of visual tokens
-(pretraining and fine-tuning, on one shared vision tower) and writes `DIR/ablation.md`: Option and Cloze
-accuracy, the temporal tasks broken out.
+The first form generates the suite, writes the shipped base model (`tinyvideo.train.base_model`) as a model
+folder and runs the recipes of `tinyvideo/recipes/base/` (finetune, coldstart, grpo) one after the other
+with their paths pointed into DIR; `--from-scratch` runs the five of `tinyvideo/recipes/synth/` (vision,
+pretrain, then the same three) from random weights instead. After each stage that makes a language model
+the evaluation harness answers the suite's test questions in Option, Reason and Cloze modes (the fine-tuned
+model also under each control, in Option and Cloze mode), and `DIR/report.md` is written with its plots.
+`smoke` cuts every stage to a few steps (it checks the plumbing; the model learns little); `small` runs the
+recipes as written. The second form trains the from-scratch model with the group, image-level and naive
+video-level resamplers at the same number of visual tokens (pretraining and fine-tuning, on one shared
+vision tower) and writes `DIR/ablation.md`: Option and Cloze accuracy, the temporal tasks broken out.
 
 Nothing is done twice: a rerun reuses the suite, every finished stage (a stage cut short resumes from
 its last checkpoint) and every answered question. DIR holds:
