@@ -186,7 +186,10 @@ def run_demo(ws: Workspace, started: float) -> Path:
         final = train_stage(ws, stage, run, start)
         reports = {} if stage is VISION else evaluate_run(ws, final, run)
         if stage is FINETUNE:
-            controls = {mode: {control: evaluate_run(ws, final, run, (mode,), control)[mode] for control in CONTROLS} for mode in CONTROL_MODES}
+            controls = {
+                mode: {control: evaluate_run(ws, final, run, (mode,), control)[mode] for control in CONTROLS}
+                for mode in CONTROL_MODES
+            }
         seconds = time.perf_counter() - begun
         results[stage.name] = {"run": run, "reports": reports, "history": read_history(run), "seconds": seconds, "reused": reused}
         accuracies = ", ".join(f"{mode} {_pct(task_accuracy(r)['all'])}" for mode, r in reports.items()) or "-"

@@ -204,9 +204,8 @@ class GRPOTrainer(Trainer):
         accumulation = args.gradient_accumulation_steps
         micro_batch = (self._micro_step - 1) % accumulation
         iteration = (self._micro_step - 1) // accumulation % args.num_iterations
-        rows = [item["row"] for item in inputs]
         rollouts = self._buffer.pop(micro_batch, None) if iteration else None
-        if rollouts is not None and rollouts.rows != rows:
+        if rollouts is not None and rollouts.rows != (rows := [item["row"] for item in inputs]):
             raise RuntimeError(f"rollouts sampled for rows {rollouts.rows} would be reused for rows {rows}")
         prompts = rollouts.prompts if rollouts is not None else self._prompts(policy, inputs)
         embeds = prompt_embeddings(policy, prompts)
@@ -252,7 +251,9 @@ class GRPOTrainer(Trainer):
         return int(np.random.SeedSequence([self.args.seed, place]).generate_state(1)[0])
 
     @torch.no_grad()
-    def _generate_and_score(self, policy, prompts: Prompts, embeds: torch.Tensor, inputs: list[dict], seed: int) -> Rollouts:
+    def _generate_and_score(
+        self, policy, prompts: Prompts, embeds: torch.Tensor, inputs: list[dict], seed: int
+    ) -> Rollouts:
         args, group = self.args, self.args.num_generations
         tokenizer = self.processor.tokenizer
         with gathered_for_generation(self.model_wrapped), seeded_rng(seed, policy.device):
