@@ -9,8 +9,10 @@ import shutil
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tinyvideo.cli import main
+from tinyvideo.connectors import WordsConnector, object_events
 from tinyvideo.data.synth import generate_suite
 from tinyvideo.data.synth_scenes import COLOURS, OBJECT, SHAPES, where
 from tinyvideo.errors import InputError
@@ -102,16 +104,78 @@ def test_a_confident_patch_becomes_the_words_for_its_colour_shape_and_place_and_
         model, processor = assembled_by_init(tower_dir, language_model_dir, tmp_path / "model")
     places = json.loads((tower_dir / ATTRIBUTE_HEAD_CONFIG).read_text())["patch_places"]
     features = torch.zeros(1, 2, 16, model.config.vision_config.hidden_size)
-    features[0, 0, patch, 0] = 1.0
+    features[0, :, patch, 0] = 1.0  # the same object at the same place in both frames: nothing happens
     with torch.no_grad():
         tokens = model.connector(features).unflatten(1, (2, 16))
         expected = sum(word_embedding(model, processor, w) for w in ("red", "triangle", places[patch]))
     assert tokens.shape[-1] == model.config.hidden_size == 32
     assert torch.allclose(tokens[0, 0, patch], expected, atol=1e-5)
+    assert torch.allclose(tokens[0, 1, patch], expected, atol=1e-5)
     empty = torch.ones(2, 16, dtype=torch.bool)
-    empty[0, patch] = False
+    empty[:, patch] = False
     assert tokens[0][empty].abs().max() < 1e-5
     assert expected.abs().max() > 0.01  # the check above is not of zeros against zeros
+
+
+def test_an_object_that_moves_appears_or_disappears_gains_the_words_for_it(tower_dir):
+    model, processor = words_model(tower_dir)
+    places = json.loads((tower_dir / ATTRIBUTE_HEAD_CONFIG).read_text())["patch_places"]
+    features = torch.zeros(1, 4, 16, model.config.vision_config.hidden_size)
+    for frame, patch in [(1, 5), (2, 6)]:  # empty, then at patch 5, one patch to the right, then gone
+        features[0, frame, patch, 0] = 1.0
+    with torch.no_grad():
+        tokens = model.connector(features).unflatten(1, (4, 16))[0]
+
+        def words(*ws):
+            return sum(word_embedding(model, processor, w) for w in ("red", "triangle", *ws))
+
+    assert torch.allclose(tokens[1, 5], words(places[5], "appears", "moves right"), atol=1e-5)
+    assert torch.allclose(tokens[2, 6], words(places[6], "moves right", "disappears"), atol=1e-5)
+    assert tokens[0].abs().max() < 1e-5 and tokens[3].abs().max() < 1e-5
+
+
+def one_hot(classes: int, index: list[list[int]]) -> torch.Tensor:
+    """[1, T, P, classes] probabilities from class indices [T][P]."""
+    return F.one_hot(torch.tensor(index), classes).float()[None]
+
+
+def events_of(colours: list[list[int]], shapes: list[list[int]]) -> dict[str, torch.Tensor]:
+    weights = object_events(one_hot(len(COLOUR_CLASSES), colours), one_hot(len(SHAPE_CLASSES), shapes))[0]
+    return {word: weights[..., k] for k, word in enumerate(WordsConnector.EVENT_WORDS)}
+
+
+def test_object_events_follow_each_object_by_its_colour_and_shape():
+    empty = [0] * 16
+    # A red circle moves down a column (patch 1 -> 5 -> 9), a blue square stands at patch 15 and turns green,
+    # a yellow cross stands at patch 12 and is gone in the last frame.
+    colours = [list(empty) for _ in range(3)]
+    shapes = [list(empty) for _ in range(3)]
+    red, blue, green, yellow = (COLOUR_CLASSES.index(c) for c in ("red", "blue", "green", "yellow"))
+    circle, square, cross = (SHAPE_CLASSES.index(s) for s in ("circle", "square", "cross"))
+    for t, patch in enumerate([1, 5, 9]):
+        colours[t][patch], shapes[t][patch] = red, circle
+    for t, colour in enumerate([blue, blue, green]):
+        colours[t][15], shapes[t][15] = colour, square
+    for t in (0, 1):
+        colours[t][12], shapes[t][12] = yellow, cross
+    events = events_of(colours, shapes)
+    assert events["moves down"][:, [1, 5, 9]].diagonal().tolist() == [1.0, 1.0, 1.0]
+    assert events["turns"][:, 15].tolist() == [0.0, 0.0, 1.0]
+    assert events["disappears"][:, 12].tolist() == [0.0, 1.0, 0.0]
+    expected = {(t, p, w) for t, p, w in [(0, 1, "moves down"), (1, 5, "moves down"), (2, 9, "moves down"),
+                                          (2, 15, "turns"), (1, 12, "disappears")]}  # fmt: skip
+    happened = {(t, p, w) for w, weights in events.items() for t, p in weights.nonzero().tolist()}
+    assert happened == expected  # nothing else: a still object has no event, the first frame no "appears"
+
+
+def test_a_move_of_several_patches_counts_as_one_and_a_still_probability_mass_as_none():
+    colours = [[0] * 16 for _ in range(2)]
+    shapes = [[0] * 16 for _ in range(2)]
+    colours[0][4] = colours[1][7] = COLOUR_CLASSES.index("cyan")
+    shapes[0][4] = shapes[1][7] = SHAPE_CLASSES.index("triangle")
+    events = events_of(colours, shapes)
+    assert events["moves right"][0, 4] == events["moves right"][1, 7] == 1.0  # three patches, clipped to 1
+    assert events["moves left"].abs().max() == 0 and events["appears"].abs().max() == 0
 
 
 @pytest.mark.parametrize("frames", [1, 3, 4])

@@ -8,8 +8,9 @@
 - `image`: an image-level resampler: each frame is resampled on its own, no position encoding.
 - `mlp`: a per-token MLP projection (every patch token becomes one embedding).
 - `words`: every patch token becomes the language model's own words for what a vision tower's attribute head
-  sees there (colour, shape, place); for towers trained with the vision stage's `attributes` objective. No
-  published model has it.
+  sees there (colour, shape, place) and for what happens to that object between frames (moves, appears,
+  disappears, turns); for towers trained with the vision stage's `attributes` objective. No published model
+  has it.
 
 Each connector class owns what the rest of the code knows about it: its name in a config
 (`connector_type`), the names published checkpoints give it, the settings it needs and how many
@@ -259,16 +260,21 @@ class WordsConnector(PerPatchConnector, nn.Module):
     """Each patch token f of frame t becomes
 
         p_colour[1:] @ colour_embeddings + p_shape[1:] @ shape_embeddings
-        + (1 - p_colour[0]) * place_embeddings[patch] + frame_embeddings[t] + residual(f)
+        + (1 - p_colour[0]) * place_embeddings[patch] + event_weights @ event_embeddings
+        + frame_embeddings[t] + residual(f)
 
     where p_colour, p_shape are the softmaxes of `attribute_head(f)`'s colour and shape logits (class 0:
     "none", an empty patch), laid out as the tower's attribute head (`config.attribute_head` says what its
-    classes are). A new model starts from the tower's head and the language model's embeddings of the
-    colour, shape and place words (`initialise`), so the language model reads words it knows from the
-    first step; every part trains.
+    classes are), and `event_weights` say what happens to the patch's object between frames (`EVENT_WORDS`,
+    `object_events`): a tower sees one frame at a time, so where and whether an object is in the frames
+    before and after is told here, as two-stream video networks hand a frame difference to the model.
+    A new model starts from the tower's head and the language model's embeddings of the colour, shape,
+    place and event words (`initialise`), so the language model reads words it knows from the first step;
+    every part trains.
     """
 
     connector_type = "words"
+    EVENT_WORDS = ("moves right", "moves left", "moves down", "moves up", "appears", "disappears", "turns")
 
     def __init__(self, config):
         super().__init__()
@@ -279,6 +285,7 @@ class WordsConnector(PerPatchConnector, nn.Module):
         self.colour_embeddings = nn.Parameter(torch.zeros(self.num_colour_classes - 1, dim))
         self.shape_embeddings = nn.Parameter(torch.zeros(self.num_shape_classes - 1, dim))
         self.place_embeddings = nn.Parameter(torch.zeros(config.tokens_per_frame, dim))
+        self.event_embeddings = nn.Parameter(torch.zeros(len(self.EVENT_WORDS), dim))
         self.frame_embeddings = nn.Parameter(torch.zeros(config.num_frame_embeddings, dim))
         self.residual = nn.Linear(vision_dim, dim)
 
@@ -302,14 +309,17 @@ class WordsConnector(PerPatchConnector, nn.Module):
         colour_words: torch.Tensor,
         shape_words: torch.Tensor,
         place_words: torch.Tensor,
+        event_words: torch.Tensor,
     ) -> None:
         """Start from a tower's attribute head (`weight` [classes, Dv], `bias` [classes]) and the embeddings
-        of the colour words [colour classes - 1, D], shape words [shape classes - 1, D] and each patch's
-        place words [patches, D]; frame embeddings and residual start at zero."""
+        of the colour words [colour classes - 1, D], shape words [shape classes - 1, D], each patch's
+        place words [patches, D] and the `EVENT_WORDS` [events, D]; frame embeddings and residual start at
+        zero."""
         self.attribute_head.load_state_dict(head)
         self.colour_embeddings.copy_(colour_words)
         self.shape_embeddings.copy_(shape_words)
         self.place_embeddings.copy_(place_words)
+        self.event_embeddings.copy_(event_words)
         self.frame_embeddings.zero_()
         nn.init.zeros_(self.residual.weight)
         nn.init.zeros_(self.residual.bias)
@@ -326,10 +336,52 @@ class WordsConnector(PerPatchConnector, nn.Module):
             colour[..., 1:] @ self.colour_embeddings
             + shape[..., 1:] @ self.shape_embeddings
             + (1 - colour[..., :1]) * self.place_embeddings
+            + object_events(colour, shape) @ self.event_embeddings
             + self.frame_embeddings[:frames, None]
             + self.residual(frame_features)
         )
         return tokens.flatten(1, 2)
+
+
+def patch_cells(patches: int, device: torch.device) -> torch.Tensor:
+    """(column, row) of each patch of a square grid, row major: [patches, 2]."""
+    grid = math.isqrt(patches)
+    rows, columns = torch.meshgrid(torch.arange(grid, device=device), torch.arange(grid, device=device), indexing="ij")
+    return torch.stack([columns.flatten(), rows.flatten()], -1)
+
+
+def object_events(colour: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+    """What happens to each patch's object between frames, as weights in [0, 1] of `WordsConnector.EVENT_WORDS`.
+
+    `colour` [B, T, P, colours] and `shape` [B, T, P, shapes] are per-patch class probabilities (class 0:
+    "none") on a square grid of P patches, row major. An object is its (colour, shape) pair; its match in
+    a neighbouring frame is the probability that a patch there holds the same pair. Returns [B, T, P, 7]:
+    - moves right / left / down / up: the matched patches' displacement (in patches, summed over the step
+      from the frame before and the step to the frame after, clipped to [0, 1] per direction);
+    - appears: the object is here and was nowhere in the frame before, nor was its shape at this patch;
+    - disappears: it is nowhere in the frame after, nor is its shape at this patch;
+    - turns: it was nowhere in the frame before but its shape was at this patch (a colour change).
+    The first frame has no "appears" or "turns", the last no "disappears". Differentiable throughout.
+    """
+    identity = (colour[..., 1:, None] * shape[..., None, 1:]).flatten(-2)  # [B, T, P, colours * shapes]
+    present = 1 - colour[..., 0]
+    matches = identity[:, 1:] @ identity[:, :-1].transpose(-1, -2)  # [B, T-1, P at t+1, Q at t]
+    cells = patch_cells(colour.shape[2], colour.device).to(colour.dtype)
+    offsets = cells[:, None] - cells[None]  # [P, Q, 2]: from patch q to patch p
+    step = torch.einsum("btpq,pqc->btpc", matches, offsets)  # at t+1: where from, weighted by the match
+    back = torch.einsum("btpq,pqc->btqc", matches, offsets)  # at t: where to
+    moved = F.pad(step, (0, 0, 0, 0, 1, 0)) + F.pad(back, (0, 0, 0, 0, 0, 1))  # [B, T, P, 2]
+    directions = torch.cat([moved, -moved], -1)[..., [0, 2, 1, 3]].clamp(0, 1)  # right, left, down, up
+    came = F.pad(matches.sum(-1).clamp(max=1), (0, 0, 1, 0), value=1.0)  # [B, T, P]: in the frame before
+    stays = F.pad(matches.sum(-2).clamp(max=1), (0, 0, 0, 1), value=1.0)  # in the frame after
+    same_shape = (shape[:, 1:, :, 1:] * shape[:, :-1, :, 1:]).sum(-1)  # [B, T-1, P]
+    shape_before = F.pad(same_shape, (0, 0, 1, 0))
+    shape_after = F.pad(same_shape, (0, 0, 0, 1))
+    new = present * (1 - came)
+    appears = new * (1 - shape_before)
+    disappears = present * (1 - stays) * (1 - shape_after)
+    turns = new * shape_before
+    return torch.cat([directions, torch.stack([appears, disappears, turns], -1)], -1)
 
 
 CONNECTORS: dict[str, type[Connector]] = {

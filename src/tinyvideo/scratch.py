@@ -250,8 +250,8 @@ def words_settings(connector_type: str, vision_tower_dir: str | Path | None) -> 
 def initialise_words_connector(model: TinyVideoForConditionalGeneration, tokenizer, vision_tower_dir) -> None:
     """Start a new `words` connector (other connectors are left alone) from the attribute head in
     `vision_tower_dir` and the language model's input embeddings of " <word>" (summed over its tokens) for
-    each colour and shape word and each patch's place words. `InputError` when the head's patches are not
-    the tokens the connector reads."""
+    each colour and shape word, each patch's place words and the connector's event words. `InputError` when
+    the head's patches are not the tokens the connector reads."""
     if not isinstance(model.connector, WordsConnector):
         return
     meaning, head = read_attribute_head(vision_tower_dir)
@@ -271,6 +271,7 @@ def initialise_words_connector(model: TinyVideoForConditionalGeneration, tokeniz
         embed_words(meaning["colour_classes"][1:]),
         embed_words(meaning["shape_classes"][1:]),
         embed_words(meaning["patch_places"]),
+        embed_words(list(WordsConnector.EVENT_WORDS)),
     )
 
 
