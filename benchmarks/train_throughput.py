@@ -56,12 +56,11 @@ class StepClock(TrainerCallback):
 def measure(config_path: str, overrides: list[str], warmup: int) -> dict:
     """Train for the configured steps in this process; samples/s after warm-up and peak memory."""
     from tinyvideo.data.llava import LlavaCollator, LlavaDataset
-    from tinyvideo.train.common import apply_tuning, load_config, load_model_and_processor
+    from tinyvideo.train.common import load_config, load_for_training
     from tinyvideo.train.sft import SFTConfig, SFTTrainer
 
     config = load_config(SFTConfig, config_path, overrides)
-    model, processor = load_model_and_processor(config)
-    model = apply_tuning(model, config)
+    model, processor = load_for_training(config)
     dataset = LlavaDataset(config.data_path, config.video_root, processor, config, template=config.template)
     clock = StepClock()
     trainer = SFTTrainer(

@@ -4,6 +4,7 @@ format their tokenizers bring, the video token's embedding row, LoRA targets and
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +22,7 @@ from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.eval.settings import Settings
 from tinyvideo.processing import IGNORE_INDEX, conversation_segments
 from tinyvideo.scratch import assemble, build_tiny, default_chat_format, load_language_model, spare_rows, train_tokenizer
-from tinyvideo.train.common import apply_tuning, load_config, save_model
+from tinyvideo.train.common import Tuning, apply_tuning, load_config, save_model
 from tinyvideo.train.grpo import GRPOConfig, GRPODataset
 from tinyvideo.train.grpo_trainer import GRPOTrainer
 from tinyvideo.train.language import letter_token_ids, prompt_ids
@@ -121,7 +122,7 @@ def test_forward_batched_generate_and_save_load(family_dir, tmp_path):
 def test_lora_merges_into_a_plain_checkpoint(family_dir, tmp_path):
     model, processor = load(family_dir)
     linear = {name for name, m in model.language_model.named_modules() if isinstance(m, torch.nn.Linear)}
-    args = SimpleNamespace(**LORA, tune_language_model="lora", tune_connector="full", lora_target_modules=None)
+    args = Tuning(**LORA, tune_language_model="lora", tune_connector="full", lora_target_modules=None)
     model = apply_tuning(model, args).eval()
     adapted = {name.removesuffix(".lora_A") for name, _ in model.named_modules() if name.endswith(".lora_A")}
     assert {name.removeprefix("language_model.") for name in adapted} == linear - {"lm_head"}
@@ -347,12 +348,12 @@ def test_a_folder_of_gguf_files_asks_for_gguf_file_and_a_wrong_name_lists_them(t
 
 def test_lora_targets_are_the_familys_own_linear_layers():
     model, _ = build_tiny(TEXTS, text_model_type="phi3")  # fused qkv_proj and gate_up_proj
-    args = SimpleNamespace(**LORA, tune_language_model="lora", tune_connector="full", lora_target_modules=["qkv_proj"])
+    args = Tuning(**LORA, tune_language_model="lora", tune_connector="full", lora_target_modules=["qkv_proj"])
     adapted = [name for name, _ in apply_tuning(model, args).named_modules() if name.endswith(".lora_A")]
     assert len(adapted) == 2 and all("qkv_proj" in name for name in adapted)
     model, _ = build_tiny(TEXTS, text_model_type="phi3")
     with pytest.raises(InputError, match="name no Linear layer of the language_model; its layers are named .*qkv_proj"):
-        apply_tuning(model, SimpleNamespace(**{**vars(args), "lora_target_modules": ["q_proj", "v_proj"]}))
+        apply_tuning(model, replace(args, lora_target_modules=["q_proj", "v_proj"]))
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma"])

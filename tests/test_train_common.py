@@ -6,7 +6,6 @@ import argparse
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 from dataclasses import fields
 
@@ -44,7 +43,6 @@ TINY = dict(
     vision_tower_path=None,
     tokenizer_corpus=None,
     tiny_vocab_size=300,
-    seed=0,
     connector_type="group",
     image_size=32,
     tiny_patch_size=8,
@@ -68,7 +66,7 @@ TINY = dict(
 
 
 def tiny(**changes):
-    args = SimpleNamespace(**{**TINY, **changes})
+    args = ModelArguments(**{**TINY, **changes})
     model, processor = load_model_and_processor(args)
     return apply_tuning(model, args), processor
 

@@ -38,7 +38,7 @@ from tinyvideo.files import usual_permissions, write_json
 from tinyvideo.rows import read_json
 from tinyvideo.scratch import assemble
 from tinyvideo.train import sft, vision
-from tinyvideo.train.common import apply_tuning, load_adapter, load_config, load_model_and_processor, save_adapter, save_model
+from tinyvideo.train.common import load_adapter, load_config, load_for_training, save_adapter, save_model
 from tinyvideo.train.runs import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -146,8 +146,7 @@ def pack(config: sft.SFTConfig, suite_manifest: dict, source: dict, into: Path) 
     checkpoint = last_complete_checkpoint(config.output_dir)
     if checkpoint is None:
         raise InputError(f"{config.output_dir}: no finished checkpoint to pack")
-    model, _ = load_model_and_processor(config)
-    apply_tuning(model, config)
+    model, _ = load_for_training(config)
     trained = {key for key, weight in model.named_parameters() if weight.requires_grad}
     saved = load_file(checkpoint / "model.safetensors")
     missing = sorted(trained - saved.keys())

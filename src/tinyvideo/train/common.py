@@ -63,11 +63,23 @@ MINIMUMS = {
 POSITIVE = frozenset({"fps", "lora_alpha", "temperature", "top_p"})
 
 
-@dataclass
-class ModelArguments:
-    """Model source, what trains, frame sampling and data location; mixed into each stage's config.
+def _post_init_next(config, part: type) -> None:
+    """Run the `__post_init__` that comes after `part`'s in `config`'s class order (the config parts and the
+    Trainer's arguments are parsed together as one dataclass)."""
+    following = getattr(super(part, config), "__post_init__", None)  # None past the last part with one
+    if following is not None:
+        following()
 
-    Model source, one of:
+
+def _check_choices(config, choices: dict[str, tuple[str, ...]]) -> None:
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise InputError(f"{name} must be one of {', '.join(allowed)}; got {getattr(config, name)!r}")
+
+
+@dataclass
+class ModelSource:
+    """Where the model comes from, one of:
     - `model_name_or_path`: a tinyvideo or published TinyLLaVA-Video(-R1) folder, or the word `tiny` for a
       freshly initialised tiny model whose tokenizer is fit on the texts of `tokenizer_corpus` (text files,
       one example a line, or LLaVA-style json files, every conversation turn);
@@ -112,6 +124,31 @@ class ModelArguments:
         default="siglip", metadata={"help": f"vision tower family of tiny models: {' | '.join(TINY_TOWERS)}"}
     )
 
+    def __post_init__(self):
+        check_ranges(self)
+        _check_choices(
+            self, {"vision_feature_select_strategy": FEATURE_SELECT_STRATEGIES, "tiny_vision_tower": TINY_TOWERS}
+        )
+        tiny = self.model_name_or_path == "tiny"
+        if self.language_model_path is not None and self.vision_tower_path is None:
+            raise InputError("a new model needs both language_model_path and vision_tower_path")
+        if self.vision_tower_path is not None and self.language_model_path is None and not tiny:
+            raise InputError("vision_tower_path needs language_model_path, or model_name_or_path 'tiny'")
+        if (self.language_model_path is not None) == (self.model_name_or_path is not None):
+            raise InputError("give model_name_or_path (a folder or 'tiny'), or language_model_path + vision_tower_path")
+        if tiny and Path(self.model_name_or_path).exists():
+            raise InputError(
+                "model_name_or_path 'tiny' asks for a new tiny model, but ./tiny exists too: write ./tiny to start "
+                "from that folder, or run from another folder for a new model"
+            )
+        _post_init_next(self, ModelSource)
+
+
+@dataclass
+class Tuning:
+    """What trains: per component frozen, in full or with LoRA adapters (the vision tower also `partial`:
+    its layers from `vision_tower_from_layer` on), and the adapters' settings."""
+
     tune_language_model: str = field(default="full", metadata={"help": "frozen | full | lora"})
     tune_vision_tower: str = field(default="frozen", metadata={"help": "frozen | full | lora | partial"})
     tune_connector: str = field(default="full", metadata={"help": "frozen | full | lora"})
@@ -124,6 +161,20 @@ class ModelArguments:
     lora_target_modules: list[str] | None = field(
         default=None, metadata={"help": "names of Linear layers to adapt (e.g. q_proj v_proj); default: all"}
     )
+
+    def __post_init__(self):
+        check_ranges(self)
+        _check_choices(
+            self,
+            {"tune_language_model": TUNE_TYPES, "tune_connector": TUNE_TYPES, "tune_vision_tower": VISION_TUNE_TYPES},
+        )
+        _post_init_next(self, Tuning)
+
+
+@dataclass
+class DataArguments:
+    """Which frames of each video (`num_frames` spread uniformly, or `fps` capped at `max_frames`) and
+    where the rows and their videos are."""
 
     num_frames: int = field(default=16, metadata={"help": "frames spread uniformly over each video"})
     fps: float | None = field(
@@ -138,33 +189,15 @@ class ModelArguments:
 
     def __post_init__(self):
         check_ranges(self)
-        for name, allowed in (
-            ("tune_language_model", TUNE_TYPES),
-            ("tune_connector", TUNE_TYPES),
-            ("tune_vision_tower", VISION_TUNE_TYPES),
-            ("vision_feature_select_strategy", FEATURE_SELECT_STRATEGIES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise InputError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-        tiny = self.model_name_or_path == "tiny"
-        if self.tiny_vision_tower not in TINY_TOWERS:
-            raise InputError(f"tiny_vision_tower must be one of {', '.join(TINY_TOWERS)}; got {self.tiny_vision_tower!r}")
-        if self.language_model_path is not None and self.vision_tower_path is None:
-            raise InputError("a new model needs both language_model_path and vision_tower_path")
-        if self.vision_tower_path is not None and self.language_model_path is None and not tiny:
-            raise InputError("vision_tower_path needs language_model_path, or model_name_or_path 'tiny'")
-        if (self.language_model_path is not None) == (self.model_name_or_path is not None):
-            raise InputError("give model_name_or_path (a folder or 'tiny'), or language_model_path + vision_tower_path")
-        if tiny and Path(self.model_name_or_path).exists():
-            raise InputError(
-                "model_name_or_path 'tiny' asks for a new tiny model, but ./tiny exists too: write ./tiny to start "
-                "from that folder, or run from another folder for a new model"
-            )
         if self.max_frames is not None and self.fps is None:
             raise InputError("max_frames caps fps sampling; with num_frames it has no effect (set fps too)")
-        parent = getattr(super(), "__post_init__", None)
-        if parent is not None:
-            parent()
+        _post_init_next(self, DataArguments)
+
+
+@dataclass
+class ModelArguments(ModelSource, Tuning, DataArguments):
+    """The parts every model-training stage's config is made of (`ModelSource`, `Tuning`, `DataArguments`),
+    parsed together with the stage's Trainer arguments from one YAML recipe and the command line."""
 
 
 def check_ranges(config) -> None:
@@ -232,8 +265,11 @@ def require_joined_processes(config) -> None:
 # ---- model ------------------------------------------------------------------------------------------
 
 
-def load_model_and_processor(args) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
-    """The model and processor named by the configuration, in float32 (mixed precision is the Trainer's)."""
+def load_model_and_processor(
+    args: ModelSource, seed: int = 0
+) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
+    """The model and processor `args` name, in float32 (mixed precision is the Trainer's); a new tiny model's
+    weights are drawn with `seed`."""
     if args.language_model_path is not None:
         return assemble(
             args.language_model_path,
@@ -249,7 +285,7 @@ def load_model_and_processor(args) -> tuple[TinyVideoForConditionalGeneration, T
         return build_tiny(
             corpus_texts(args.tokenizer_corpus or ()),
             vocab_size=args.tiny_vocab_size,
-            seed=getattr(args, "seed", 0),
+            seed=seed,
             connector_type=args.connector_type,
             image_size=args.image_size,
             patch_size=args.tiny_patch_size,
@@ -259,7 +295,7 @@ def load_model_and_processor(args) -> tuple[TinyVideoForConditionalGeneration, T
             num_layers=args.tiny_num_layers,
             vision_hidden_size=args.tiny_vision_hidden_size,
             vision_layers=args.tiny_vision_layers,
-            vision_tower=getattr(args, "tiny_vision_tower", "siglip"),
+            vision_tower=args.tiny_vision_tower,
             model_max_length=args.model_max_length,
             vision_feature_select_strategy=args.vision_feature_select_strategy,
             vision_tower_path=args.vision_tower_path,
@@ -356,7 +392,7 @@ def lora_config(model, args) -> LoraConfig | None:
     return LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, target_modules=targets)
 
 
-def apply_tuning(model, args):
+def apply_tuning(model, args: Tuning):
     """Set what trains: everything frozen first, then per component full weights or LoRA adapters.
 
     Frozen parts stay in eval mode; the vision tower counts as frozen unless some of it trains.
@@ -372,15 +408,22 @@ def apply_tuning(model, args):
     for part in (model.vision_tower, model.connector, model.language_model):
         if not any(p.requires_grad for p in part.parameters()):
             _freeze(part)
-    checkpointing = dict(getattr(args, "activation_checkpointing_kwargs", None) or {})
-    if getattr(args, "activation_checkpointing", False) and checkpointing.get("use_reentrant"):
-        # Reentrant checkpointing drops the gradient when no input of a block needs one (frozen embeddings).
-        model.enable_input_require_grads()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     share = 100 * trainable / max(total, 1)
     logger.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", share)
     return model
+
+
+def load_for_training(config: ModelArguments) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
+    """A stage's model, with what trains set (`apply_tuning`), and its processor. `config`: the stage's config
+    (`ModelArguments` parsed together with the Trainer's `TrainingArguments`)."""
+    model, processor = load_model_and_processor(config, seed=config.seed)
+    apply_tuning(model, config)
+    if config.activation_checkpointing and (config.activation_checkpointing_kwargs or {}).get("use_reentrant"):
+        # Reentrant checkpointing drops the gradient when no input of a block needs one (frozen embeddings).
+        model.enable_input_require_grads()
+    return model, processor
 
 
 # ---- saving -----------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from tinyvideo.errors import InputError
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.prompts import question_with_instruction
 from tinyvideo.rows import read_usable_rows
-from tinyvideo.train.common import ModelArguments, apply_tuning, load_model_and_processor, require_folder
+from tinyvideo.train.common import ModelArguments, load_for_training, load_model_and_processor, require_folder
 from tinyvideo.train.grpo_loss import LOSS_TYPES, SCALE_REWARDS
 from tinyvideo.train.grpo_trainer import GRPOTrainer, only_adapters_train
 from tinyvideo.train.rewards import COMBINATIONS, REWARD_FUNCS, combine_rewards
@@ -188,11 +188,11 @@ def train(config: GRPOConfig, callbacks=None, reward_funcs=None) -> Path:
     set_seed(config.seed)
     require_folder(config.video_root, "video_root")
     rows = read_rows(config.data_path)  # a bad data file is reported before the model loads
-    model, processor = load_model_and_processor(config)
-    model = apply_tuning(model, config)
+    model, processor = load_for_training(config)
     ref_model = None
     if config.beta and is_deepspeed_zero3_enabled() and not only_adapters_train(model):
-        ref_model, _ = load_model_and_processor(config)  # ZeRO-3 weights are sharded at load: no deep copy
+        # ZeRO-3 weights are sharded at load: no deep copy
+        ref_model, _ = load_model_and_processor(config, seed=config.seed)
     dataset = GRPODataset(config.data_path, config.video_root, processor, config, rows)
     trainer = GRPOTrainer(
         model, config, processor, dataset, reward_funcs=reward_funcs, ref_model=ref_model, callbacks=callbacks

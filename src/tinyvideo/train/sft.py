@@ -18,7 +18,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 from tinyvideo.data.llava import LlavaCollator, LlavaDataset, read_rows
 from tinyvideo.errors import InputError
 from tinyvideo.processing import TEMPLATES
-from tinyvideo.train.common import ModelArguments, apply_tuning, load_model_and_processor, require_folder
+from tinyvideo.train.common import ModelArguments, load_for_training, require_folder
 from tinyvideo.train.runs import SkippedRowsTally, train_and_save
 
 
@@ -72,8 +72,7 @@ def train(config: SFTConfig, callbacks=None) -> Path:
     set_seed(config.seed)
     require_folder(config.video_root, "video_root")
     rows = read_rows(config.data_path)  # a bad data file is reported before the model loads
-    model, processor = load_model_and_processor(config)
-    model = apply_tuning(model, config)
+    model, processor = load_for_training(config)
     dataset = LlavaDataset(config.data_path, config.video_root, processor, config, config.template, rows)
     trainer = SFTTrainer(
         model=model,
