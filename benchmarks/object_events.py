@@ -33,11 +33,11 @@ from transformers import SiglipVisionModel
 
 from tinyvideo.connectors import WordsConnector, object_events
 from tinyvideo.data.synth import load_suite
-from tinyvideo.data.synth_scenes import DIRECTIONS, OBJECT, SIZE
+from tinyvideo.data.synth_scenes import DIRECTIONS
 from tinyvideo.files import write_json
 from tinyvideo.flags import positive_int
 from tinyvideo.processing import preprocess_frames
-from tinyvideo.train.vision_attributes import AttributeTower
+from tinyvideo.train.vision_attributes import AttributeTower, centre_patch
 from tinyvideo.video import read_frames
 from tinyvideo.vision_towers import read_attribute_head
 
@@ -46,7 +46,7 @@ MOVED = 4  # pixels between the sampled frames around a frame that count as a mo
 ASKED = re.compile(r"the (\w+) (\w+) move\?$")  # "Which direction does the cyan cross move?"
 
 
-def true_events(track, frames: list[int]) -> list[set[str]]:
+def true_events(track, frames: list[int]) -> list[set[str] | None]:
     """Per sampled frame where the object is visible (else None), the event words that hold there."""
     events = []
     for k, t in enumerate(frames):
@@ -67,13 +67,6 @@ def true_events(track, frames: list[int]) -> list[set[str]]:
                 said.add(f"moves {direction}")
         events.append(said)
     return events
-
-
-def patch_of(track, t: int, grid: int) -> int:
-    cell = SIZE / grid
-    column = min(int((track.x[t] + OBJECT / 2) / cell), grid - 1)
-    row = min(int((track.y[t] + OBJECT / 2) / cell), grid - 1)
-    return row * grid + column
 
 
 def main() -> int:
@@ -101,10 +94,10 @@ def main() -> int:
         shape = logits[None, ..., len(colours) : len(colours) + len(shapes)].softmax(-1)
         weights = object_events(colour, shape)[0]  # [T, P, events]
         for track in scene.tracks:
-            for k, truth in enumerate(true_events(track, list(info.indices))):
+            for k, (t, truth) in enumerate(zip(info.indices, true_events(track, list(info.indices)), strict=True)):
                 if truth is None:
                     continue
-                at = weights[k, patch_of(track, info.indices[k], grid)]
+                at = weights[k, centre_patch(track.x[t], track.y[t], grid)[0]]
                 for word, weight in zip(WordsConnector.EVENT_WORDS, at.tolist(), strict=True):
                     hit = weight > 0.5
                     if word in truth:

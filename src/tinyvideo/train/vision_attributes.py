@@ -88,6 +88,15 @@ def read_scene_rows(path: str | Path) -> tuple[list[dict], list[int]]:
     )
 
 
+def centre_patch(x: float, y: float, grid: int) -> tuple[int, tuple[float, float]]:
+    """The patch (row major, of a `grid` x `grid` frame) holding the centre of an object whose top-left corner
+    is (x, y) in the suite's pixels, and where in that patch the centre lies (x, y in [0, 1])."""
+    cell = SIZE / grid
+    x, y = (x + OBJECT / 2) / cell, (y + OBJECT / 2) / cell
+    column, row = min(int(x), grid - 1), min(int(y), grid - 1)
+    return row * grid + column, (x - column, y - row)
+
+
 def patch_targets(objects: list[dict], grid: int) -> dict[str, torch.Tensor]:
     """Per frame and patch (row-major, as the tower's tokens): `colour` and `shape` class indices [T, grid^2]
     (0: none) and the centre's place in its patch `offset` [T, grid^2, 2] (x, y in [0, 1]; 0 where empty)."""
@@ -95,17 +104,14 @@ def patch_targets(objects: list[dict], grid: int) -> dict[str, torch.Tensor]:
     colour = torch.zeros(frames, grid * grid, dtype=torch.long)
     shape = torch.zeros_like(colour)
     offset = torch.zeros(frames, grid * grid, 2)
-    cell = SIZE / grid
     for obj in objects:  # later objects are drawn on top, so they win a shared patch
         for t, name in enumerate(obj["colour"]):
             if name is None:
                 continue
-            x, y = (obj["x"][t] + OBJECT / 2) / cell, (obj["y"][t] + OBJECT / 2) / cell
-            column, row = min(int(x), grid - 1), min(int(y), grid - 1)
-            patch = row * grid + column
+            patch, place = centre_patch(obj["x"][t], obj["y"][t], grid)
             colour[t, patch] = COLOUR_CLASSES.index(name)
             shape[t, patch] = SHAPE_CLASSES.index(obj["shape"])
-            offset[t, patch] = torch.tensor([x - column, y - row])
+            offset[t, patch] = torch.tensor(place)
     return {"colour": colour, "shape": shape, "offset": offset}
 
 
