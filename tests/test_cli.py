@@ -104,7 +104,7 @@ def test_max_frames_without_fps_is_refused_by_infer_as_by_eval(tmp_path, capsys)
     for command in (["infer", "--video", "v.mp4", "--question", "q"], ["eval", "synth", "--data", str(tmp_path)]):
         assert main([*command, "--model", str(tmp_path / "none"), "--max-frames", "4"]) == 2
         error = capsys.readouterr().err.strip()
-        assert "--max-frames caps --fps" in error and len(error.splitlines()) == 1
+        assert "max_frames caps fps" in error and len(error.splitlines()) == 1
 
 
 # ---- errors a person can read ------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from tinyvideo import video
 from tinyvideo.errors import InputError
 from tinyvideo.video import (
     FrameInfo,
+    FrameSampling,
     VideoDecodeError,
     read_frames,
     segment_centre_indices,
@@ -369,6 +370,35 @@ def test_argument_errors(long_gop):
         read_frames(long_gop, indices=[0], num_frames=3)
     with pytest.raises(ValueError, match="indices"):
         read_frames(long_gop, indices=[300])
+
+
+@pytest.mark.parametrize(
+    "given, refused",
+    [
+        ({"num_frames": 4, "fps": 1.0}, "exactly one of num_frames and fps"),
+        ({"num_frames": None}, "exactly one of num_frames and fps"),
+        ({"num_frames": 4, "max_frames": 2}, "max_frames caps fps sampling"),
+        ({"num_frames": 0}, "num_frames must be at least 1"),
+        ({"num_frames": None, "fps": 1.0, "max_frames": 0}, "max_frames must be at least 1"),
+        ({"num_frames": None, "fps": 0.0}, "fps must be greater than 0"),
+        ({"num_frames": None, "fps": float("nan")}, "fps must be greater than 0"),
+    ],
+)
+def test_frame_sampling_refuses_what_cannot_be_sampled(given, refused):
+    with pytest.raises(InputError, match=refused):
+        FrameSampling(**given)
+
+
+def test_frame_sampling_counts_frames_by_number_or_by_rate():
+    assert FrameSampling().count(100, 25.0) == 16
+    assert FrameSampling(None, fps=1.0).count(100, 25.0) == 4  # 4 s at 1 fps
+    assert FrameSampling(None, fps=0.01).count(100, 25.0) == 1  # at least one frame
+    assert FrameSampling(None, fps=2.0, max_frames=5).count(100, 25.0) == 5
+    # a training config: num_frames always set, fps (with max_frames) samples instead when given
+    config = type("Config", (), {"num_frames": 8, "fps": None, "max_frames": None})
+    assert FrameSampling.from_config(config) == FrameSampling(8)
+    config.fps, config.max_frames = 2.0, 3
+    assert FrameSampling.from_config(config) == FrameSampling(None, 2.0, 3)
 
 
 def test_write_video_round_trip(tmp_path):

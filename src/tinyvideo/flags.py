@@ -7,9 +7,9 @@ import argparse
 import math
 from collections.abc import Callable
 
-from tinyvideo.errors import InputError
+from tinyvideo.video import FrameSampling
 
-DEFAULT_FRAMES = 16
+DEFAULT_FRAMES = FrameSampling.num_frames
 
 
 def _number(convert: Callable[[str], float], least: float, above: bool = False, most: float | None = None):
@@ -47,10 +47,7 @@ def add_frame_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=positive_int, help="cap on the frame count with --fps")
 
 
-def frame_sampling(args: argparse.Namespace) -> tuple[int | None, float | None, int | None]:
-    """(num_frames, fps, max_frames) from the flags of `add_frame_arguments`; exactly one of the first two is set."""
-    if args.max_frames is not None and args.fps is None:
-        raise InputError("--max-frames caps --fps sampling; with a frame count it has no effect (give --fps too)")
-    if args.fps is not None:
-        return None, args.fps, args.max_frames
-    return (args.frames if args.frames is not None else DEFAULT_FRAMES), None, None
+def frame_sampling(args: argparse.Namespace) -> FrameSampling:
+    """The `FrameSampling` the flags of `add_frame_arguments` ask for; `InputError` for `--max-frames` without `--fps`."""
+    frames = DEFAULT_FRAMES if args.frames is None and args.fps is None else args.frames
+    return FrameSampling(frames, args.fps, args.max_frames)

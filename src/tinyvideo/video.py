@@ -6,8 +6,8 @@ undocumented sampling choices are a main reason published video-benchmark scores
 
 Frame positions follow the published formulas (``docs/published-format.md`` 2.2): uniform
 sampling is ``np.linspace(0, total - 1, N, dtype=int)`` (repeats allowed, so N frames always come back),
-fps sampling takes ``min(max_frames, max(1, int(duration * fps)))`` frames the same way, and
-:func:`segment_centre_indices` is MVBench's rule for its bounded tasks.
+fps sampling takes ``min(max_frames, max(1, int(duration * fps)))`` frames the same way (which of the two:
+:class:`FrameSampling`), and :func:`segment_centre_indices` is MVBench's rule for its bounded tasks.
 
 Decoding uses PyAV and touches only what it needs: the targets are visited in time order, the decoder
 seeks only when a keyframe lies between its position and the next target (so dense sampling becomes
@@ -93,6 +93,41 @@ class FrameInfo:
         return bool(self.missing) or self.indices != self.targets
 
 
+@dataclass(frozen=True)
+class FrameSampling:
+    """How many frames training, evaluation and ``infer`` take from a video, spread uniformly over it:
+    ``num_frames`` frames, or one per 1/``fps`` seconds (``fps`` in frames per second of video; at least one
+    frame) and at most ``max_frames`` frames. Exactly one of ``num_frames`` and ``fps`` is set
+    (``FrameSampling(None, fps=1.0)`` samples by rate); ``max_frames`` only with ``fps``."""
+
+    num_frames: int | None = 16
+    fps: float | None = None
+    max_frames: int | None = None
+
+    def __post_init__(self):
+        if (self.num_frames is None) == (self.fps is None):
+            raise InputError(f"give exactly one of num_frames and fps; got num_frames={self.num_frames}, fps={self.fps}")
+        if self.max_frames is not None and self.fps is None:
+            raise InputError("max_frames caps fps sampling; with num_frames it has no effect (set fps instead)")
+        for name in ("num_frames", "max_frames"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.fps is not None and not self.fps > 0:
+            raise InputError(f"fps must be greater than 0; got {self.fps}")
+
+    @classmethod
+    def from_config(cls, config) -> FrameSampling:
+        """A training config's sampling: ``fps`` (with ``max_frames``) when set, else its ``num_frames``."""
+        return cls(None if config.fps is not None else config.num_frames, config.fps, config.max_frames)
+
+    def count(self, total: int, rate: float | None) -> int:
+        """How many frames to take from ``total`` frames shown at ``rate`` frames per second (needed by ``fps``)."""
+        if self.num_frames is not None:
+            return self.num_frames
+        count = max(1, int(total / rate * self.fps))
+        return count if self.max_frames is None else min(count, self.max_frames)
+
+
 def uniform_indices(total: int, num: int) -> np.ndarray:
     """``num`` indices spread over ``total`` frames, first and last included, repeats when ``num > total``."""
     return np.linspace(0, total - 1, num, dtype=int)
@@ -130,7 +165,7 @@ def read_frames(
 
     Choose at most one way to sample:
     - ``num_frames=N``: N frames spread uniformly (repeats for videos shorter than N);
-    - ``fps=f``: ``max(1, int(duration * f))`` frames spread uniformly, at most ``max_frames``;
+    - ``fps=f``: ``max(1, int(duration * f))`` frames spread uniformly, at most ``max_frames`` (a :class:`FrameSampling`);
     - neither: every frame, or ``max_frames`` spread uniformly if the video has more;
     - ``indices``: explicit frame indices, or a function ``(total_frames, fps) -> indices`` for rules
       that need the frame count first (e.g. :func:`segment_centre_indices`); ``fps`` is None for a
@@ -151,21 +186,16 @@ def read_frames(
     """
     if indices is not None and any(a is not None for a in (num_frames, fps, max_frames, start, end)):
         raise ValueError("indices cannot be combined with num_frames, fps, max_frames, start or end")
-    if num_frames is not None and fps is not None:
-        raise ValueError("give num_frames or fps, not both")
-    if num_frames is not None and num_frames < 1:
-        raise ValueError(f"num_frames must be at least 1, got {num_frames}")
-    if fps is not None and not fps > 0:
-        raise ValueError(f"fps must be greater than 0, got {fps}")
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+    sampling = None if num_frames is None and fps is None else FrameSampling(num_frames, fps, max_frames)
+    if sampling is None and max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1; got {max_frames}")
     if start is not None and end is not None and end < start:
         raise ValueError(f"end ({end}) is before start ({start})")
 
     def choose(times: np.ndarray, rate: float, truncated: bool = False) -> np.ndarray:
         """Indices into ``times`` (seconds from the first frame); a truncated video clamps explicit ones."""
         if indices is None:
-            return _sample(times, rate, num_frames, fps, max_frames, start, end, path)
+            return _sample(times, rate, sampling, max_frames, start, end, path)
         chosen = np.asarray(indices(len(times), rate) if callable(indices) else indices, dtype=int)
         if chosen.ndim != 1 or len(chosen) == 0 or chosen.min() < 0 or (chosen.max() >= len(times) and not truncated):
             raise ValueError(f"{path}: indices must be a non-empty list within [0, {len(times)})")
@@ -183,15 +213,13 @@ def read_frames(
     return _read_video(path, choose, threads)
 
 
-def load_video(path: str | os.PathLike, sampling) -> np.ndarray:
-    """uint8 frames [T,H,W,3] sampled as `sampling` (a training config) says: `fps` (capped by `max_frames`)
-    if set, else `num_frames` uniformly. A still image is one frame. One decoder thread: this runs in DataLoader workers."""
+def load_video(path: str | os.PathLike, sampling: FrameSampling) -> np.ndarray:
+    """uint8 frames [T,H,W,3] sampled as `sampling` says; a still image is one frame. One decoder thread:
+    this runs in DataLoader workers."""
     if Path(path).suffix.lower() in IMAGE_SUFFIXES:
         frames, _ = read_frames(path)
-    elif sampling.fps is not None:
-        frames, _ = read_frames(path, fps=sampling.fps, max_frames=sampling.max_frames, threads=1)
     else:
-        frames, _ = read_frames(path, num_frames=sampling.num_frames, threads=1)
+        frames, _ = read_frames(path, sampling.num_frames, sampling.fps, sampling.max_frames, threads=1)
     return frames
 
 
@@ -240,15 +268,14 @@ def write_video(
 def _sample(
     times: np.ndarray,
     rate: float | None,
-    num_frames: int | None,
-    fps: float | None,
+    sampling: FrameSampling | None,
     max_frames: int | None,
     start: float | None,
     end: float | None,
     path: Path,
 ) -> np.ndarray:
-    """Indices for uniform / fps / all-frames sampling inside the ``[start, end]`` window."""
-    if rate is None and (fps is not None or start is not None or end is not None):
+    """Indices for `sampling` inside the ``[start, end]`` window; with None, every frame (at most `max_frames`)."""
+    if rate is None and ((sampling is not None and sampling.fps is not None) or start is not None or end is not None):
         raise ValueError(f"{path}: its timestamps cannot tell frames apart, so fps, start and end cannot apply")
     eps = 1e-6
     lo = int(np.searchsorted(times, start - eps)) if start is not None else 0
@@ -259,11 +286,8 @@ def _sample(
             f"{len(times) / rate:.3f} s)"
         )
     span = hi - lo + 1
-    if num_frames is None:
-        num_frames = span if fps is None else max(1, int(span / rate * fps))
-        if max_frames is not None:
-            num_frames = min(num_frames, max_frames)
-    return lo + uniform_indices(span, num_frames)
+    count = sampling.count(span, rate) if sampling is not None else min(span, max_frames or span)
+    return lo + uniform_indices(span, count)
 
 
 def _decode_image(path: Path, upright: bool) -> np.ndarray:

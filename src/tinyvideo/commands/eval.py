@@ -67,7 +67,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 def settings_from(args: argparse.Namespace) -> Settings:
     """The run's settings from the flags; `InputError` for an adapter option the benchmark does not take,
     even at its default value."""
-    frames, fps, max_frames = frame_sampling(args)
+    sampling = frame_sampling(args)
     given = {name: getattr(args, name) for name in ("duration", "split") if getattr(args, name) is not None}
     refuse_unused_options(args.benchmark, given)
     return Settings(
@@ -75,9 +75,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         data=str(Path(args.data).resolve()),
         model=str(Path(args.model).resolve()),
         mode=args.mode,
-        frames=frames,
-        fps=fps,
-        max_frames=max_frames,
+        frames=sampling.num_frames,
+        fps=sampling.fps,
+        max_frames=sampling.max_frames,
         subtitles=args.subtitles,
         limit=args.limit,
         temperature=args.temperature,

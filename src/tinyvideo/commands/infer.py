@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """The question, the video and the flags are checked before the model is loaded."""
     require_question(args.question)
-    num_frames, fps, max_frames = frame_sampling(args)
-    frames, _ = read_frames(args.video, num_frames=num_frames, fps=fps, max_frames=max_frames)
+    rule = frame_sampling(args)
+    frames, _ = read_frames(args.video, rule.num_frames, rule.fps, rule.max_frames)
     processor = TinyVideoProcessor.from_pretrained(args.model)
     model = TinyVideoForConditionalGeneration.from_pretrained(args.model, dtype=DTYPES[args.dtype]).to(args.device)
     model.eval()

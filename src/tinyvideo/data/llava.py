@@ -16,7 +16,7 @@ import datasets
 from tinyvideo.data.row_dataset import RowDataset
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.rows import Row, read_usable_rows
-from tinyvideo.video import load_video
+from tinyvideo.video import FrameSampling, load_video
 
 
 def _row_problem(row) -> str | None:
@@ -61,7 +61,7 @@ def _training_fields(index: int, row: Row) -> dict:
 class LlavaDataset(RowDataset):
     """Conversations about videos -> {input_ids, labels, pixel_values [T,3,S,S] or None, row, skipped}.
 
-    `sampling` carries `num_frames` / `fps` / `max_frames` (see `tinyvideo.video.load_video`);
+    `sampling` carries `num_frames` / `fps` / `max_frames` as a training config does (`FrameSampling.from_config`);
     `template` is one of `processing.TEMPLATES`: `chat` (the model's chat format, answers supervised) or
     `pretrain` (captions supervised), for example; `rows` is what
     `read_rows(data_path)` returned, when the caller has read the file already.
@@ -70,7 +70,7 @@ class LlavaDataset(RowDataset):
     def __init__(self, data_path, video_root, processor, sampling, template: str = "chat", rows=None):
         super().__init__(*(rows or read_rows(data_path)), data_path, video_root if video_root is not None else Path(data_path).parent)
         self.processor = processor
-        self.sampling = sampling
+        self.sampling = FrameSampling.from_config(sampling)
         self.template = template
 
     def encode(self, row: dict) -> dict:

@@ -10,6 +10,7 @@ from tinyvideo.errors import InputError
 from tinyvideo.eval.benchmarks import longvideobench, mlvu, mmvu, mvbench, nextqa, synth, videomme
 from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, AnnotationError, Question, Sampling
 from tinyvideo.prompts import question_with_instruction
+from tinyvideo.video import FrameSampling
 
 
 BENCHMARKS = {
@@ -33,7 +34,8 @@ CONTROLS = ("shuffled-video", "last-frame")
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything that decides the answers; a predictions file is only ever resumed under the same settings."""
+    """Everything that decides the answers; a predictions file is only ever resumed under the same settings.
+    `frames`, `fps` and `max_frames` are a `FrameSampling`'s `num_frames`, `fps` and `max_frames`."""
 
     benchmark: str
     data: str
@@ -62,19 +64,13 @@ class Settings:
             raise InputError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if self.control is not None and self.control not in CONTROLS:
             raise InputError(f"control must be one of {', '.join(CONTROLS)}; got {self.control!r}")
-        if (self.frames is None) == (self.fps is None):
-            raise InputError("give a frame count or a frame rate (fps), not both")
-        if self.max_frames is not None and self.fps is None:
-            raise InputError("max_frames caps fps sampling; with a frame count it has no effect")
+        FrameSampling(self.frames, self.fps, self.max_frames)  # refuses a bad frame setting
         if self.temperature > 0 and self.seed is None:
             raise InputError("sampling (temperature > 0) needs a seed, so that the run can be repeated")
-        for name in ("frames", "max_frames", "limit"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.limit is not None and self.limit < 1:
+            raise InputError(f"limit must be at least 1, got {self.limit}")
         if self.max_new_tokens < (0 if self.mode == "cloze" else 1):  # Cloze mode generates nothing
             raise InputError(f"max_new_tokens must be at least 1 for {self.mode} mode, got {self.max_new_tokens}")
-        if self.fps is not None and not self.fps > 0:
-            raise InputError(f"fps must be greater than 0, got {self.fps}")
         if not self.temperature >= 0:
             raise InputError(f"temperature must be at least 0, got {self.temperature}")
 

@@ -33,6 +33,7 @@ from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.rows import read_json_rows, read_text
 from tinyvideo.scratch import TINY_TOWERS, assemble, build_tiny
+from tinyvideo.video import FrameSampling
 from tinyvideo.vision_towers import input_modules, used_encoder_layers
 
 logger = logging.getLogger(__name__)
@@ -173,8 +174,8 @@ class Tuning:
 
 @dataclass
 class DataArguments:
-    """Which frames of each video (`num_frames` spread uniformly, or `fps` capped at `max_frames`) and
-    where the rows and their videos are."""
+    """Which frames of each video (`num_frames` spread uniformly, or `fps` capped at `max_frames`: a
+    `FrameSampling.from_config`) and where the rows and their videos are."""
 
     num_frames: int = field(default=16, metadata={"help": "frames spread uniformly over each video"})
     fps: float | None = field(
@@ -189,8 +190,7 @@ class DataArguments:
 
     def __post_init__(self):
         check_ranges(self)
-        if self.max_frames is not None and self.fps is None:
-            raise InputError("max_frames caps fps sampling; with num_frames it has no effect (set fps too)")
+        FrameSampling.from_config(self)  # refuses max_frames without fps
         _post_init_next(self, DataArguments)
 
 

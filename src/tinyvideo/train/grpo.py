@@ -34,7 +34,7 @@ from tinyvideo.train.grpo_loss import LOSS_TYPES, SCALE_REWARDS
 from tinyvideo.train.grpo_trainer import GRPOTrainer, only_adapters_train
 from tinyvideo.train.rewards import COMBINATIONS, REWARD_FUNCS, combine_rewards
 from tinyvideo.train.runs import train_and_save
-from tinyvideo.video import load_video
+from tinyvideo.video import FrameSampling, load_video
 
 
 REQUIRED_FIELDS = ("problem", "solution", "video_filename")
@@ -157,10 +157,11 @@ class GRPODataset(RowDataset):
         super().__init__(*(rows or read_rows(data_path)), data_path, video_root if video_root is not None else Path(data_path).parent)
         self.processor = processor
         self.config = config
+        self.sampling = FrameSampling.from_config(config)
 
     def encode(self, row: dict) -> dict:
         columns = row["columns"]
-        frames = load_video(self.video_root / columns["video_filename"], self.config)
+        frames = load_video(self.video_root / columns["video_filename"], self.sampling)
         pixels = preprocess_frames(frames, self.processor.frame_transform)
         prompt = grpo_prompt(columns["problem"], self.processor)
         prompt_ids = self.processor.tokenize(prompt, [len(pixels)])

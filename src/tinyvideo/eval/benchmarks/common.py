@@ -19,7 +19,7 @@ from tinyvideo.answers import LETTERS
 from tinyvideo.errors import InputError
 from tinyvideo.eval.subtitles import Cue
 from tinyvideo.prompts import question_with_instruction
-from tinyvideo.video import segment_centre_indices, uniform_indices
+from tinyvideo.video import FrameSampling, segment_centre_indices, uniform_indices
 
 # Frame rules of the published evaluations (docs/published-format.md 2.2):
 #   "uniform": linspace over the whole video, repeats kept (pytorchvideo path A; MMVU, NExT-QA, synth);
@@ -52,19 +52,18 @@ class Sampling:
     def chooser(self, folder: bool, frames: int | None, fps: float | None = None, max_frames: int | None = None):
         """The index rule `(total_frames, fps) -> indices` that `read_frames` applies to the video.
 
-        The frame count is `frames`, or one per 1/`fps` seconds of the whole video (at least one, at
-        most `max_frames`), as the published scripts count it. In MVBench's rule a JPEG-frame folder
+        The frame count is the `FrameSampling(frames, fps, max_frames)`'s for the whole video, as the
+        published scripts count it. In MVBench's rule a JPEG-frame folder
         numbers its files from 1 (docs/published-format.md 2.2 C); the indices returned are 0-based either way.
         A video whose timestamps cannot tell frames apart has no rate (None): the rules that count in
         seconds (`fps`, MVBench's segments) raise `ValueError` for it.
         """
+        sampling = FrameSampling(frames, fps, max_frames)
 
         def choose(total: int, rate: float | None) -> np.ndarray:
-            if rate is None and (frames is None or self.rule in ("segment_centre", "stride")):
+            if rate is None and (sampling.fps is not None or self.rule in ("segment_centre", "stride")):
                 raise ValueError("the video's timestamps cannot tell its frames apart, so its frame rate is unknown")
-            count = frames if frames is not None else max(1, int(total / rate * fps))
-            if frames is None and max_frames is not None:
-                count = min(count, max_frames)
+            count = sampling.count(total, rate)
             if self.rule == "segment_centre":
                 if folder:
                     return segment_centre_indices(self.bound, rate, total, first_idx=1, num=count) - 1
