@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tinyvideo.processing import pack_videos
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.scoring import completion_logprobs, token_logprobs
 from tinyvideo.scratch import build_tiny
@@ -111,7 +112,7 @@ def published_step(model, reference, processor, videos, prompt_ids, solutions, a
         own = []
         torch.manual_seed(args.seed + index)
         for _ in range(group):  # 8 sequential generate calls, each encoding the video again
-            features = model.encode_videos(video.unsqueeze(0))
+            features = model.encode_frames(video)
             output = model.generate(
                 input_ids=prompt, frame_features=features, do_sample=True, max_new_tokens=args.new_tokens,
                 top_k=50, eos_token_id=eos, pad_token_id=eos,
@@ -126,11 +127,11 @@ def published_step(model, reference, processor, videos, prompt_ids, solutions, a
         combine_rewards([accuracy_reward(texts, solutions[:group]), format_reward(texts)], "r1")
         mask = completion_mask(rows, eos)
         full = torch.cat([prompt.repeat(group, 1), rows], dim=1)
-        repeated = video.unsqueeze(0).repeat(group, 1, 1, 1, 1)  # the video G times through the vision tower
-        logits = model(input_ids=full, pixel_values_videos=repeated).logits  # full-sequence logits
+        repeated = dict(zip(("pixel_values_videos", "video_num_frames"), pack_videos([video] * group)))
+        logits = model(input_ids=full, **repeated).logits  # the video G times through the vision tower; full-sequence logits
         logp = token_logprobs(logits[:, :-1][:, -width:], rows)
         with torch.no_grad():
-            ref_logits = reference(input_ids=full, pixel_values_videos=repeated).logits
+            ref_logits = reference(input_ids=full, **repeated).logits
             ref_logp = token_logprobs(ref_logits[:, :-1][:, -width:], rows)
         delta = ref_logp - logp
         kl = (torch.exp(delta) - delta - 1).clamp(-100, 100)

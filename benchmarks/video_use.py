@@ -58,7 +58,10 @@ def main() -> int:
         batch = collate([dataset[i] for i in range(start, min(start + args.batch_size, args.rows, len(dataset)))])
         batch.pop("skipped_rows")
         own, labels = token_losses(model, batch)
-        other, _ = token_losses(model, {**batch, "pixel_values_videos": batch["pixel_values_videos"].roll(1, 0)})
+        pixels, counts = batch["pixel_values_videos"], batch["video_num_frames"]  # the last video moves to the front
+        other, _ = token_losses(
+            model, {**batch, "pixel_values_videos": pixels.roll(int(counts[-1]), 0), "video_num_frames": counts.roll(1)}
+        )
         mask = labels != -100
         totals["own"] += own[mask].sum().item()
         totals["other"] += other[mask].sum().item()

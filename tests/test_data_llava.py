@@ -106,7 +106,7 @@ def test_unusable_rows_are_replaced_by_the_next_and_reported(tmp_path, processor
 
     batch = LlavaCollator(processor)(items[:3])
     assert batch["skipped_rows"] == [0, 2]
-    assert batch["pixel_values_videos"].shape == (3, 4, 3, 32, 32)
+    assert batch["pixel_values_videos"].shape == (3 * 4, 3, 32, 32)
     assert batch["video_num_frames"].tolist() == [4, 4, 4]
     widths = batch["attention_mask"].sum(1)
     assert (batch["labels"][torch.arange(3), widths - 1] == processor.tokenizer.eos_token_id).all()

@@ -154,9 +154,9 @@ def test_batched_answers_equal_one_at_a_time(settings, loaded, reference, tmp_pa
 def test_each_video_is_decoded_and_encoded_once(settings, loaded, monkeypatch, tmp_path):
     model, processor = loaded
     decoded, encoded, generated = [], [], []
-    read_frames, encode_videos, generate = video_frames.read_frames, model.encode_videos, model.generate
+    read_frames, encode_frames, generate = video_frames.read_frames, model.encode_frames, model.generate
     monkeypatch.setattr(video_frames, "read_frames", lambda path, **kw: decoded.append(path) or read_frames(path, **kw))
-    monkeypatch.setattr(model, "encode_videos", lambda *a, **kw: encoded.append(1) or encode_videos(*a, **kw))
+    monkeypatch.setattr(model, "encode_frames", lambda *a, **kw: encoded.append(1) or encode_frames(*a, **kw))
     monkeypatch.setattr(model, "generate", lambda **kw: generated.append(kw) or generate(**kw))
     evaluate(settings, tmp_path, model, processor, batch_size=4)
     assert sorted(Path(p).name for p in decoded) == sorted(Path(v).name for v in VIDEOS)
@@ -245,7 +245,7 @@ def test_cloze_mode_picks_the_option_likeliest_as_the_answer(settings, loaded, t
         for letter, text in question.options.items():
             answer = processor.tokenize(f" {text}<|endoftext|>", [])
             with torch.no_grad():
-                logits = model(input_ids=torch.tensor([prompt + answer]), pixel_values_videos=pixels[None]).logits[0]
+                logits = model(input_ids=torch.tensor([prompt + answer]), pixel_values_videos=pixels).logits[0]
             logprobs = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)
             expected[letter] = logprobs[torch.arange(len(answer)), torch.tensor(answer)].sum().item()
         assert record["scores"] == pytest.approx(expected, abs=1e-4)

@@ -16,6 +16,7 @@ from torch.utils.data import SequentialSampler
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.cli import main
+from tinyvideo.processing import pack_videos
 from tinyvideo.processing import preprocess_frames
 from tinyvideo.prompts import REASON_INSTRUCTION, SYSTEM
 from tinyvideo.scoring import completion_logprobs, token_logprobs
@@ -88,7 +89,8 @@ def published_logprobs(model, prompt_ids, video, completions):
     pixel values without attention mask, full-sequence logits, the last Lc positions kept."""
     group = len(completions)
     ids = torch.cat([torch.tensor(prompt_ids).repeat(group, 1), completions], dim=1)
-    logits = model(input_ids=ids, pixel_values_videos=video.unsqueeze(0).repeat(group, 1, 1, 1, 1)).logits
+    pixels, counts = pack_videos([video] * group)
+    logits = model(input_ids=ids, pixel_values_videos=pixels, video_num_frames=counts).logits
     return token_logprobs(logits[:, :-1][:, -completions.shape[1] :], completions)
 
 
@@ -221,7 +223,7 @@ def test_with_only_lora_training_the_reference_is_the_adapter_free_model(suite, 
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.5)  # a trained adapter
     ids = torch.tensor([processor.tokenize(grpo_prompt(PROBLEM, processor), [3])])
-    video = clips(processor, ["green"])[0].unsqueeze(0)
+    video = clips(processor, ["green"])[0]
     with torch.no_grad():
         adapted = model(input_ids=ids, pixel_values_videos=video).logits
         with adapters_disabled(model):

@@ -14,8 +14,8 @@ PACKAGE = Path(tinyvideo.__file__).parent
 # (without a cycle) and any unit of a lower layer, never one of their own layer or above.
 LAYERS = [
     ["errors", "files"],
-    ["rows", "flags", "prompts", "video", "vision_towers", "connectors", "scoring"],
-    ["answers", "config"],
+    ["rows", "prompts", "video", "vision_towers", "connectors", "scoring"],
+    ["answers", "config", "flags"],
     ["checkpoints"],
     ["modeling", "processing"],
     ["scratch"],

@@ -162,13 +162,29 @@ def test_batched_generate_answers_as_one_by_one(tiny, questions, frame_counts):
             assert together[row].tolist() == alone[0].tolist()
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_return_sequences_repeat_each_rows_own_videos(tiny, cached):
+    """Videos are not batched (flat frames): `generate` repeats each row's videos with the row (two in the first)."""
+    model, processor = tiny
+    texts, videos = ["USER: <image> then <image> what changed? ASSISTANT:", chat_prompt("q")], [video(3), video(2, 1), video(4, 2)]
+    batch = processor(text=texts, videos=videos)
+    repeated = processor(text=[texts[0], texts[0], texts[1], texts[1]], videos=videos[:2] * 2 + videos[2:] * 2)
+    settings = dict(max_new_tokens=1, do_sample=True, output_logits=True, return_dict_in_generate=True)
+    with torch.no_grad():
+        if cached:
+            batch["frame_features"] = model.encode_frames(batch.pop("pixel_values_videos"))
+        expanded = model.generate(**batch, num_return_sequences=2, **settings).logits[0]
+        one_by_one = model.generate(**repeated, **settings).logits[0]
+    torch.testing.assert_close(expanded, one_by_one)
+
+
 def test_precomputed_frame_features_give_the_same_outputs(tiny):
     model, processor = tiny
     batch = processor(text=[chat_prompt("describe")], videos=[video(4)])
     with torch.no_grad():
-        features = model.encode_videos(batch["pixel_values_videos"], batch["video_num_frames"])
+        features = model.encode_frames(batch["pixel_values_videos"])
         from_pixels = model(**batch).logits
-        cached = {k: v for k, v in batch.items() if k not in ("pixel_values_videos", "video_num_frames")}
+        cached = {k: v for k, v in batch.items() if k != "pixel_values_videos"}
         from_features = model(**cached, frame_features=features).logits
         generated = model.generate(**cached, frame_features=features, max_new_tokens=5, do_sample=False)
     assert torch.equal(from_pixels, from_features)

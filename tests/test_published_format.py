@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.checkpoints import CheckpointError, export_published
+from tinyvideo.processing import pack_videos
 from tinyvideo.processing import chat_prompt
 
 
@@ -56,7 +57,7 @@ def test_prompt_and_input_ids(loaded, expected):
     batch = processor(text=[prompt], videos=[tensors["video_frames_uint8"].numpy()])
     assert published_ids(batch["input_ids"][0], model.config.video_token_id) == meta["eval"]["input_ids"]
     assert batch["input_ids"].shape[1] == meta["eval"]["spliced_length"]
-    assert torch.equal(batch["pixel_values_videos"][0], tensors["video"])
+    assert torch.equal(batch["pixel_values_videos"], tensors["video"])
 
 
 def test_vision_connector_and_logits(loaded, expected):
@@ -94,7 +95,7 @@ def test_training_ids_labels_and_loss(loaded, expected, name):
     video = tensors["video"] if example["video"] == "video" else tensors["video"].flip(0)
     batch = processor.pad([encoded])
     with torch.no_grad():
-        loss = model(**batch, pixel_values_videos=video[None]).loss
+        loss = model(**batch, pixel_values_videos=video).loss
     assert abs(loss.item() - example["loss"]) <= 1e-5
 
 
@@ -103,9 +104,9 @@ def test_padded_training_batch_loss(loaded, expected):
     meta, tensors = expected
     examples = [processor.encode_conversation(meta["train"][n]["conversation"], 4) for n in ("train_1round", "train_2round")]
     batch = processor.pad(examples)
-    videos = torch.stack([tensors["video"], tensors["video"].flip(0)])
+    pixels, counts = pack_videos([tensors["video"], tensors["video"].flip(0)])
     with torch.no_grad():
-        loss = model(**batch, pixel_values_videos=videos).loss
+        loss = model(**batch, pixel_values_videos=pixels, video_num_frames=counts).loss
     assert abs(loss.item() - meta["train"]["train_batch"]["loss"]) <= 1e-5
 
 

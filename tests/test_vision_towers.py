@@ -15,7 +15,7 @@ from tinyvideo.checkpoints import CheckpointError, export_published
 from tinyvideo.cli import main
 from tinyvideo.processing import chat_prompt
 from tinyvideo.scratch import TINY_TOWERS, build_tiny, tiny_config
-from tinyvideo.train.common import ModelArguments, apply_tuning, used_vision_layers
+from tinyvideo.train.common import ModelArguments, apply_tuning
 from tinyvideo.vision_towers import IMAGENET_MEAN, IMAGENET_STD, FrameTransform, build_vision_tower, frame_transform
 
 # tokens before the patches that the 'patch' strategy drops: SigLIP's first patch (the published quirk),
@@ -75,7 +75,7 @@ def test_each_tower_tiny_end_to_end(tower, tmp_path):
 
     args = ModelArguments(model_name_or_path="tiny", tune_vision_tower="full", tiny_vision_tower=tower)
     apply_tuning(model, args)
-    used = [p for layer in used_vision_layers(model) for p in layer.parameters()]
+    used = [p for layer in model.used_vision_layers() for p in layer.parameters()]
     before = [p.detach().clone() for p in used]
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     model.train()

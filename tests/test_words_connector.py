@@ -185,7 +185,7 @@ def test_one_embedding_per_patch_token_as_many_as_the_processor_puts_placeholder
     video = torch.randint(0, 255, (frames, 32, 32, 3), dtype=torch.uint8).numpy()
     inputs = processor(["<image>\nwhat is red?"] * 2, videos=[video, video])
     assert int((inputs["input_ids"][0] == model.config.video_token_id).sum()) == 16 * frames
-    features = model.encode_frames(inputs["pixel_values_videos"].flatten(0, 1)).unflatten(0, (2, frames))
+    features = model.encode_frames(inputs["pixel_values_videos"]).unflatten(0, (2, frames))
     with torch.no_grad():
         assert model.connector(features).shape == (2, 16 * frames, 32)
         assert model(**inputs).logits.shape[:2] == inputs["input_ids"].shape

@@ -72,7 +72,7 @@ def main(out: Path) -> None:
     report["whole"] = {tokens: rollouts(whole, tokens) for tokens in (4, 8)}
     report["sharded_after"] = all(p.numel() == 0 for p in policy.parameters())
     fetches.clear()
-    loss = engine(input_ids=torch.tensor([prompt]), pixel_values_videos=videos, labels=torch.tensor([prompt])).loss
+    loss = engine(input_ids=torch.tensor([prompt]), pixel_values_videos=videos[0], labels=torch.tensor([prompt])).loss
     engine.backward(loss)
     engine.step()
     report["training_fetches"] = len(fetches)

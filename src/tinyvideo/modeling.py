@@ -15,6 +15,10 @@ The visual path is split in two so that work can be shared:
   per video and reused by every rollout, the reference model and every question about that video.
 - `connect`: the trainable connector.
 `forward` and `generate` accept pixel values, precomputed frame features, or ready `inputs_embeds`.
+
+Videos take one form, as Qwen2-VL's: all videos' frames one after another, `pixel_values_videos`
+[sum T_i, 3, S, S] (or their frame features [sum T_i, P, Dv]), with `video_num_frames` [V], each video's
+frame count (`processing.pack_videos` makes both from one tensor per video).
 """
 
 from __future__ import annotations
@@ -39,18 +43,7 @@ from tinyvideo import checkpoints
 from tinyvideo.config import TinyVideoConfig
 from tinyvideo.connectors import PerceiverResampler, build_connector
 from tinyvideo.errors import InputError
-from tinyvideo.vision_towers import build_vision_tower, dropped_tokens, embed, used_encoder_layers
-
-Videos = torch.Tensor | Sequence[torch.Tensor]
-
-
-def split_videos(videos: Videos, num_frames: torch.Tensor | Sequence[int] | None) -> list[torch.Tensor]:
-    """A padded [V, Tmax, ...] tensor (with per-video frame counts) or a list -> one tensor per video."""
-    if isinstance(videos, torch.Tensor):
-        if num_frames is None:
-            return list(videos.unbind(0))
-        return [video[: int(n)] for video, n in zip(videos, num_frames, strict=True)]
-    return list(videos)
+from tinyvideo.vision_towers import build_vision_tower, dropped_tokens, embed, encoder_layers
 
 
 class FiniteScores(LogitsProcessor):
@@ -135,6 +128,12 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
 
     # ---- visual path -------------------------------------------------------------------------------
 
+    def used_vision_layers(self) -> nn.ModuleList:
+        """The vision encoder layers that make the hidden state `vision_feature_layer` reads (-1: the last layer's
+        output, -2: its input, ...); the layers after them (and the post layer norm) never run."""
+        layers = encoder_layers(self.vision_tower)
+        return layers[: self.config.vision_feature_layer % (len(layers) + 1)]
+
     def encode_frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Frames [N, 3, S, S] -> features [N, P, Dv]: the hidden state of `vision_feature_layer`.
 
@@ -144,20 +143,12 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         models were trained that way (docs/published-format.md 1.4). 'cls_patch' keeps every token.
         """
         hidden = embed(self.vision_tower, pixel_values.to(device=self.device, dtype=self.vision_tower.dtype))
-        for layer in used_encoder_layers(self.vision_tower, self.config.vision_feature_layer):
+        for layer in self.used_vision_layers():
             hidden = layer(hidden, None)
             hidden = hidden[0] if isinstance(hidden, tuple) else hidden
         if self.config.vision_feature_select_strategy == "patch":
             return hidden[:, dropped_tokens(self.config.vision_config) :]
         return hidden
-
-    def encode_videos(self, pixel_values_videos: Videos, video_num_frames=None) -> list[torch.Tensor]:
-        """Run the vision tower once over all frames of all videos; one [T_i, P, Dv] tensor per video."""
-        videos = split_videos(pixel_values_videos, video_num_frames)
-        counts = [len(v) for v in videos]
-        if any(n == 0 for n in counts):
-            raise ValueError(f"every video needs at least one frame; got frame counts {counts}")
-        return list(self.encode_frames(torch.cat(videos)).split(counts))
 
     def connect(self, frame_features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Frame features per video -> visual embeddings per video [Q_i, D]. Videos of equal length share one call."""
@@ -177,16 +168,21 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         return next(self.connector.parameters()).dtype
 
     def get_video_features(self, pixel_values_videos=None, video_num_frames=None, frame_features=None) -> torch.Tensor:
-        """All videos' visual embeddings, concatenated in placeholder order: [sum Q_i, D] (from pixels, or from
-        frame features computed before)."""
+        """All videos' visual embeddings, concatenated in placeholder order: [sum Q_i, D].
+
+        From the frames `pixel_values_videos` [sum T_i, 3, S, S], or from their `frame_features` [sum T_i, P, Dv]
+        computed before by `encode_frames`; `video_num_frames` [V] counts each video's frames (None: one video).
+        """
         if frame_features is None:
-            frame_features = self.encode_videos(pixel_values_videos, video_num_frames)
-        else:
-            frame_features = split_videos(frame_features, video_num_frames)
-        return torch.cat(self.connect(frame_features))
+            frame_features = self.encode_frames(pixel_values_videos)
+        counts = [len(frame_features)] if video_num_frames is None else torch.as_tensor(video_num_frames).tolist()
+        if 0 in counts or sum(counts) != len(frame_features):
+            raise ValueError(f"video_num_frames {counts} must be positive and add up to the {len(frame_features)} frames")
+        return torch.cat(self.connect(frame_features.split(counts)))
 
     def embed_inputs(self, input_ids, pixel_values_videos=None, video_num_frames=None, frame_features=None):
-        """Token embeddings with the video placeholders replaced by the visual embeddings."""
+        """Token embeddings [B, L, D] with the video placeholders replaced by the visual embeddings (videos as
+        `get_video_features` takes them)."""
         embeds = self.get_input_embeddings()(input_ids)
         if pixel_values_videos is None and frame_features is None:
             self.get_placeholder_mask(input_ids, embeds)
@@ -220,9 +216,9 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         past_key_values=None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        pixel_values_videos: Videos | None = None,
-        video_num_frames: torch.Tensor | None = None,
-        frame_features: Videos | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_num_frames: torch.LongTensor | None = None,
+        frame_features: torch.Tensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
@@ -248,6 +244,27 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         kwargs["suppress_tokens"] = sorted({*suppressed, self.config.video_token_id})
         kwargs["logits_processor"] = LogitsProcessorList([*(kwargs.get("logits_processor") or []), FiniteScores()])
         return super().generate(*args, **kwargs)
+
+    def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
+        """`GenerationMixin`'s (for `num_return_sequences` and beams), with the videos repeated by row: they are not
+        batched, so the copies of a row whose videos are [a, b] take [a, b, a, b]."""
+        keys = ("pixel_values_videos", "frame_features", "video_num_frames")
+        videos = {key: model_kwargs.pop(key) for key in keys if model_kwargs.get(key) is not None}
+        key = "frame_features" if "frame_features" in videos else "pixel_values_videos"
+        if expand_size > 1 and key in videos and input_ids is not None:
+            counts = torch.as_tensor(videos.get("video_num_frames", [len(videos[key])])).tolist()
+            order, video = [], 0  # the videos' indices, each row's repeated `expand_size` times
+            for placeholders in (input_ids == self.config.video_token_id).sum(1).tolist():
+                start = video
+                while placeholders > 0 and video < len(counts):
+                    placeholders -= self.config.num_visual_tokens(counts[video])
+                    video += 1
+                order += list(range(start, video)) * expand_size
+            chunks = videos[key].split(counts)
+            videos[key] = torch.cat([chunks[i] for i in order])
+            videos["video_num_frames"] = torch.tensor([counts[i] for i in order], dtype=torch.long)
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids, **model_kwargs)
+        return input_ids, {**model_kwargs, **videos}
 
     def prepare_inputs_for_generation(self, *args, frame_features=None, video_num_frames=None, **kwargs):
         """Visual inputs only matter on the first step; afterwards the KV cache carries them."""

@@ -143,6 +143,11 @@ def preprocess_frames(frames, transform: FrameTransform | int) -> torch.Tensor:
     return transform(frames)
 
 
+def pack_videos(videos: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One tensor per video [T_i, ...] -> the model's video form: the frames [sum T_i, ...] and `video_num_frames` [V]."""
+    return torch.cat(list(videos)), torch.tensor([len(video) for video in videos], dtype=torch.long)
+
+
 class TinyVideoProcessor:
     """Turns prompts and videos into model inputs; builds prompts and training labels.
 
@@ -377,7 +382,8 @@ class TinyVideoProcessor:
     # ---- videos -------------------------------------------------------------------------------------
 
     def preprocess_videos(self, videos: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
-        """Videos (uint8 frames, or already preprocessed float tensors [T,3,S,S]) -> padded [V,Tmax,3,S,S], counts."""
+        """Videos (uint8 frames, or already preprocessed float tensors [T,3,S,S]) -> the model's video form:
+        `pixel_values_videos` [sum T_i,3,S,S] and `video_num_frames` [V]."""
         pixels = [
             v if isinstance(v, torch.Tensor) and v.is_floating_point() else preprocess_frames(v, self.frame_transform)
             for v in videos
@@ -387,11 +393,7 @@ class TinyVideoProcessor:
                 raise ValueError(
                     f"a preprocessed video must be [T>0, 3, {self.image_size}, {self.image_size}]; got {tuple(video.shape)}"
                 )
-        counts = torch.tensor([len(v) for v in pixels], dtype=torch.long)
-        padded = torch.zeros(len(pixels), int(counts.max()), 3, self.image_size, self.image_size)
-        for index, video in enumerate(pixels):
-            padded[index, : len(video)] = video
-        return padded, counts
+        return pack_videos(pixels)
 
     def __call__(
         self,
@@ -403,9 +405,9 @@ class TinyVideoProcessor:
         """Prompts (one `<image>` per video, videos given in placeholder order) -> generation inputs.
 
         `videos` is a list of uint8 frame arrays [T,H,W,3] (or PIL image lists), or float pixel values
-        [V,T,3,S,S]. Returns `input_ids` and `attention_mask` [B,L], plus `pixel_values_videos`
-        [V,Tmax,3,S,S] and `video_num_frames` [V] when there are videos. Prompts are left-padded, so
-        each row's last token is its own and a batched `generate` answers every prompt as it would
+        [V,T,3,S,S]. Returns `input_ids` and `attention_mask` [B,L], plus `pixel_values_videos` [sum T_i,3,S,S]
+        (the videos' frames one after another) and `video_num_frames` [V] when there are videos. Prompts are
+        left-padded, so each row's last token is its own and a batched `generate` answers every prompt as it would
         alone; training examples, whose labels follow the prompt, are padded by `pad` (right by default).
         """
         texts = [text] if isinstance(text, str) else list(text)

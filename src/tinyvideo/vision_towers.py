@@ -147,13 +147,6 @@ def encoder_layers(tower: PreTrainedModel) -> nn.ModuleList:
     return encoder.layers if hasattr(encoder, "layers") else encoder.layer
 
 
-def used_encoder_layers(tower: PreTrainedModel, feature_layer: int) -> nn.ModuleList:
-    """The encoder layers that make the hidden state `feature_layer` reads (-1: the last layer's output, -2:
-    its input, ...); the layers after them never need to run."""
-    layers = encoder_layers(tower)
-    return layers[: feature_layer % (len(layers) + 1)]
-
-
 def vision_config_of(folder: str | Path) -> PreTrainedConfig:
     """The vision config in a tower's folder: a vision model's, or the vision half of a two-tower
     (SigLIP or CLIP) folder. Raises `InputError` when the folder holds no tower tinyvideo can use."""

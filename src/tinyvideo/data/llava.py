@@ -86,7 +86,7 @@ class LlavaDataset(RowDataset):
 
 
 class LlavaCollator:
-    """Pads token ids and labels (right side), pads videos to the longest one in frames."""
+    """Pads token ids and labels (right side); the videos' frames one after another, with their counts."""
 
     def __init__(self, processor):
         self.processor = processor

@@ -17,6 +17,7 @@ from tinyvideo.eval.benchmarks.common import Question, Sampling
 from tinyvideo.eval.frames import VideoFrames
 from tinyvideo.eval.predictions import append, record_of
 from tinyvideo.eval.settings import Settings
+from tinyvideo.processing import pack_videos
 from tinyvideo.scoring import token_logprobs
 
 logger = logging.getLogger(__name__)
@@ -59,8 +60,9 @@ def answer_batch(model, processor, items: Sequence[Asked], settings: Settings) -
         torch.manual_seed(batch_seed(settings.seed, [q.id for q in questions]))
         sampling.update(do_sample=True, temperature=settings.temperature)
     with torch.inference_mode():
+        features, counts = pack_videos([item.features for item in items])
         output = model.generate(
-            **batch, frame_features=[item.features for item in items], max_new_tokens=settings.max_new_tokens, **sampling
+            **batch, frame_features=features, video_num_frames=counts, max_new_tokens=settings.max_new_tokens, **sampling
         )
     new_tokens = output[:, batch["input_ids"].shape[1] :]
     texts = processor.batch_decode(new_tokens)
@@ -103,7 +105,8 @@ def score_options(model, processor, items: Sequence[Asked]) -> list[dict]:
     counts = torch.tensor([len(item.question.options) for item in items], device=model.device)
     owner = torch.arange(len(items), device=model.device).repeat_interleave(counts)  # each answer's question
     with torch.inference_mode():
-        embeds = model.embed_inputs(prompts["input_ids"], frame_features=[item.features for item in items])
+        features, num_frames = pack_videos([item.features for item in items])
+        embeds = model.embed_inputs(prompts["input_ids"], video_num_frames=num_frames, frame_features=features)
         mask = prompts["attention_mask"]
         positions = mask.cumsum(1) - 1  # real tokens only, as in generation
         prompt = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions.clamp(min=0), use_cache=True, logits_to_keep=1)
@@ -165,7 +168,7 @@ def answer_questions(
             progress.update(len(asked))
             continue
         with torch.inference_mode():
-            features = model.encode_videos([pixels])[0]
+            features = model.encode_frames(pixels)
         for question in asked:
             question, subtitles = question.at_frames(frames.get("timestamps"))
             queue.append(Asked(question, features, frames, status, subtitles))

@@ -5,7 +5,7 @@ The adapters in `benchmarks/` turn each benchmark's own files into questions; th
 rest (`evaluate`), built around three costs and one risk:
 - Decoding: each video is decoded once, in DataLoader workers, for all of its questions (Video-MME
   has three per video), with the frames its benchmark's published evaluation would take.
-- The vision tower: each video's frame features are computed once (`model.encode_videos`) and
+- The vision tower: each video's frame features are computed once (`model.encode_frames`) and
   passed to `generate` as `frame_features` for every question about it.
 - Generation: questions are answered in batches, left-padded. Greedy by default; sampling needs a
   seed, and each batch's seed is derived from the seed and its question ids.

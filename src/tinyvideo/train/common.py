@@ -34,7 +34,7 @@ from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.rows import read_json_rows, read_text
 from tinyvideo.scratch import TINY_TOWERS, assemble, build_tiny
 from tinyvideo.video import FrameSampling
-from tinyvideo.vision_towers import input_modules, used_encoder_layers
+from tinyvideo.vision_towers import input_modules
 
 logger = logging.getLogger(__name__)
 
@@ -336,15 +336,9 @@ def _freeze(module: nn.Module) -> None:
     module.train = _keep_eval.__get__(module)
 
 
-def used_vision_layers(model) -> nn.ModuleList:
-    """The vision encoder layers the model runs: up to `vision_feature_layer`; the rest (and the post
-    layer norm and pooling head) get no gradient, and trainable unused weights break DDP."""
-    return used_encoder_layers(model.vision_tower, model.config.vision_feature_layer)
-
-
 def _trainable_parts(model, args) -> dict[str, tuple[list[nn.Module], str]]:
     """Component -> (modules that take part, tune type)."""
-    layers = used_vision_layers(model)
+    layers = model.used_vision_layers()  # the rest get no gradient, and trainable unused weights break DDP
     vision_parts = [*input_modules(model.vision_tower), *layers]
     if args.tune_vision_tower == "partial":
         vision_parts, vision_tune = list(layers[args.vision_tower_from_layer :]), "full"

@@ -16,15 +16,18 @@ from dataclasses import dataclass
 
 import torch
 
+from tinyvideo.processing import pack_videos
+
 
 @dataclass
 class Prompts:
     """A batch of prompts: left-padded token ids with their video placeholders expanded, and the frame
-    features of each prompt's video, in row order."""
+    features of each prompt's video, one video after another in row order."""
 
     input_ids: torch.Tensor  # [B, Lp]
     attention_mask: torch.Tensor  # [B, Lp]
-    frame_features: list[torch.Tensor]  # B x [T, P, Dv]
+    frame_features: torch.Tensor  # [sum T_i, P, Dv]
+    video_num_frames: torch.Tensor  # [B]
 
 
 def prompt_batch(model, processor, prompt_ids: list[list[int]], videos: list[torch.Tensor]) -> Prompts:
@@ -35,15 +38,16 @@ def prompt_batch(model, processor, prompt_ids: list[list[int]], videos: list[tor
     given fresh features with gradient instead).
     """
     padded = processor.pad([{"input_ids": ids} for ids in prompt_ids], padding_side="left")
+    pixels, counts = pack_videos(videos)
     with torch.no_grad():
-        features = model.encode_videos(videos)
-    return Prompts(padded["input_ids"].to(model.device), padded["attention_mask"].to(model.device), features)
+        features = model.encode_frames(pixels)
+    return Prompts(padded["input_ids"].to(model.device), padded["attention_mask"].to(model.device), features, counts)
 
 
-def prompt_embeddings(model, prompts: Prompts, frame_features: list[torch.Tensor] | None = None) -> torch.Tensor:
+def prompt_embeddings(model, prompts: Prompts, frame_features: torch.Tensor | None = None) -> torch.Tensor:
     """Token embeddings of the prompts with each prompt's own video spliced in: [B, Lp, D]."""
     features = prompts.frame_features if frame_features is None else frame_features
-    return model.embed_inputs(prompts.input_ids, frame_features=features)
+    return model.embed_inputs(prompts.input_ids, video_num_frames=prompts.video_num_frames, frame_features=features)
 
 
 @torch.no_grad()
