@@ -35,6 +35,7 @@ from tinyvideo.eval.outputs import build_report
 from tinyvideo.eval.settings import CONTROLS, Settings
 from tinyvideo.files import write_json
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
+from tinyvideo.rows import read_json
 from tinyvideo.train import grpo, sft, vision
 from tinyvideo.train.base_model import materialise
 from tinyvideo.train.common import load_config
@@ -53,13 +54,22 @@ TRAINERS = {
 # ---- training ---------------------------------------------------------------------------------------
 
 
+def stage_data(ws: Workspace, stage: Stage) -> Path:
+    """The stage's training file: the suite's one, or its several files' rows joined into the workspace's
+    `data/<stage>.json`."""
+    paths = [ws.suite.path(*keys) for keys in stage.data]
+    if len(paths) == 1:
+        return paths[0]
+    return write_json(ws.root / "data" / f"{stage.name}.json", [row for path in paths for row in read_json(path)])
+
+
 def stage_overrides(ws: Workspace, stage: Stage, run: Path, start: str | None) -> list[str]:
     """The recipe's paths pointed into the workspace, the scale's step cap, and the seed. `start` is the
     model to start from: a folder; `tiny`, a new model around the vision stage's tower (its language model
     the workspace's base language model, or one from scratch); or None (the vision stage)."""
     suite = ws.suite
     overrides = [
-        "--data_path", str(suite.path(*stage.data)),
+        "--data_path", str(stage_data(ws, stage)),
         "--video_root", str(suite.video_root),
         "--output_dir", str(run),
         "--seed", str(ws.seed),
