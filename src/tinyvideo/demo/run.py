@@ -55,12 +55,12 @@ TRAINERS = {
 
 
 def stage_data(ws: Workspace, stage: Stage) -> Path:
-    """The stage's training file: the suite's one, or its several files' rows joined into the workspace's
+    """The stage's training file: the suite's one, or its sources' rows joined into the workspace's
     `data/<stage>.json`."""
-    paths = [ws.suite.path(*keys) for keys in stage.data]
-    if len(paths) == 1:
-        return paths[0]
-    return write_json(ws.root / "data" / f"{stage.name}.json", [row for path in paths for row in read_json(path)])
+    if len(stage.data) == 1 and stage.data[0].every == 1:
+        return ws.suite.path(*stage.data[0].keys)
+    rows = [row for source in stage.data for row in read_json(ws.suite.path(*source.keys))[:: source.every]]
+    return write_json(ws.root / "data" / f"{stage.name}.json", rows)
 
 
 def stage_overrides(ws: Workspace, stage: Stage, run: Path, start: str | None) -> list[str]:
