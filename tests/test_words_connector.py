@@ -35,27 +35,31 @@ def attribute_tower(hidden_size: int = 32) -> AttributeTower:
     return AttributeTower(config)
 
 
-def confident_head(tower: AttributeTower, colour: str, shape: str) -> None:
-    """A head that says "none" for a zero feature and (colour, shape) for a feature along the first axis."""
+OBJECTS = (("red", "triangle"), ("blue", "circle"))  # what the hand-set head sees along feature axes 0 and 1
+
+
+def confident_head(tower: AttributeTower) -> None:
+    """A head that says "none" for a zero feature and `OBJECTS[k]` (colour, shape) for a feature along axis k."""
     head = tower.attribute_head
     with torch.no_grad():
         head.weight.zero_()
         head.bias.zero_()
-        colour_at, shape_at = COLOUR_CLASSES.index(colour), len(COLOUR_CLASSES) + SHAPE_CLASSES.index(shape)
         head.bias[0] = head.bias[len(COLOUR_CLASSES)] = CONFIDENT  # "none" for both
-        head.weight[colour_at, 0] = head.weight[shape_at, 0] = 2 * CONFIDENT
+        for axis, (colour, shape) in enumerate(OBJECTS):
+            colour_at, shape_at = COLOUR_CLASSES.index(colour), len(COLOUR_CLASSES) + SHAPE_CLASSES.index(shape)
+            head.weight[colour_at, axis] = head.weight[shape_at, axis] = 2 * CONFIDENT
 
 
 @pytest.fixture(scope="module")
 def tower_dir(tmp_path_factory):
     tower = attribute_tower()
-    confident_head(tower, "red", "triangle")
+    confident_head(tower)
     return save_tower_and_head(tower, tower_image_processor(32), tmp_path_factory.mktemp("towers") / "attributes")
 
 
-def words_model(tower_dir, **settings):
+def words_model(tower_dir, connector_type="words", **settings):
     return build_tiny(
-        ["a red triangle at the top left"], vocab_size=300, vision_tower_path=tower_dir, connector_type="words",
+        ["a red triangle at the top left"], vocab_size=300, vision_tower_path=tower_dir, connector_type=connector_type,
         vision_feature_select_strategy="cls_patch", hidden_size=32, **settings,
     )  # fmt: skip
 
@@ -132,6 +136,33 @@ def test_an_object_that_moves_appears_or_disappears_gains_the_words_for_it(tower
     assert torch.allclose(tokens[1, 5], words(places[5], "appears", "moves right"), atol=1e-5)
     assert torch.allclose(tokens[2, 6], words(places[6], "moves right", "disappears"), atol=1e-5)
     assert tokens[0].abs().max() < 1e-5 and tokens[3].abs().max() < 1e-5
+
+
+def test_object_words_give_each_visible_object_its_colour_shape_place_and_event_word_in_reading_order(tower_dir):
+    model, processor = words_model(tower_dir, connector_type="object_words")
+    places = json.loads((tower_dir / ATTRIBUTE_HEAD_CONFIG).read_text())["patch_places"]
+    features = torch.zeros(1, 3, 16, model.config.vision_config.hidden_size)
+    for frame, patch in enumerate([10, 9, 8]):  # the red triangle moves left along the third row
+        features[0, frame, patch, 0] = 1.0
+    features[0, 1:, 2, 1] = 1.0  # the blue circle appears at the top in the second frame
+    with torch.no_grad():
+        tokens = model.connector(features)
+    assert tokens.shape == (1, 3 * 4 * 4, 32) == (1, model.config.num_visual_tokens(3), 32)
+
+    def phrase(*words):  # None: no word (a still object has no event)
+        return torch.stack([torch.zeros(32) if w is None else word_embedding(model, processor, w) for w in words])
+
+    triangle, circle = ("red", "triangle"), ("blue", "circle")
+    expected = [
+        [phrase(*triangle, places[10], "moves left")],
+        [phrase(*circle, places[2], "appears"), phrase(*triangle, places[9], "moves left")],
+        [phrase(*circle, places[2], None), phrase(*triangle, places[8], "moves left")],
+    ]
+    for frame, objects in enumerate(tokens.unflatten(1, (3, 4, 4))[0]):
+        seen = [slot for slot in objects if slot.abs().max() > 1e-4]  # empty patches fill the other slots
+        assert len(seen) == len(expected[frame])
+        for slot, words in zip(seen, expected[frame], strict=True):
+            assert torch.allclose(slot, words, atol=1e-5)
 
 
 def one_hot(classes: int, index: list[list[int]]) -> torch.Tensor:

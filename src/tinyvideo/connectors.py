@@ -11,6 +11,9 @@
   sees there (colour, shape, place) and for what happens to that object between frames (moves, appears,
   disappears, turns); for towers trained with the vision stage's `attributes` objective. No published model
   has it.
+- `object_words`: the `words` connector's words, one word a token: for each of the (at most) four most
+  visible objects of every frame, in reading order, four tokens (its colour, its shape, its place, what
+  happens to it), so the visual tokens read like a caption. No published model has it.
 
 Each connector class owns what the rest of the code knows about it: its name in a config
 (`connector_type`), the names published checkpoints give it, the settings it needs and how many
@@ -274,6 +277,7 @@ class WordsConnector(PerPatchConnector, nn.Module):
     """
 
     connector_type = "words"
+    has_residual = True
     EVENT_WORDS = ("moves right", "moves left", "moves down", "moves up", "appears", "disappears", "turns")
 
     def __init__(self, config):
@@ -287,7 +291,7 @@ class WordsConnector(PerPatchConnector, nn.Module):
         self.place_embeddings = nn.Parameter(torch.zeros(config.tokens_per_frame, dim))
         self.event_embeddings = nn.Parameter(torch.zeros(len(self.EVENT_WORDS), dim))
         self.frame_embeddings = nn.Parameter(torch.zeros(config.num_frame_embeddings, dim))
-        self.residual = nn.Linear(vision_dim, dim)
+        self.residual = nn.Linear(vision_dim, dim) if self.has_residual else None
 
     @staticmethod
     def check(config) -> None:
@@ -321,26 +325,88 @@ class WordsConnector(PerPatchConnector, nn.Module):
         self.place_embeddings.copy_(place_words)
         self.event_embeddings.copy_(event_words)
         self.frame_embeddings.zero_()
-        nn.init.zeros_(self.residual.weight)
-        nn.init.zeros_(self.residual.bias)
+        if self.residual is not None:
+            nn.init.zeros_(self.residual.weight)
+            nn.init.zeros_(self.residual.bias)
 
-    def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
-        """[B, T, P, Dv] -> [B, T * P, D]; `ValueError` for more frames than it has frame embeddings."""
+    def patch_words(self, frame_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For frame features [B, T, P, Dv]: each patch's words [B, T, P, 4, D] (colour, shape, place, event, as in
+        the class docstring), what every token of the patch adds to them (`frame_embeddings[t] + residual(f)`,
+        [B, T, P, D]) and how likely the patch is occupied (1 - p_colour[0], [B, T, P]). `ValueError` for more
+        frames than it has frame embeddings."""
         frames = frame_features.shape[1]
         if frames > len(self.frame_embeddings):
-            raise ValueError(f"the words connector tells apart {len(self.frame_embeddings)} frames; the video has {frames}")
+            raise ValueError(f"the {self.connector_type} connector tells apart {len(self.frame_embeddings)} frames; the video has {frames}")
         logits = self.attribute_head(frame_features)
         colour = logits[..., : self.num_colour_classes].softmax(-1)
         shape = logits[..., self.num_colour_classes : self.num_colour_classes + self.num_shape_classes].softmax(-1)
-        tokens = (
-            colour[..., 1:] @ self.colour_embeddings
-            + shape[..., 1:] @ self.shape_embeddings
-            + (1 - colour[..., :1]) * self.place_embeddings
-            + object_events(colour, shape) @ self.event_embeddings
-            + self.frame_embeddings[:frames, None]
-            + self.residual(frame_features)
+        presence = 1 - colour[..., 0]
+        words = torch.stack(
+            [
+                colour[..., 1:] @ self.colour_embeddings,
+                shape[..., 1:] @ self.shape_embeddings,
+                presence[..., None] * self.place_embeddings,
+                object_events(colour, shape) @ self.event_embeddings,
+            ],
+            dim=3,
         )
-        return tokens.flatten(1, 2)
+        added = self.frame_embeddings[:frames, None]
+        if self.residual is not None:
+            added = added + self.residual(frame_features)
+        return words, added.expand(*presence.shape, -1), presence
+
+    def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
+        """[B, T, P, Dv] -> [B, T * P, D]; `ValueError` for more frames than it has frame embeddings."""
+        words, added, _ = self.patch_words(frame_features)
+        return (words.sum(3) + added).flatten(1, 2)
+
+
+class ObjectWordsConnector(WordsConnector):
+    """The `words` connector's parameters, laid out one word a token. In each frame the `OBJECTS_PER_FRAME`
+    patches most likely occupied (1 - p_colour[0]) are taken in reading order (row major), and each becomes
+    `WORDS_PER_OBJECT` tokens:
+
+        p_colour[1:] @ colour_embeddings,  p_shape[1:] @ shape_embeddings,
+        (1 - p_colour[0]) * place_embeddings[patch],  event_weights @ event_embeddings
+
+    each plus `frame_embeddings[t]`. A frame with fewer objects fills its remaining slots with empty
+    patches, whose words are near zero. The suite shows at most four objects a frame, so 8 frames give 128
+    tokens, as many as the `words` connector makes of a 4 x 4 patch grid. It has no residual projection of
+    the features: trained, the `words` connector's grows to about four times a word embedding's norm (13
+    against SmolLM2's 3.2) and drowns the words.
+    """
+
+    connector_type = "object_words"
+    has_residual = False
+    OBJECTS_PER_FRAME = 4
+    WORDS_PER_OBJECT = 4
+
+    @classmethod
+    def check(cls, config) -> None:
+        super().check(config)
+        if config.tokens_per_frame < cls.OBJECTS_PER_FRAME:
+            raise ValueError(
+                f"the {cls.connector_type} connector picks {cls.OBJECTS_PER_FRAME} patches a frame; the tower gives {config.tokens_per_frame}"
+            )
+
+    @classmethod
+    def num_visual_tokens(cls, config, num_frames: int) -> int:
+        return cls.OBJECTS_PER_FRAME * cls.WORDS_PER_OBJECT * num_frames
+
+    @classmethod
+    def settings_for_tokens(cls, num_queries: int, num_frames: int) -> dict:
+        raise ValueError(
+            f"the {cls.connector_type} connector makes {cls.OBJECTS_PER_FRAME * cls.WORDS_PER_OBJECT} embeddings a frame; its count is not a setting"
+        )
+
+    def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
+        """[B, T, P, Dv] -> [B, T * OBJECTS_PER_FRAME * WORDS_PER_OBJECT, D]; `ValueError` for more frames than
+        it has frame embeddings."""
+        words, added, presence = self.patch_words(frame_features)
+        words = words + added[..., None, :]
+        slots = presence.topk(self.OBJECTS_PER_FRAME, dim=-1).indices.sort(-1).values  # [B, T, OBJECTS_PER_FRAME]
+        chosen = words.gather(2, slots[..., None, None].expand(-1, -1, -1, *words.shape[3:]))
+        return chosen.flatten(1, 3)
 
 
 def patch_cells(patches: int, device: torch.device) -> torch.Tensor:
@@ -385,7 +451,7 @@ def object_events(colour: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
 
 
 CONNECTORS: dict[str, type[Connector]] = {
-    c.connector_type: c for c in (GroupResampler, NaiveResampler, ImageResampler, MlpConnector, WordsConnector)
+    c.connector_type: c for c in (GroupResampler, NaiveResampler, ImageResampler, MlpConnector, WordsConnector, ObjectWordsConnector)
 }
 
 

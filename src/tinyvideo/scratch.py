@@ -30,7 +30,7 @@ from transformers import (
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
 from tinyvideo.config import TinyVideoConfig, canonical_connector
-from tinyvideo.connectors import WordsConnector
+from tinyvideo.connectors import CONNECTORS, WordsConnector
 from tinyvideo.errors import InputError
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
@@ -238,7 +238,7 @@ def words_settings(connector_type: str, vision_tower_dir: str | Path | None) -> 
     """The config settings a new `words` connector takes from its tower's folder (`attribute_head`); none
     for the other connectors. `InputError` when the tower has no attribute head (a tiny tower's name, or a
     folder of a tower not trained with the attributes objective)."""
-    if canonical_connector(connector_type)[0] != WordsConnector.connector_type:
+    if not issubclass(CONNECTORS[canonical_connector(connector_type)[0]], WordsConnector):
         return {}
     if vision_tower_dir is None or tiny_tower_family(str(vision_tower_dir)) is not None:
         raise InputError(
