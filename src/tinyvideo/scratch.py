@@ -235,14 +235,15 @@ def spare_rows(tokenizer) -> int:
 
 
 def words_settings(connector_type: str, vision_tower_dir: str | Path | None) -> dict:
-    """The config settings a new `words` connector takes from its tower's folder (`attribute_head`); none
+    """The config settings a new `words` or `object_words` connector takes from its tower's folder (`attribute_head`); none
     for the other connectors. `InputError` when the tower has no attribute head (a tiny tower's name, or a
     folder of a tower not trained with the attributes objective)."""
-    if not issubclass(CONNECTORS[canonical_connector(connector_type)[0]], WordsConnector):
+    name = canonical_connector(connector_type)[0]
+    if not issubclass(CONNECTORS[name], WordsConnector):
         return {}
     if vision_tower_dir is None or tiny_tower_family(str(vision_tower_dir)) is not None:
         raise InputError(
-            "connector_type words needs a vision tower trained with the attributes objective (a new tiny tower has no attribute head)"
+            f"connector_type {name} needs a vision tower trained with the attributes objective (a new tiny tower has no attribute head)"
         )
     return {"attribute_head": read_attribute_head(vision_tower_dir)[0]}
 
