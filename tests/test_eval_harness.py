@@ -256,6 +256,23 @@ def test_cloze_mode_picks_the_option_likeliest_as_the_answer(settings, loaded, t
     assert build_report(tmp_path)["overall"]["total"] == QUESTIONS
 
 
+def test_cloze_with_the_options_listed_scores_the_same_texts_under_a_prompt_that_shows_them(suite, checkpoint, tmp_path):
+    flags = ["synth", "--model", str(checkpoint), "--data", str(suite), "--frames", "4", "--mode", "cloze",
+             "--limit", "3", "--num-workers", "0", "--output", str(tmp_path)]
+    assert cli(*flags, "--cloze-options") == 0
+    report = report_of(tmp_path)
+    assert report["settings"]["cloze_options"] and report["overall"]["total"] == 3
+    assert (tmp_path / "report.md").read_text().startswith("# synth (cloze mode, options listed)")
+    questions = {q.id: q for q in load_questions(Settings("synth", str(suite), str(checkpoint), mode="cloze"))}
+    for record in read_predictions(tmp_path / "predictions.jsonl"):
+        question = questions[record["id"]]
+        lines = "".join(f"\n{letter}. {text}" for letter, text in question.options.items())
+        assert record["prompt"] == f"{question.text}{lines}\nAnswer the question using a single word or phrase."
+        assert sorted(record["scores"]) == sorted(question.options) and record["method"] == "likelihood"
+    with pytest.raises(InputError, match="cloze_options lists the options in the Cloze prompt: it needs mode cloze"):
+        Settings("synth", "data", "model", mode="option", cloze_options=True)
+
+
 def test_frame_status_tells_damage_from_cuts_and_missing_timestamps(tmp_path, caplog):
     """A file with undecodable frames is answered but flagged, its record naming the frames taken; an
     edit-list cut and a file whose timestamps are all equal are read right, so they are not damage."""

@@ -179,19 +179,24 @@ def test_training_formats(suite, tmp_path):
             assert (human["from"], gpt["from"]) == ("human", "gpt") and human["value"].startswith("<image>\n")
             assert (suite.video_root / item["video"]).is_file()
     qa = json.loads(suite.path("train", "qa").read_text())
-    assert len(qa) == 2 * len(records)
-    for choice, short in zip(qa[0::2], qa[1::2], strict=True):
+    assert len(qa) == 3 * len(records)
+    for choice, choice_text, short in zip(qa[0::3], qa[1::3], qa[2::3], strict=True):
         record = records[choice["id"]]
-        assert short["id"] == record["id"] + "-short" and short["video"] == choice["video"]
+        assert short["id"] == record["id"] + "-short" and choice_text["id"] == record["id"] + "-text"
+        assert short["video"] == choice_text["video"] == choice["video"]
         human, gpt = (turn["value"] for turn in choice["conversations"])
         assert human.endswith("\nAnswer with the option's letter from the given choices directly.")
         assert "\nA. " in human and gpt == record["answer"]
+        lettered = human.removesuffix("Answer with the option's letter from the given choices directly.")
+        human, gpt = (turn["value"] for turn in choice_text["conversations"])
+        assert human == lettered + "Answer with the option's text from the given choices directly."
+        assert gpt == record["answer_text"] == record["options"][LETTERS.index(record["answer"])]
         human, gpt = (turn["value"] for turn in short["conversations"])
         assert human == f"<image>\n{record['question']}\nAnswer the question using a single word or phrase."
         assert gpt == record["answer_text"]
     binding = json.loads(suite.path("train", "binding").read_text())
-    assert [row["id"] for row in binding] == [choice["id"] + "-told" for choice in qa[0::2]]
-    for row, choice in zip(binding, qa[0::2], strict=True):
+    assert [row["id"] for row in binding] == [choice["id"] + "-told" for choice in qa[0::3]]
+    for row, choice in zip(binding, qa[0::3], strict=True):
         assert "video" not in row and "image" not in row
         record = records[choice["id"]]
         (asked, _), (human, gpt) = ((turn["value"] for turn in c["conversations"]) for c in (choice, row))
@@ -421,3 +426,11 @@ def test_refuses_a_folder_it_did_not_make(tmp_path):
     with pytest.raises(InputError, match="holds no synthetic suite"):
         synth.generate_suite(tmp_path, scale="smoke")
     assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_a_suite_written_by_an_older_tinyvideo_is_refused_not_reused(suite, tmp_path):
+    old = json.loads((suite.root / synth.MANIFEST).read_text())
+    (tmp_path / synth.MANIFEST).write_text(json.dumps({**old, "version": synth.VERSION - 1}))
+    with pytest.raises(InputError, match=f"holds a suite of version {synth.VERSION - 1}.*delete that folder"):
+        synth.open_suite(tmp_path, old["seed"], old["scale"])
+    assert synth.open_suite(suite.root, old["seed"], old["scale"]).manifest == old

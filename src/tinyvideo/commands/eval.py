@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a control run: each question asked with another question's video (shuffled-video), or with only "
         "its last sampled frame (last-frame); scored as usual",
     )
+    parser.add_argument(
+        "--cloze-options",
+        action="store_true",
+        help="Cloze mode with the lettered options listed under the question: does the model find the answer "
+        "where a multiple-choice prompt shows the options",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=8, help="questions per generate call")
     parser.add_argument("--limit", type=positive_int, help="only the first N questions")
     parser.add_argument("--shard", help="i/n: answer the i-th of n deterministic parts (0-based)")
@@ -85,6 +91,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_new_tokens=args.max_new_tokens,
         dtype=args.dtype,
         control=args.control,
+        cloze_options=args.cloze_options,
         **given,
     )
 
@@ -104,7 +111,13 @@ def run(args: argparse.Namespace) -> int:
         state = PartialState(cpu=(args.device or "").startswith("cpu") or not torch.accelerator.is_available())
         if shard is None and state.num_processes > 1:
             shard = (state.process_index, state.num_processes)
-        suffix = ("-subs" if args.subtitles else "") + (f"-{args.control}" if args.control else "")
+        suffix = "".join(
+            [
+                "-options" if args.cloze_options else "",
+                "-subs" if args.subtitles else "",
+                f"-{args.control}" if args.control else "",
+            ]
+        )
         output = Path(args.output or f"outputs/eval/{args.benchmark}-{args.mode}{suffix}")
         device = args.device or state.device
         evaluate(settings, output, shard=shard, batch_size=args.batch_size, num_workers=args.num_workers, device=device)

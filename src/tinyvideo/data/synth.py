@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "suite.json"
+VERSION = 2  # of the suite's files; 2: `train/qa.json` has each question three times (`synth_formats.qa_records`)
 _INCOMPLETE = ".synth-incomplete"
 _OWNED = ("videos", "annotations", "scenes", "train", "eval", MANIFEST, "preview.png")
 
@@ -107,12 +108,17 @@ def load_suite(root: str | Path) -> Suite:
 
 def open_suite(root: str | Path, seed: int, scale: str) -> Suite:
     """The suite in `root`, generated unless a finished one is there; `InputError` when the one there has
-    another seed or scale (a rerun must not mix two suites)."""
+    another seed, scale or version (a rerun must not mix two suites)."""
     root = Path(root)
     if not (root / MANIFEST).is_file():
         logger.info("synthetic suite: generating the %s scale into %s", scale, root)
         return generate_suite(root, seed=seed, scale=scale)
     suite = load_suite(root)
+    if suite.manifest["version"] != VERSION:
+        raise InputError(
+            f"{root} holds a suite of version {suite.manifest['version']}, written by an older tinyvideo; this one "
+            f"writes version {VERSION}: delete that folder to generate it again"
+        )
     found = (suite.manifest["scale"], suite.manifest["seed"])
     if found != (scale, seed):
         raise InputError(
@@ -206,7 +212,7 @@ def generate_suite(
     logger.info("encoded %d clips in %.1f s with %d worker(s)", len(clips), time.perf_counter() - started, workers)
     manifest = {
         "format": "tinyvideo-synth",
-        "version": 1,
+        "version": VERSION,
         "seed": seed,
         "scale": scale,
         "frames": FRAMES,

@@ -59,7 +59,8 @@ STAGES = (
     # Every fourth keeps it (89.3%) and leaves the video rows their share (Cloze 46.4%; all of them: 98.9%, 37.5%).
     Stage(
         "finetune",
-        "fine-tuning on the questions, multiple choice and short answer, and on naming a stated answer's letter",
+        "fine-tuning on the questions (multiple choice answered with the letter and with the text, short answer) "
+        "and on naming a stated answer's letter",
         "sft",
         (Source(("train", "qa")), Source(("train", "binding"), every=4)),
     ),

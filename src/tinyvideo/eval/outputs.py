@@ -66,7 +66,8 @@ def _write_report(output: Path, run: dict) -> dict:
     settings = run["settings"]
     records = [r for p in sorted(output.glob("predictions*.jsonl")) for r in read_predictions(p)]
     scoring = BENCHMARKS[settings["benchmark"]].SCORING
-    title = f"{settings['benchmark']} ({settings['mode']} mode)"
+    listed = ", options listed" if settings.get("cloze_options") else ""
+    title = f"{settings['benchmark']} ({settings['mode']} mode{listed})"
     if not settings.get("subtitles"):
         report = {"benchmark": settings["benchmark"], "mode": settings["mode"], **score(records, scoring, expected=run["num_questions"])}
         text = markdown(report, title)

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from tinyvideo.answers import format_options
 from tinyvideo.errors import InputError
 from tinyvideo.eval.benchmarks import longvideobench, mlvu, mmvu, mvbench, nextqa, synth, videomme
 from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, AnnotationError, Question, Sampling
@@ -53,6 +54,7 @@ class Settings:
     max_new_tokens: int = 1024
     dtype: str = "float32"
     control: str | None = None
+    cloze_options: bool = False  # Cloze mode with the lettered options listed under the question
 
     def __post_init__(self):
         if self.benchmark not in BENCHMARKS:
@@ -62,6 +64,8 @@ class Settings:
         refuse_unused_options(self.benchmark, changed)
         if self.mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if self.cloze_options and self.mode != "cloze":
+            raise InputError(f"cloze_options lists the options in the Cloze prompt: it needs mode cloze, not {self.mode}")
         if self.control is not None and self.control not in CONTROLS:
             raise InputError(f"control must be one of {', '.join(CONTROLS)}; got {self.control!r}")
         FrameSampling(self.frames, self.fps, self.max_frames)  # refuses a bad frame setting
@@ -87,12 +91,13 @@ def refuse_unused_options(benchmark: str, given: dict) -> None:
 
 def load_questions(settings: Settings) -> list[Question]:
     """The benchmark's questions in its files' order, `limit` applied (`first_questions`); ids must be
-    unique. In Cloze mode the prompt is the bare question with the short-answer instruction."""
+    unique. In Cloze mode the prompt is the question with the short-answer instruction, its lettered options
+    between them with `cloze_options`."""
     adapter = BENCHMARKS[settings.benchmark]
     options = {name: getattr(settings, name) for name, users in ADAPTER_OPTIONS.items() if settings.benchmark in users}
     questions = adapter.load(Path(settings.data), "option" if settings.mode == "cloze" else settings.mode, **options)
     if settings.mode == "cloze":
-        questions = [dataclasses.replace(q, prompt=question_with_instruction(q.text, "cloze")) for q in questions]
+        questions = [dataclasses.replace(q, prompt=cloze_prompt(q, settings.cloze_options)) for q in questions]
     seen: set[str] = set()
     for question in questions:
         if question.id in seen:
@@ -100,6 +105,14 @@ def load_questions(settings: Settings) -> list[Question]:
         seen.add(question.id)
     questions = first_questions(questions, settings.limit)
     return with_videos_shifted(questions) if settings.control == "shuffled-video" else questions
+
+
+def cloze_prompt(question: Question, options_listed: bool) -> str:
+    """The question and the short-answer instruction; with `options_listed`, the "A. text" lines between them.
+    Listed, the options' texts are scored where a multiple-choice prompt shows them: a model that finds the
+    answer in the bare prompt but not here does not read the video when options are listed."""
+    text = question.text + ("\n" + format_options(question.options, "dot") if options_listed else "")
+    return question_with_instruction(text, "cloze")
 
 
 def with_videos_shifted(questions: Sequence[Question]) -> list[Question]:

@@ -49,7 +49,7 @@ import torch
 from transformers import Qwen2ForCausalLM, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from tinyvideo.data.synth import design_split
-from tinyvideo.data.synth_formats import told_question, training_records
+from tinyvideo.data.synth_formats import OPTION_TEXT_SUFFIX, told_question, training_records
 from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Clip, Question
 from tinyvideo.data.synth_text import caption
 from tinyvideo.errors import InputError
@@ -228,9 +228,12 @@ class LanguageTrainer(SkippedRowsTally, Trainer):
 
 
 def suite_tokenizer(config: LanguageConfig):
-    """A tokenizer fit on the binding prompts and every training text of the suite's train split."""
+    """A tokenizer fit on the binding prompts and every training text of the suite's train split, but the
+    questions answered with the option's text (suite version 2): the recipe's curve was measured, and its
+    initialisation pinned, with the vocabulary of the texts before them."""
     clips = design_split(config.suite_seed, "train", config.tokenizer_per_task)
     records = training_records(clips, n_coldstart=len(clips), seed=config.suite_seed)
+    records["qa"] = [row for row in records["qa"] if not row["id"].endswith(OPTION_TEXT_SUFFIX)]
     texts = [binding_prompt(c.question) for c in clips]
     for name in ("captions", "qa", "coldstart"):
         texts += conversation_texts(records[name])
