@@ -78,7 +78,7 @@ def frames_record(clip: Clip) -> dict:
 # Multiple choice answered with the option's text: the answer read from the video where options are listed. Without
 # these rows a model fine-tuned on the other two ignores the video whenever a prompt lists options: after the demo's
 # fine-tuning from the base model, Cloze accuracy is 65.7% with the bare question and 25.0% (chance) with the options
-# listed (`tinyvideo eval --mode cloze --cloze-options`); with them, 62.1% and 53.9%.
+# listed (`tinyvideo eval synth --mode cloze --cloze-options`); with them, 62.1% and 53.9%.
 OPTION_TEXT_INSTRUCTION = "Answer with the option's text from the given choices directly."
 OPTION_TEXT_SUFFIX = "-text"  # of those rows' ids
 
