@@ -22,6 +22,8 @@ from tinyvideo.eval.settings import CONTROLS
 
 STAGES = [stage.name for stage in plan.STAGES]
 EVALUATED = STAGES[1:]  # every stage but the vision tower's makes a language model
+# Each of the demo's evaluations as the harness records it: its mode, and whether Cloze mode listed the options.
+HARNESS_MODES = {"option": ("option", False), "reason": ("reason", False), "cloze": ("cloze", False), "cloze-options": ("cloze", True)}
 
 
 def run_demo(out: Path, *options: str) -> int:
@@ -77,6 +79,7 @@ def test_accuracy_tables_are_the_harness_reports(smoke):
         assert rows[0] == ["task", "chance", *EVALUATED]
         for column, stage in enumerate(EVALUATED, start=2):
             report = json.loads((out / "eval" / f"{stage}-{mode}" / "report.json").read_text())
+            assert (report["mode"], report["settings"]["cloze_options"]) == HARNESS_MODES[mode]
             assert report["predicted"] == report["questions"] > 0
             expected = {task: pct(cell["accuracy"]) for task, cell in report["breakdowns"]["task"].items()}
             expected["all"] = pct(report["overall"]["accuracy"])
@@ -85,15 +88,15 @@ def test_accuracy_tables_are_the_harness_reports(smoke):
 
 
 def test_controls_are_the_harness_reports_of_the_fine_tuned_model(smoke):
-    """One control table per mode of `CONTROL_MODES` (Option, and Cloze: whether the answer's text comes from
-    the video), in that order, each cell the harness's own report."""
+    """One control table per evaluation of `CONTROL_MODES` (Option, and Cloze bare and with the options listed:
+    whether the answer's text comes from the video), in that order, each cell the harness's own report."""
     out = smoke
     control_tables = [t for t in tables((out / "report.md").read_text()) if t[0][2:] == ["finetune", *CONTROLS]]
-    assert len(control_tables) == len(plan.CONTROL_MODES) == 2
+    assert len(control_tables) == len(plan.CONTROL_MODES) == 3
     for mode, rows in zip(plan.CONTROL_MODES, control_tables):
         for column, name in enumerate([mode, *(f"{mode}-{control}" for control in CONTROLS)], start=2):
             report = json.loads((out / "eval" / f"finetune-{name}" / "report.json").read_text())
-            assert report["mode"] == mode
+            assert (report["mode"], report["settings"]["cloze_options"]) == HARNESS_MODES[mode]
             assert report["settings"]["control"] == (None if name == mode else name.removeprefix(f"{mode}-"))
             assert report["predicted"] == report["questions"] > 0
             cells = {row[0].removesuffix(" (temporal)"): row[column] for row in rows[1:]}

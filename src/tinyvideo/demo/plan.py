@@ -14,11 +14,15 @@ logger = logging.getLogger(__name__)
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"  # package data: installed with tinyvideo
 SCRATCH_RECIPES = RECIPES / "synth"  # every stage, from random weights
 BASE_RECIPES = RECIPES / "base"  # the stages after a base model (`tinyvideo.train.base_model`)
-MODES = ("option", "reason", "cloze")
+# Every stage's evaluations: the harness's modes and Cloze mode with the lettered options listed under the question
+# (`tinyvideo eval --cloze-options`): whether the model reads the video where a multiple-choice prompt shows the options.
+CLOZE_OPTIONS = "cloze-options"
+MODES = ("option", "reason", "cloze", CLOZE_OPTIONS)
+TITLES = {"option": "Option mode", "reason": "Reason mode", "cloze": "Cloze mode", CLOZE_OPTIONS: "Cloze mode, options listed"}
 ABLATION_MODES = ("option", "cloze")
-# The modes the fine-tuned model is also evaluated in under each control: Option, what the published prompt
-# gets; Cloze, whether the answer's text comes from the video, letter or not.
-CONTROL_MODES = ("option", "cloze")
+# The evaluations the fine-tuned model also gets under each control: Option, what the published prompt gets; Cloze
+# bare and with the options listed, whether the answer's text comes from the video, letter or not.
+CONTROL_MODES = ("option", "cloze", CLOZE_OPTIONS)
 OPTION_TOKENS = 16  # an Option-mode answer is a letter
 HISTORY = "log_history.json"
 ABLATION_CONNECTORS = ("group", "image", "naive")  # the resamplers compared at the same number of visual tokens

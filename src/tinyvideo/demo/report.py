@@ -15,7 +15,17 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from tinyvideo.demo.plan import ABLATION_MODES, FINETUNE, MODES, STAGES, TEMPORAL_TASKS, Workspace, group_accuracy, task_accuracy
+from tinyvideo.demo.plan import (
+    ABLATION_MODES,
+    FINETUNE,
+    MODES,
+    STAGES,
+    TEMPORAL_TASKS,
+    TITLES,
+    Workspace,
+    group_accuracy,
+    task_accuracy,
+)
 from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.files import write_json, write_text
 from tinyvideo.train.base_model import base_model_folder
@@ -141,7 +151,7 @@ def control_lines(seen: dict[str, dict], controls: dict[str, dict[str, dict]], t
         compared = {"finetune": seen[mode], **reports}
         header, rows = accuracy_rows(compared, tasks)
         rows = [[f"{row[0]} (temporal)" if row[0] in TEMPORAL_TASKS else row[0], *row[1:]] for row in rows]
-        text += [f"{mode.capitalize()} mode:", "", *table(header, rows), ""]
+        text += [f"{TITLES[mode]}:", "", *table(header, rows), ""]
         summary[mode] = {name: task_accuracy(report) for name, report in compared.items()}
     return text, summary
 
@@ -233,7 +243,7 @@ def write_demo_report(
     grpo = histories[STAGES[-1].name]
     plot_grpo(grpo, root / "grpo.png")
     evaluated = {stage: result for stage, result in results.items() if result["reports"]}  # not the vision tower
-    panels = {f"{mode} mode": {s: task_accuracy(r["reports"][mode]) for s, r in evaluated.items()} for mode in MODES}
+    panels = {TITLES[mode]: {s: task_accuracy(r["reports"][mode]) for s, r in evaluated.items()} for mode in MODES}
     plot_accuracy(panels, root / "accuracy.png")
 
     counts = ws.suite.manifest["counts"]
@@ -252,12 +262,13 @@ def write_demo_report(
         "",
         "Option and Reason modes generate an answer and read its letter (the published prompts). Cloze mode "
         "asks the bare question and picks the option whose text the model finds likeliest as the answer: "
-        "whether it knows the answer, letter or not.",
+        "whether it knows the answer, letter or not; with the options listed, the same under the question with its "
+        "lettered options: whether it still reads the video where a multiple-choice prompt shows them.",
         "",
     ]
     for mode in MODES:
         header, rows = accuracy_rows({s: r["reports"][mode] for s, r in evaluated.items()}, tasks)
-        lines += [f"{mode.capitalize()} mode:", "", *table(header, rows), ""]
+        lines += [f"{TITLES[mode]}:", "", *table(header, rows), ""]
     lines += ["![accuracy per task and stage](accuracy.png)", ""]
     control_text, control_summary = control_lines(evaluated[FINETUNE.name]["reports"], controls, tasks)
     lines += control_text
@@ -347,7 +358,7 @@ def _ablation_section(mode: str, reports: dict[str, dict], tasks, sizes: list[li
     temporal_questions = sum(cell["total"] for task, cell in first.items() if task in TEMPORAL_TASKS)
     noise = 200 * math.sqrt(top / 100 * (1 - top / 100) / max(temporal_questions, 1))
     lines = [
-        f"## {mode.capitalize()} mode",
+        f"## {TITLES[mode]}",
         "",
         *table(header, sizes + rows),
         "",
@@ -374,7 +385,7 @@ def write_ablation_report(ws: Workspace, results: dict[str, dict], seconds: floa
         f"# Connector ablation ({ws.scale.suite} scale)",
         "",
         "The same tiny model pretrained and fine-tuned with each connector at the same number of visual tokens, "
-        f"evaluated on the test split in {' and '.join(m.capitalize() for m in ABLATION_MODES)} modes "
+        f"evaluated on the test split in {' and '.join(TITLES[m] for m in ABLATION_MODES)} "
         f"({', '.join(map(str, sorted(per_task)))} questions per task, so one question moves a task's accuracy by "
         f"{', '.join(pct(100 / n) for n in sorted(per_task))} points). Cloze mode scores each option's text as "
         f"the answer: what the model knows, whether or not it can name the letter. This run took {seconds:.0f} s.",
@@ -385,7 +396,7 @@ def write_ablation_report(ws: Workspace, results: dict[str, dict], seconds: floa
         section, groups[mode] = _ablation_section(mode, reports, tasks, sizes)
         lines += section
     plot_accuracy(
-        {f"{mode.capitalize()} mode, after fine-tuning": {n: task_accuracy(r) for n, r in reports.items()} for mode, reports in by_mode.items()},
+        {f"{TITLES[mode]}, after fine-tuning": {n: task_accuracy(r) for n, r in reports.items()} for mode, reports in by_mode.items()},
         root / "ablation.png",
     )
     lines += ["![accuracy per task and connector](ablation.png)", ""]

@@ -17,6 +17,7 @@ from tinyvideo.demo import report
 from tinyvideo.demo.plan import (
     ABLATION_CONNECTORS,
     ABLATION_MODES,
+    CLOZE_OPTIONS,
     CONTROL_MODES,
     FINETUNE,
     HISTORY,
@@ -140,19 +141,21 @@ def grpo_recipe(ws: Workspace):
 
 
 def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES, control: str | None = None) -> dict[str, dict]:
-    """The harness's report on the suite's test split for each mode, under `control` if one is given
-    (`tinyvideo.eval.settings.CONTROLS`); answered questions are kept."""
+    """The harness's report on the suite's test split for each of `modes` (`MODES`' names), under `control` if one
+    is given (`tinyvideo.eval.settings.CONTROLS`); answered questions are kept."""
     recipe = grpo_recipe(ws)
     new_tokens = {"option": OPTION_TOKENS, "reason": recipe.max_completion_length, "cloze": 0}  # Cloze generates nothing
     reports = {}
     for mode in modes:
+        harness_mode = "cloze" if mode == CLOZE_OPTIONS else mode
         settings = Settings(
             benchmark="synth",
             data=str(ws.suite.root.resolve()),
             model=str(model.resolve()),
-            mode=mode,
+            mode=harness_mode,
+            cloze_options=mode == CLOZE_OPTIONS,
             frames=recipe.num_frames,
-            max_new_tokens=new_tokens[mode],
+            max_new_tokens=new_tokens[harness_mode],
             control=control,
             limit=ws.scale.test_questions,
         )
