@@ -150,7 +150,7 @@ RECIPE = RECIPES / "language.yaml"
 RECIPE_VOCABULARY_SHA256 = "cc8e2b01f8be786815ee3c0b225de288ee599d1d8bb23eb89782cbe58c98bd2d"
 
 
-def test_the_recipe_builds_the_vocabulary_its_curve_was_measured_with():
+def test_the_recipe_reads_the_vocabulary_its_curve_was_measured_with():
     tokenizer = suite_tokenizer(load_config(LanguageConfig, str(RECIPE), []))
     vocabulary = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
     assert [i for _, i in vocabulary] == list(range(len(vocabulary))) == list(range(730))

@@ -80,7 +80,6 @@ def frames_record(clip: Clip) -> dict:
 # fine-tuning from the base model, Cloze accuracy is 65.7% with the bare question and 25.0% (chance) with the options
 # listed (`tinyvideo eval synth --mode cloze --cloze-options`); with them, 62.1% and 53.9%.
 OPTION_TEXT_INSTRUCTION = "Answer with the option's text from the given choices directly."
-OPTION_TEXT_SUFFIX = "-text"  # of those rows' ids
 
 
 def qa_records(clip: Clip) -> list[dict]:
@@ -92,7 +91,7 @@ def qa_records(clip: Clip) -> list[dict]:
     choice = _conversation(clip, question_with_instruction(lettered, "option"), q.answer)
     choice_text = _conversation(clip, f"{lettered}\n{OPTION_TEXT_INSTRUCTION}", q.answer_text)
     short = _conversation(clip, question_with_instruction(q.question, "cloze"), q.answer_text)
-    return [choice, {**choice_text, "id": clip.id + OPTION_TEXT_SUFFIX}, {**short, "id": f"{clip.id}-short"}]
+    return [choice, {**choice_text, "id": f"{clip.id}-text"}, {**short, "id": f"{clip.id}-short"}]
 
 
 def told_question(question: Question) -> str:
@@ -111,7 +110,7 @@ def binding_record(clip: Clip) -> dict:
 def coldstart_record(clip: Clip, rng: np.random.Generator, self_correct: bool) -> dict:
     # The R1 cold-start prompt joins the problem and the instruction with a space (docs/published-format.md 3.6).
     prompt = question_with_instruction(problem(clip.question), "reason", separator=" ")
-    return _conversation(clip, prompt, reasoning(clip.scene, clip.question, rng, self_correct))
+    return _conversation(clip, prompt, reasoning(clip.question, rng, self_correct))
 
 
 def grpo_record(clip: Clip) -> dict:

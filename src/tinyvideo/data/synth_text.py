@@ -1,8 +1,8 @@
 """Language written from a scene's event log: pretraining captions and cold-start reasoning.
 
 Both are derived, never hand-written, so a caption or a chain of thought can only say what the frames
-show. The reasoning follows the order a viewer would: what is there at the start, what changes, and
-the one observation that settles the question.
+show. A caption follows the order a viewer would: what is there at the start, what changes, what is left
+at the end; the reasoning gives the one observation that settles the question, then the answer's text.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ def shown_in(scene: Scene, frame: int) -> list[str]:
     return [f"a {t.colour[frame]} {t.shape} at the {where(t.x[frame], t.y[frame])}" for t in scene.tracks if t.visible(frame)]
 
 
-def opening(scene: Scene, lead: str = "At the start the video shows") -> str:
+def opening(scene: Scene) -> str:
     """What the first frame shows."""
     shown = shown_in(scene, 0)
     if not shown:
         return "The video starts with an empty background."
-    return f"{lead} {listing(shown)}."
+    return f"At the start the video shows {listing(shown)}."
 
 
 def frame_caption(scene: Scene, frame: int) -> str:
@@ -74,9 +74,17 @@ def caption(scene: Scene) -> str:
     return " ".join([opening(scene), *happenings(scene), ending(scene)])
 
 
-def reasoning(scene: Scene, question: Question, rng: np.random.Generator, self_correct: bool) -> str:
-    """`<think>...</think> <answer>X</answer>` for a cold-start example; optionally with a second look."""
-    steps = [opening(scene, lead="In the first frame I see"), *happenings(scene)]
+def reasoning(question: Question, rng: np.random.Generator, self_correct: bool) -> str:
+    """`<think>...</think> <answer>X</answer>` for a cold-start example, optionally with a second look: the
+    observation that settles the question, then "The answer is <option text>.", its letter only in the answer tag.
+
+    The text comes before the letter because a small model names the letter of a stated answer (the shipped base
+    model 90.7%) long before it names the letter of an answer it has to work out (after the demo's fine-tuning:
+    Option 20.4%, chance 22.9%). Demo suite seed 0, cold starts from the same fine-tuned model, Reason mode on the
+    280 test questions: these worked answers 32.9%; a description of the clip first and "So the answer is A (up)."
+    last, the letter before its text, 21.8%; the description and "So the answer is up, option A." 30.0%.
+    """
+    steps = []
     if self_correct:
         wrong = [i for i in range(len(question.options)) if i != question.answer_index]
         guess = question.options[int(rng.choice(wrong))]
@@ -84,6 +92,5 @@ def reasoning(scene: Scene, question: Question, rng: np.random.Generator, self_c
             f'At first glance the answer looks like "{guess}". '
             "Wait, that does not match what I saw. Let me check again."
         )
-    steps.append(question.evidence)
-    steps.append(f"So the answer is {question.answer} ({question.answer_text}).")
+    steps += [question.evidence, f"The answer is {question.answer_text}."]
     return f"<think>{' '.join(steps)}</think> <answer>{question.answer}</answer>"

@@ -32,7 +32,9 @@ Captions from the first step held the skill back (val 22.9% at step 2,000); adde
 steps, 1,000 steps with 16 captions each kept it (test 71.4%).
 
 The tokenizer is fit on the texts of every training format of the suite's train split (captions,
-questions, reasoning), so the base model reads the later stages' data as they will give it. Checkpoints
+questions, reasoning), so the base model reads the later stages' data as they will give it. The recipe reads
+the one its curve was measured with (`tokenizer_name`: fit on the suite's texts of version 1), since another
+vocabulary starts the same tokens from other embedding rows and is another run. Checkpoints
 and resume work as in the other stages; `output_dir/model` is a Qwen2 language model folder with its
 tokenizer and model card (`README.md`), which `language_model_path` takes.
 """
@@ -46,10 +48,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Qwen2ForCausalLM, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import AutoTokenizer, Qwen2ForCausalLM, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from tinyvideo.data.synth import design_split
-from tinyvideo.data.synth_formats import OPTION_TEXT_SUFFIX, told_question, training_records
+from tinyvideo.data.synth_formats import told_question, training_records
 from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Clip, Question
 from tinyvideo.data.synth_text import caption
 from tinyvideo.errors import InputError
@@ -73,6 +75,9 @@ class LanguageConfig(TrainingArguments):
     pool_per_task: int = field(default=2000, metadata={"help": "train-split questions per task to draw rows from"})
     single_word_steps: int = field(default=800, metadata={"help": "first steps on single-word-option tasks only"})
     eval_per_task: int = field(default=20, metadata={"help": "val-split questions per task scored at each eval"})
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "a tokenizer folder to use; unset: fit one on the suite's train-split texts"}
+    )
     tokenizer_per_task: int = field(default=280, metadata={"help": "train-split clips whose texts fit the tokenizer"})
     vocab_size: int = field(default=1024, metadata={"help": "BPE vocabulary size"})
     hidden_size: int = field(default=128, metadata={"help": "language model width"})
@@ -228,12 +233,12 @@ class LanguageTrainer(SkippedRowsTally, Trainer):
 
 
 def suite_tokenizer(config: LanguageConfig):
-    """A tokenizer fit on the binding prompts and every training text of the suite's train split, but the
-    questions answered with the option's text (suite version 2): the recipe's curve was measured, and its
-    initialisation pinned, with the vocabulary of the texts before them."""
+    """`tokenizer_name`'s tokenizer if one is given, else one fit on the binding prompts and every training text
+    of the suite's train split."""
+    if config.tokenizer_name is not None:
+        return AutoTokenizer.from_pretrained(config.tokenizer_name)
     clips = design_split(config.suite_seed, "train", config.tokenizer_per_task)
     records = training_records(clips, n_coldstart=len(clips), seed=config.suite_seed)
-    records["qa"] = [row for row in records["qa"] if not row["id"].endswith(OPTION_TEXT_SUFFIX)]
     texts = [binding_prompt(c.question) for c in clips]
     for name in ("captions", "qa", "coldstart"):
         texts += conversation_texts(records[name])
