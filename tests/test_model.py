@@ -335,3 +335,29 @@ def test_a_prompt_that_cannot_fit_without_cutting_more_than_its_text_is_refused(
             question_prompt(processor, "What colour?\nA. red\nB. blue", "option", 4)
     finally:
         processor.model_max_length = 2048
+
+
+def test_training_loss_is_the_full_vocabulary_next_token_loss_over_the_supervised_tokens(tiny):
+    """The output head runs only where a label is; the loss and its gradient must be those of every position."""
+    model, processor = tiny
+    conversations = [
+        [{"from": "human", "value": "<image>\nwhat moves?"}, {"from": "gpt", "value": "the red square, to the left"}],
+        [{"from": "human", "value": "<image>\nhow many objects are there at the end of the clip?"}, {"from": "gpt", "value": "2"}],
+    ]
+    rows = [processor.encode_conversation(c, num_frames=4) for c in conversations]
+    batch = processor.pad(rows)
+    pixels = processor(text=[chat_prompt("a"), chat_prompt("b")], videos=[video(4, 0), video(4, 1)])  # the frames only
+    inputs = {**batch, "pixel_values_videos": pixels["pixel_values_videos"], "video_num_frames": pixels["video_num_frames"]}
+    model.zero_grad()
+    loss = model(**inputs).loss
+    loss.backward()
+    connector = next(model.connector.parameters())
+    grad = connector.grad.clone()
+    model.zero_grad()
+    embeds = model.embed_inputs(inputs["input_ids"], inputs["pixel_values_videos"], inputs["video_num_frames"])
+    full = model.language_model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"], labels=inputs["labels"]).loss
+    full.backward()
+    assert torch.allclose(loss, full, atol=1e-6)
+    assert torch.allclose(grad, connector.grad, atol=1e-6)
+    supervised = int((inputs["labels"] != -100).sum())
+    assert torch.allclose(model(**inputs, num_items_in_batch=torch.tensor(4 * supervised)).loss, full / 4, atol=1e-6)

@@ -43,6 +43,7 @@ from tinyvideo import checkpoints
 from tinyvideo.config import TinyVideoConfig
 from tinyvideo.connectors import PerceiverResampler, build_connector
 from tinyvideo.errors import InputError
+from tinyvideo.processing import IGNORE_INDEX
 from tinyvideo.vision_towers import build_vision_tower, dropped_tokens, embed, encoder_layers
 
 
@@ -223,19 +224,36 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
     ) -> CausalLMOutputWithPast:
+        """The language model's output for the prompt with its videos. With `labels` [B, L] (IGNORE_INDEX where
+        unsupervised), `loss` is the next-token cross-entropy over the supervised tokens (summed and divided by
+        `num_items_in_batch` when the trainer gives it, else their mean), and `logits` [B, K, V] are only those
+        of the K positions that predict a supervised token in some row: answers are a few tokens of a few
+        hundred, and the output head over the whole vocabulary at every position was a fifth of a training
+        step's work."""
         if inputs_embeds is None:
             inputs_embeds = self.embed_inputs(input_ids, pixel_values_videos, video_num_frames, frame_features)
         if past_key_values is not None:  # passed on only when given: some families take the cache as `cache`
             kwargs["past_key_values"] = past_key_values
-        return self.language_model(
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        targets = None
+        if labels is not None:  # position i predicts token i + 1
+            targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+            logits_to_keep = (targets != IGNORE_INDEX).any(0).nonzero().squeeze(1)
+            targets = targets[:, logits_to_keep]
+        outputs = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            labels=labels,
             use_cache=use_cache,
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+        if targets is not None:
+            loss = nn.functional.cross_entropy(
+                outputs.logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            )
+            outputs.loss = loss / (num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum())
+        return outputs
 
     def generate(self, *args, **kwargs):
         """`GenerationMixin.generate`, never sampling the video token (a spare row the LM head still scores);
