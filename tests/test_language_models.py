@@ -20,7 +20,8 @@ from tinyvideo.errors import InputError
 from tinyvideo.eval.harness import evaluate
 from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.eval.settings import Settings
-from tinyvideo.processing import IGNORE_INDEX, conversation_segments
+from tinyvideo.config import IGNORE_INDEX
+from tinyvideo.processing import conversation_segments
 from tinyvideo.scratch import assemble, build_tiny, default_chat_format, load_language_model, spare_rows, train_tokenizer
 from tinyvideo.train.common import Tuning, apply_tuning, load_config, save_model
 from tinyvideo.train.grpo import GRPOConfig, GRPODataset

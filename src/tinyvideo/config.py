@@ -9,6 +9,7 @@ from transformers.configuration_utils import SubConfigSpec
 from tinyvideo.connectors import CONNECTORS
 from tinyvideo.vision_towers import dropped_tokens, kind_of, tower_tokens
 
+IGNORE_INDEX = -100  # the label of a token the training loss skips (transformers' and torch's convention)
 # Which vision-tower tokens the connector reads: `patch` drops the leading tokens (for SigLIP, which has none,
 # its first patch: the published models' quirk, docs/published-format.md 1.4); `cls_patch` keeps every token.
 FEATURE_SELECT_STRATEGIES = ("patch", "cls_patch")

@@ -40,10 +40,9 @@ from transformers.core_model_loading import revert_weight_conversion
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from tinyvideo import checkpoints
-from tinyvideo.config import TinyVideoConfig
+from tinyvideo.config import IGNORE_INDEX, TinyVideoConfig
 from tinyvideo.connectors import PerceiverResampler, build_connector
 from tinyvideo.errors import InputError
-from tinyvideo.processing import IGNORE_INDEX
 from tinyvideo.vision_towers import build_vision_tower, dropped_tokens, embed, encoder_layers
 
 

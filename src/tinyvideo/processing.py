@@ -21,7 +21,7 @@ from PIL import Image
 from transformers import AutoTokenizer, BatchFeature
 
 from tinyvideo import checkpoints
-from tinyvideo.config import TinyVideoConfig
+from tinyvideo.config import IGNORE_INDEX, TinyVideoConfig
 from tinyvideo.errors import InputError
 from tinyvideo.prompts import END_OF_TURN, SYSTEM, question_with_instruction
 from tinyvideo.rows import read_json
@@ -30,7 +30,6 @@ from tinyvideo.vision_towers import HALF, FrameTransform, frame_transform
 logger = logging.getLogger(__name__)
 
 PLACEHOLDER = "<image>"
-IGNORE_INDEX = -100
 PROCESSOR_FILE = "processor_config.json"
 SHORTENED = " [...] "  # stands for the middle of a question's text cut to fit model_max_length
 

@@ -55,7 +55,8 @@ from tinyvideo.data.synth_formats import told_question, training_records
 from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Clip, Question
 from tinyvideo.data.synth_text import caption
 from tinyvideo.errors import InputError
-from tinyvideo.processing import IGNORE_INDEX, conversation_segments
+from tinyvideo.config import IGNORE_INDEX
+from tinyvideo.processing import conversation_segments
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
 from tinyvideo.train.common import check_ranges, conversation_texts, save_model
 from tinyvideo.train.runs import SkippedRowsTally, train_and_save
