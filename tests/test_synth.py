@@ -209,10 +209,11 @@ def test_training_formats(suite, tmp_path):
         human, gpt = (turn["value"] for turn in item["conversations"])
         instruction = "Output the thinking process in <think> </think> and final answer (option) in <answer> </answer> tags."
         assert human == "<image>\n" + problem(question) + " " + instruction
-        # The answer's text is stated before its letter is named (`synth_text.reasoning`).
-        stated = rf" The answer is {re.escape(record['answer_text'])}\.</think> <answer>{record['answer']}</answer>"
-        assert re.fullmatch(r"<think>[^<]+" + stated, gpt)
-    assert 1 <= sum("Wait," in c["conversations"][1]["value"] for c in cold) <= len(cold) // 3
+        # The answer's text first, the evidence, the text again, then its letter (`synth_text.reasoning`).
+        text = re.escape(record["answer_text"])
+        worked = rf"<think>The answer is {text}\. [^<]+ So the answer is {text}\.</think> <answer>{record['answer']}</answer>"
+        assert re.fullmatch(worked, gpt)
+    assert 1 <= sum("Let me check again: " in c["conversations"][1]["value"] for c in cold) <= len(cold) // 3
     grpo = datasets.Dataset.from_json(str(suite.path("train", "grpo")), cache_dir=str(tmp_path), keep_in_memory=True)
     assert {"problem", "solution", "video_filename"} <= set(grpo.column_names) and len(grpo) == len(records)
     root = str(suite.video_root)

@@ -46,8 +46,8 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "suite.json"
-VERSION = 3  # of the suite's files; 2: `train/qa.json` has each question three times (`synth_formats.qa_records`);
-# 3: the cold-start answers state the answer's text, then its letter (`synth_text.reasoning`)
+VERSION = 4  # of the suite's files; 2: `train/qa.json` has each question three times (`synth_formats.qa_records`);
+# 3: the cold-start answers state the answer's text, then its letter (`synth_text.reasoning`); 4: they state it first
 _INCOMPLETE = ".synth-incomplete"
 _OWNED = ("videos", "annotations", "scenes", "train", "eval", MANIFEST, "preview.png")
 

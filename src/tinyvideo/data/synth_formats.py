@@ -107,10 +107,10 @@ def binding_record(clip: Clip) -> dict:
     return {"id": f"{clip.id}-told", "conversations": conversation}
 
 
-def coldstart_record(clip: Clip, rng: np.random.Generator, self_correct: bool) -> dict:
+def coldstart_record(clip: Clip, second_look: bool) -> dict:
     # The R1 cold-start prompt joins the problem and the instruction with a space (docs/published-format.md 3.6).
     prompt = question_with_instruction(problem(clip.question), "reason", separator=" ")
-    return _conversation(clip, prompt, reasoning(clip.question, rng, self_correct))
+    return _conversation(clip, prompt, reasoning(clip.question, second_look))
 
 
 def grpo_record(clip: Clip) -> dict:
@@ -156,7 +156,7 @@ def training_records(clips: list[Clip], n_coldstart: int, seed: int) -> dict[str
         "frames": [frames_record(c) for c in clips],
         "qa": [row for c in clips for row in qa_records(c)],
         "binding": [binding_record(c) for c in clips],
-        "coldstart": [coldstart_record(c, rng, i % 5 == 4) for i, c in enumerate(cold)],
+        "coldstart": [coldstart_record(c, i % 5 == 4) for i, c in enumerate(cold)],
         "grpo": [grpo_record(c) for c in clips],
     }
 

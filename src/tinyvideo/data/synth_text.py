@@ -2,12 +2,10 @@
 
 Both are derived, never hand-written, so a caption or a chain of thought can only say what the frames
 show. A caption follows the order a viewer would: what is there at the start, what changes, what is left
-at the end; the reasoning gives the one observation that settles the question, then the answer's text.
+at the end; the reasoning states the answer's text, the one observation that settles it, and the text again.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from tinyvideo.data.synth_questions import Question, listing
 from tinyvideo.data.synth_scenes import FRAMES, Scene, where
@@ -74,24 +72,21 @@ def caption(scene: Scene) -> str:
     return " ".join([opening(scene), *happenings(scene), ending(scene)])
 
 
-def reasoning(question: Question, rng: np.random.Generator, self_correct: bool) -> str:
-    """`<think>...</think> <answer>X</answer>` for a cold-start example, optionally with a second look: the
-    observation that settles the question, then "The answer is <option text>.", its letter only in the answer tag.
+def reasoning(question: Question, second_look: bool) -> str:
+    """`<think>...</think> <answer>X</answer>` for a cold-start example: "The answer is <option text>.", the
+    observation that settles it (after "Let me check again:" when `second_look`), the answer's text once more,
+    its letter only in the answer tag.
 
-    The text comes before the letter because a small model names the letter of a stated answer (the shipped base
-    model 90.7%) long before it names the letter of an answer it has to work out (after the demo's fine-tuning:
-    Option 20.4%, chance 22.9%). Demo suite seed 0, cold starts from the same fine-tuned model, Reason mode on the
-    280 test questions: these worked answers 32.9% (28.9% in `tinyvideo demo`, whose 4 self-corrections guessed
-    other wrong options); a description of the clip first and "So the answer is A (up)."
-    last, the letter before its text, 21.8%; the description and "So the answer is up, option A." 30.0%.
+    The answer's text comes first because the fine-tuned model names it best there: answering directly it is
+    right 46-49% of the time, after evidence it wrote itself 34%. Its letter comes last, right after the text
+    again, because a small model names the letter of a stated answer (the shipped base model 90.7%) long before
+    it names the letter of one it has to work out (after the demo's fine-tuning: Option 20.4%, chance 22.9%).
+    Demo suite seed 0, cold starts from the same fine-tuned model, Reason mode on the 280 test questions: these
+    worked answers 35.0% alone, 43.2% with the fine-tuning rows replayed beside them (`tinyvideo demo`'s cold
+    start); the evidence first, then "The answer is up.": 32.9% alone, 29.6% with the replay; a description of
+    the clip first and "So the answer is A (up)." last, the letter before its text: 21.8%.
     """
-    steps = []
-    if self_correct:
-        wrong = [i for i in range(len(question.options)) if i != question.answer_index]
-        guess = question.options[int(rng.choice(wrong))]
-        steps.append(
-            f'At first glance the answer looks like "{guess}". '
-            "Wait, that does not match what I saw. Let me check again."
-        )
-    steps += [question.evidence, f"The answer is {question.answer_text}."]
-    return f"<think>{' '.join(steps)}</think> <answer>{question.answer}</answer>"
+    check = "Let me check again: " if second_look else ""
+    evidence = question.evidence[0].lower() + question.evidence[1:] if second_look else question.evidence
+    text = question.answer_text
+    return f"<think>The answer is {text}. {check}{evidence} So the answer is {text}.</think> <answer>{question.answer}</answer>"

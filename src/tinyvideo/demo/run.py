@@ -58,9 +58,9 @@ TRAINERS = {
 def stage_data(ws: Workspace, stage: Stage) -> Path:
     """The stage's training file: the suite's one, or its sources' rows joined into the workspace's
     `data/<stage>.json`."""
-    if len(stage.data) == 1 and stage.data[0].every == 1:
+    if len(stage.data) == 1 and stage.data[0].every == stage.data[0].repeat == 1:
         return ws.suite.path(*stage.data[0].keys)
-    rows = [row for source in stage.data for row in read_json(ws.suite.path(*source.keys))[:: source.every]]
+    rows = [row for source in stage.data for row in read_json(ws.suite.path(*source.keys))[:: source.every] * source.repeat]
     return write_json(ws.root / "data" / f"{stage.name}.json", rows)
 
 
