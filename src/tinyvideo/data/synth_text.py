@@ -82,9 +82,9 @@ def reasoning(question: Question, second_look: bool) -> str:
     again, because a small model names the letter of a stated answer (the shipped base model 90.7%) long before
     it names the letter of one it has to work out (after the demo's fine-tuning: Option 20.4%, chance 22.9%).
     Demo suite seed 0, cold starts from the same fine-tuned model, Reason mode on the 280 test questions: these
-    worked answers 35.0% alone, 43.2% with the fine-tuning rows replayed beside them (`tinyvideo demo`'s cold
-    start); the evidence first, then "The answer is up.": 32.9% alone, 29.6% with the replay; a description of
-    the clip first and "So the answer is A (up)." last, the letter before its text: 21.8%.
+    worked answers 35.0% alone, 37.5-43.2% with fine-tuning rows replayed beside them (`tinyvideo demo`'s cold
+    start; two draws of the rows); the evidence first, then "The answer is up.": 32.9% alone, 29.6% with the
+    replay; a description of the clip first and "So the answer is A (up)." last, the letter before its text: 21.8%.
     """
     check = "Let me check again: " if second_look else ""
     evidence = question.evidence[0].lower() + question.evidence[1:] if second_look else question.evidence
