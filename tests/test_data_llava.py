@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tinyvideo.data.llava import LlavaCollator, LlavaDataset, read_rows
 from tinyvideo.config import IGNORE_INDEX
+from tinyvideo.data.llava import LlavaCollator, LlavaDataset, read_rows
 from tinyvideo.processing import END_OF_TURN
 from tinyvideo.scratch import build_tiny
 from tinyvideo.video import write_video

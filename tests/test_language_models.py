@@ -15,12 +15,12 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.cli import main
+from tinyvideo.config import IGNORE_INDEX
 from tinyvideo.data.synth import design_split
 from tinyvideo.errors import InputError
 from tinyvideo.eval.harness import evaluate
 from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.eval.settings import Settings
-from tinyvideo.config import IGNORE_INDEX
 from tinyvideo.processing import conversation_segments
 from tinyvideo.scratch import assemble, build_tiny, default_chat_format, load_language_model, spare_rows, train_tokenizer
 from tinyvideo.train.common import Tuning, apply_tuning, load_config, save_model

@@ -11,7 +11,7 @@ import torch
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.checkpoints import export_published
-from tinyvideo.config import TinyVideoConfig, canonical_connector
+from tinyvideo.config import IGNORE_INDEX, TinyVideoConfig, canonical_connector
 from tinyvideo.connectors import CONNECTORS
 from tinyvideo.errors import InputError
 from tinyvideo.inference import question_prompt
@@ -359,5 +359,5 @@ def test_training_loss_is_the_full_vocabulary_next_token_loss_over_the_supervise
     full.backward()
     assert torch.allclose(loss, full, atol=1e-6)
     assert torch.allclose(grad, connector.grad, atol=1e-6)
-    supervised = int((inputs["labels"] != -100).sum())
+    supervised = int((inputs["labels"] != IGNORE_INDEX).sum())
     assert torch.allclose(model(**inputs, num_items_in_batch=torch.tensor(4 * supervised)).loss, full / 4, atol=1e-6)

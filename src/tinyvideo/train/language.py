@@ -50,12 +50,12 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, Qwen2ForCausalLM, Trainer, TrainerCallback, TrainingArguments, set_seed
 
+from tinyvideo.config import IGNORE_INDEX
 from tinyvideo.data.synth import design_split
 from tinyvideo.data.synth_formats import told_question, training_records
 from tinyvideo.data.synth_questions import FAMILIES, LETTERS, Clip, Question
 from tinyvideo.data.synth_text import caption
 from tinyvideo.errors import InputError
-from tinyvideo.config import IGNORE_INDEX
 from tinyvideo.processing import conversation_segments
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
 from tinyvideo.train.common import check_ranges, conversation_texts, save_model
