@@ -236,7 +236,7 @@ class TinyVideoForConditionalGeneration(TinyVideoPreTrainedModel, GenerationMixi
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         targets = None
         if labels is not None:  # position i predicts token i + 1
-            targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+            targets = nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
             logits_to_keep = (targets != IGNORE_INDEX).any(0).nonzero().squeeze(1)
             targets = targets[:, logits_to_keep]
         outputs = self.language_model(
