@@ -135,9 +135,17 @@ def read_history(run: Path) -> list[dict]:
 
 def grpo_recipe(ws: Workspace):
     """The GRPO stage's settings: its rollouts' length is the Reason-mode answers' cap, and its frames per
-    video (which every stage's recipe shares) are the evaluations' too."""
+    video and precision (which every stage's recipe shares) are the evaluations' too."""
     grpo = STAGES[-1]
     return load_stage_config(ws, grpo, ws.run_dir(grpo.name), None)
+
+
+def eval_dtype(recipe) -> str:
+    """The evaluations' weights: bfloat16 where the recipes train under bf16 autocast, else float32. On a
+    2-core CPU with AVX512-BF16, bfloat16 answers 2.4x as many questions a second at the same accuracy (the
+    fine-tuned model of the demo from the base model, 280 test questions, float32 / bfloat16: Option 20.4 / 22.1,
+    Cloze 62.1 / 61.4, Cloze with the options listed 53.9 / 54.6)."""
+    return "bfloat16" if recipe.bf16 else "float32"
 
 
 def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES, control: str | None = None) -> dict[str, dict]:
@@ -156,6 +164,7 @@ def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES, control: st
             cloze_options=mode == CLOZE_OPTIONS,
             frames=recipe.num_frames,
             max_new_tokens=new_tokens[harness_mode],
+            dtype=eval_dtype(recipe),
             control=control,
             limit=ws.scale.test_questions,
         )
@@ -168,11 +177,13 @@ def evaluate_run(ws: Workspace, model: Path, run: Path, modes=MODES, control: st
 def evaluate_subtitles(ws: Workspace, model: Path, run: Path) -> dict:
     """The harness's report on the suite's LongVideoBench files in Option mode, each question asked without
     and with its subtitles (the frames' captions, interleaved with the frames)."""
+    recipe = grpo_recipe(ws)
     settings = Settings(
         benchmark="longvideobench",
         data=str(ws.suite.path("eval", "longvideobench", "root").resolve()),
         model=str(model.resolve()),
-        frames=grpo_recipe(ws).num_frames,
+        frames=recipe.num_frames,
+        dtype=eval_dtype(recipe),
         max_new_tokens=OPTION_TOKENS,
         subtitles=True,
         limit=ws.scale.test_questions,
