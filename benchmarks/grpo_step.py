@@ -80,9 +80,9 @@ def our_step(model, reference, processor, videos, prompt_ids, solutions, args):
     begin = time.perf_counter()
     prompts = prompt_batch(model, processor, prompt_ids, [v.to(args.device) for v in videos])
     embeds = prompt_embeddings(model, prompts)
-    torch.manual_seed(args.seed)
     completions = sample_completions(
-        model, prompts, embeds, args.generations, args.new_tokens, eos_token_id=eos, pad_token_id=eos
+        model, prompts, embeds, args.generations, args.new_tokens,
+        seeds=[args.seed + index for index in range(len(prompt_ids))], eos_token_id=eos, pad_token_id=eos,
     )
     rollout_s = time.perf_counter() - begin
     advantages = advantages_of(processor, completions, solutions, args.generations, args.seed)

@@ -23,7 +23,7 @@ from tinyvideo.scoring import completion_logprobs, token_logprobs
 from tinyvideo.scratch import build_tiny
 from tinyvideo.train.common import apply_tuning, load_config
 from tinyvideo.train.grpo import GRPOConfig, GRPODataset, grpo_prompt
-from tinyvideo.train.grpo_rollouts import prompt_batch, prompt_embeddings, sample_completions
+from tinyvideo.train.grpo_rollouts import RowSeededSampling, prompt_batch, prompt_embeddings, sample_completions
 from tinyvideo.train.grpo_trainer import GRPOTrainer, adapters_disabled, only_adapters_train
 from tinyvideo.video import write_video
 
@@ -102,8 +102,7 @@ def test_cached_feature_logprobs_equal_a_full_forward_on_pixels_and_each_prompt_
     prompts = prompt_batch(model, processor, ids, videos)
     assert prompts.attention_mask[1].sum() < prompts.attention_mask.shape[1]  # the second is left-padded
     embeds = prompt_embeddings(model, prompts)
-    torch.manual_seed(0)
-    completions = sample_completions(model, prompts, embeds, 3, 6, eos_token_id=processor.tokenizer.eos_token_id)
+    completions = sample_completions(model, prompts, embeds, 3, 6, seeds=[0, 1], eos_token_id=processor.tokenizer.eos_token_id)
     assert completions.shape == (6, 6)
     with torch.no_grad():
         ours = completion_logprobs(model, embeds, prompts.attention_mask, completions, 3)
@@ -127,12 +126,38 @@ def test_rollouts_never_sample_the_video_token(tiny):
     try:
         with torch.no_grad():
             head[model.config.video_token_id] = 10 * head.abs().max()  # the video token's logit dominates
-            torch.manual_seed(0)
-            completions = sample_completions(model, prompts, embeds, 4, 8)
+            completions = sample_completions(model, prompts, embeds, 4, 8, seeds=[0])
     finally:
         with torch.no_grad():
             head.copy_(saved)
     assert completions.numel() and not (completions == model.config.video_token_id).any()
+
+
+def test_a_rollout_is_the_same_whichever_prompts_share_its_generate_call(tiny):
+    """Each rollout draws from its own seeded generator: two prompts sampled together give the rollouts each
+    gives alone (the trainer samples a step's prompts in one call), and another seed gives others."""
+    model, processor = tiny
+    questions = [PROBLEM, "Which colour?\nA. red\nB. blue"]
+    videos = clips(processor, ["red", "blue"])
+    ids = [processor.tokenize(grpo_prompt(q, processor), [len(v)]) for q, v in zip(questions, videos)]
+
+    def rollouts(indices, seeds):
+        prompts = prompt_batch(model, processor, [ids[i] for i in indices], [videos[i] for i in indices])
+        completions = sample_completions(model, prompts, prompt_embeddings(model, prompts), 4, 10, seeds=seeds)
+        return [row.tolist() for row in completions]
+
+    together = rollouts([0, 1], [7, 8])
+    assert together == rollouts([0], [7]) + rollouts([1], [8])
+    assert len({tuple(row) for row in together}) > 1 and rollouts([0], [9]) != together[:4]
+
+
+def test_row_seeded_sampling_draws_from_the_softmax_of_the_scores():
+    """The argmax of the scores plus each row's Gumbel noise is a draw from softmax(scores)."""
+    probabilities = torch.tensor([0.6, 0.3, 0.1, 0.0])
+    scores = probabilities.log().expand(4000, 4).clone()
+    chosen = RowSeededSampling(range(4000))(None, scores).argmax(-1)
+    frequencies = torch.bincount(chosen, minlength=4) / 4000
+    assert torch.allclose(frequencies, probabilities, atol=0.03) and frequencies[3] == 0
 
 
 def test_dataset_builds_the_published_prompt_and_skips_bad_rows(suite, tiny, tmp_path, caplog):
@@ -165,7 +190,12 @@ def count_calls(module, method):
 
 
 def test_training_changes_the_weights_logs_every_metric_and_encodes_each_video_once(suite, tmp_path):
-    config = GRPOConfig(**settings(suite, tmp_path / "out", report_to="tensorboard", log_completions_steps=1))
+    """Two micro-batches of two prompts a step: the step's four prompts share one vision pass and one `generate`."""
+    config = GRPOConfig(
+        **settings(
+            suite, tmp_path / "out", report_to="tensorboard", log_completions_steps=1, gradient_accumulation_steps=2
+        )
+    )
     model = TinyVideoForConditionalGeneration.from_pretrained(config.model_name_or_path)
     processor = TinyVideoProcessor.from_pretrained(config.model_name_or_path)
     model = apply_tuning(model, config)
@@ -188,7 +218,8 @@ def test_training_changes_the_weights_logs_every_metric_and_encodes_each_video_o
         assert not missing, f"not logged: {missing}"
         assert entry["completion_length"] <= 8 and 0 <= entry["format_rate"] <= 1
     samples = [json.loads(line) for line in (tmp_path / "out" / "completions.jsonl").read_text().splitlines()]
-    assert len(samples) == 2 * 2 * 4 and {"completion", "reward", "advantage", "solution"} <= set(samples[0])
+    assert len(samples) == 2 * 4 * 4 and {"completion", "reward", "advantage", "solution"} <= set(samples[0])
+    assert all(len({s["row"] for s in samples if s["step"] == step}) == 4 for step in (1, 2))
     solutions = [json.loads(line)["solution"] for line in (suite / "grpo.jsonl").read_text().splitlines()]
     assert all(sample["solution"] == solutions[sample["row"]] for sample in samples)  # scored on its own row
     assert list((tmp_path / "out" / "runs").rglob("events.out.tfevents*"))
@@ -315,6 +346,12 @@ def test_published_recipe_config():
 def test_bad_settings_are_refused(suite, tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
         GRPOConfig(**{**settings(suite, tmp_path), **override})
+
+
+def test_a_step_that_needs_more_prompts_than_the_data_set_has_is_refused(suite, tmp_path):
+    values = settings(suite, tmp_path / "out", per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    with pytest.raises(ValueError, match="one optimizer step takes 8 prompts; the data set has 6"):
+        main(["train", "grpo", "--config", str(write_yaml(tmp_path / "big.yaml", values))])
 
 
 def test_two_processes_sample_score_and_step_as_one_process_accumulating_two_batches(suite, tmp_path):

@@ -59,10 +59,9 @@ def main(out: Path) -> None:
     def rollouts(model, tokens: int) -> list[list[int]]:
         prompts = prompt_batch(model, processor, [prompt], videos)
         embeds = prompt_embeddings(model, prompts).detach()
-        torch.manual_seed(0)
         fetches.clear()
         with gathered_for_generation(engine) if model is engine.module and gathered else torch.no_grad():
-            return sample_completions(model, prompts, embeds, 2, tokens, eos_token_id=None, pad_token_id=0).tolist()
+            return sample_completions(model, prompts, embeds, 2, tokens, seeds=[0], eos_token_id=None, pad_token_id=0).tolist()
 
     report = {"sharded": all(p.numel() == 0 for p in policy.parameters())}
     for gathered in (False, True):

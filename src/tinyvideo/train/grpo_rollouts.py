@@ -5,16 +5,20 @@ repeated 8x for the policy and 8x again for the reference) and materialises full
 (docs/published-format.md 6, items 2-4). Here, per prompt:
 - the frozen vision tower runs once; its frame features serve the rollouts, the policy and the reference;
 - the prompt embeddings (connector output included) are built once and the G rollouts of every prompt
-  come from one batched `generate` on them (left padding lets several prompts share the call);
+  come from one batched `generate` on them (left padding lets several prompts share the call), each
+  rollout drawn from its own seeded generator, so batching never changes what is sampled;
 - log-probs are computed only at completion positions (`tinyvideo.scoring`).
 The G rollouts of a prompt are consecutive rows ("a group"), as `num_return_sequences` lays them out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from tinyvideo.processing import pack_videos
 
@@ -50,6 +54,49 @@ def prompt_embeddings(model, prompts: Prompts, frame_features: torch.Tensor | No
     return model.embed_inputs(prompts.input_ids, video_num_frames=prompts.video_num_frames, frame_features=features)
 
 
+def select_prompts(prompts: Prompts, start: int, stop: int) -> Prompts:
+    """Prompts `start` to `stop - 1` as a batch of their own: their frame features, and only the padding
+    columns one of them needs (the batch `prompt_batch` builds for them alone)."""
+    frames = prompts.video_num_frames.tolist()
+    mask = prompts.attention_mask[start:stop]
+    first_used = int(mask.any(0).nonzero()[0])
+    return Prompts(
+        prompts.input_ids[start:stop, first_used:],
+        mask[:, first_used:],
+        prompts.frame_features[sum(frames[:start]) : sum(frames[:stop])],
+        prompts.video_num_frames[start:stop],
+    )
+
+
+class RowSeededSampling(LogitsProcessor):
+    """Sampling as an argmax: each row's (already warped) scores plus Gumbel noise from the row's own
+    generator (the Gumbel-max trick), the last processor of a `do_sample=False` generation.
+
+    The argmax of `scores - log(-log(u))`, u ~ U(0, 1), is a draw from softmax(scores). Row r's t-th token
+    uses the t-th draw of generator r, so a row's tokens do not depend on which other rows share the call.
+    """
+
+    def __init__(self, seeds: Sequence[int]):
+        self.seeds = list(seeds)
+        self.generators: list[torch.Generator] | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.generators is None:
+            self.generators = [torch.Generator(scores.device).manual_seed(seed) for seed in self.seeds]
+        size, device = scores.shape[-1], scores.device
+        uniform = torch.stack([torch.rand(size, generator=g, device=device) for g in self.generators])
+        return scores - torch.log(-torch.log(uniform))
+
+
+def rollout_seeds(prompt_seeds: Sequence[int], num_generations: int) -> list[int]:
+    """The seed of each rollout, G per prompt in prompt order: from the prompt's seed and the rollout's index."""
+    return [
+        int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+        for seed in prompt_seeds
+        for index in range(num_generations)
+    ]
+
+
 @torch.no_grad()
 def sample_completions(
     model,
@@ -57,6 +104,8 @@ def sample_completions(
     prompt_embeds: torch.Tensor,
     num_generations: int,
     max_completion_length: int,
+    *,
+    seeds: Sequence[int],
     temperature: float = 1.0,
     top_p: float = 1.0,
     top_k: int | None = 50,
@@ -66,24 +115,33 @@ def sample_completions(
     """G sampled completions per prompt from one `generate` call: [B*G, Lc], new tokens only.
 
     Generation runs on the language model with the ready prompt embeddings, so neither the vision
-    tower nor the connector runs again; `num_return_sequences` expands the embeddings, not the video.
-    The model is put in eval mode for the call (the KV cache is off in train mode under activation
-    checkpointing) and its mode restored afterwards. The video token is never sampled (the output head
-    still has its row). Sampling uses the global RNG: seed it to reproduce.
+    tower nor the connector runs again. `seeds` holds one seed per prompt; rollout g of prompt b draws
+    from its own generator (`rollout_seeds`, `RowSeededSampling`), so the same prompt and seed give the
+    same rollouts whichever prompts share the call (up to rounding in the batched forward). Temperature,
+    top-k and top-p shape the scores as in `generate`'s sampling. The model is put in eval mode for the
+    call (the KV cache is off in train mode under activation checkpointing) and its mode restored
+    afterwards. The video token is never sampled (the output head still has its row).
     """
+    if len(seeds) != prompts.input_ids.shape[0]:
+        raise ValueError(f"expected one seed per prompt ({prompts.input_ids.shape[0]}), got {len(seeds)}")
+    processors = LogitsProcessorList()
+    if temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        processors.append(TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+        processors.append(TopPLogitsWarper(top_p))
+    processors.append(RowSeededSampling(rollout_seeds(seeds, num_generations)))
     training = model.training
     model.eval()
     try:
         output = model.language_model.generate(
-            input_ids=prompts.input_ids,
-            inputs_embeds=prompt_embeds.detach(),
-            attention_mask=prompts.attention_mask,
-            do_sample=True,
-            num_return_sequences=num_generations,
+            input_ids=prompts.input_ids.repeat_interleave(num_generations, 0),
+            inputs_embeds=prompt_embeds.detach().repeat_interleave(num_generations, 0),
+            attention_mask=prompts.attention_mask.repeat_interleave(num_generations, 0),
+            do_sample=False,
+            logits_processor=processors,
             max_new_tokens=max_completion_length,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k or None,
             eos_token_id=eos_token_id,
             pad_token_id=pad_token_id,
             suppress_tokens=[model.config.video_token_id],

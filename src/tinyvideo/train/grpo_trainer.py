@@ -2,18 +2,19 @@
 
 Generation happens inside `compute_loss`, as in the published trainer, so checkpoints, resume,
 logging, mixed precision, gradient accumulation and accelerate/DeepSpeed come from the Trainer. Each
-step, per process: every prompt's video goes through the vision tower once, G rollouts per prompt come
-from one batched `generate`, the rewards are combined and turned into group advantages, and the
-policy and the reference score only the completion tokens (see `grpo_rollouts`).
+step, per process, at its first micro-batch: every prompt's video goes through the vision tower once,
+the G rollouts of all the step's prompts come from one batched `generate` (TRL's generation batch),
+the rewards are combined and turned into group advantages, and the reference scores the completion
+tokens; each micro-batch then takes its share for the policy's loss and backward (see `grpo_rollouts`).
 
 Batches are lists of examples (identity collator). `per_device_train_batch_size` counts prompts, and
 a prompt's G rollouts stay on the process that holds the prompt: a group is sampled, rewarded and
 normalised in one place. Rewards are gathered from every process before the advantages (so `batch`
-scaling sees the whole batch) and every metric before it is logged.
+scaling sees the whole step) and every metric before it is logged.
 
-Reproducible by construction: rollout sampling and advantage noise are seeded from the seed and the
-micro-batch's place in the run, so a run resumed from a checkpoint samples what the uninterrupted run
-would have, and N processes sample what one process with N accumulation steps would.
+Reproducible by construction: each rollout and each prompt's advantage noise are seeded from the seed
+and the prompt's place in the run, so a run resumed from a checkpoint samples what the uninterrupted
+run would have, and N processes sample what one process with N accumulation steps would.
 """
 
 from __future__ import annotations
@@ -30,13 +31,19 @@ import numpy as np
 import torch
 from accelerate.utils import gather_object
 from peft.tuners.lora import LoraLayer
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 from transformers import Trainer
 
 from tinyvideo.scoring import completion_logprobs
 from tinyvideo.train import rewards as reward_lib
 from tinyvideo.train.grpo_loss import completion_mask, group_advantages, policy_loss, zero_std_fraction
-from tinyvideo.train.grpo_rollouts import Prompts, prompt_batch, prompt_embeddings, sample_completions
+from tinyvideo.train.grpo_rollouts import (
+    Prompts,
+    prompt_batch,
+    prompt_embeddings,
+    sample_completions,
+    select_prompts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +69,16 @@ class RepeatingSampler(Sampler[int]):
     """A seeded shuffle of the dataset in which each chunk of `chunk` indices is yielded `repeat` times.
 
     A chunk is one optimizer step's prompts on all processes (per-device batch x accumulation x
-    processes); repeating it makes the next `num_iterations - 1` steps see the same prompts, whose
-    rollouts are then reused (TRL's `num_iterations`). The order depends only on the seed and the
-    epoch, so a resumed run skips into the same sequence.
+    processes), dealt as one batch per process. `GRPOTrainer` repeats it once per micro-batch (each
+    takes its share of the rollouts sampled at the first) and again for the next `num_iterations - 1`
+    steps, which reuse the rollouts (TRL's `num_iterations`). A last chunk shorter than the others is
+    dropped (it cannot be split between processes and micro-batches). The order depends only on the
+    seed and the epoch, so a resumed run skips into the same sequence.
     """
 
     def __init__(self, size: int, chunk: int, repeat: int, seed: int):
+        if size < chunk:
+            raise ValueError(f"one optimizer step takes {chunk} prompts; the data set has {size}")
         self.size, self.chunk, self.repeat, self.seed = size, chunk, repeat, seed
         self.epoch = 0
 
@@ -75,27 +86,17 @@ class RepeatingSampler(Sampler[int]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size * self.repeat
+        return self.size // self.chunk * self.chunk * self.repeat
 
     def __iter__(self):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
-        for start in range(0, self.size, self.chunk):
+        for start in range(0, self.size - self.chunk + 1, self.chunk):
             for _ in range(self.repeat):
                 yield from order[start : start + self.chunk]
 
 
 def identity_collator(examples: list[dict]) -> list[dict]:
     return examples
-
-
-@contextmanager
-def seeded_rng(seed: int, device: torch.device):
-    """Draw from a fixed seed without disturbing the RNG streams the rest of training uses."""
-    on_accelerator = device.type not in ("cpu", "meta")
-    devices = [device] if on_accelerator else []
-    with torch.random.fork_rng(devices=devices, device_type=device.type if on_accelerator else None):
-        torch.manual_seed(seed)
-        yield
 
 
 def gathered_for_generation(model):
@@ -157,18 +158,31 @@ class GRPOTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self.ref_model = ref_model.requires_grad_(False).eval() if args.beta and ref_model is not None else None
         self._ref_placed = False
-        self._buffer: dict[int, Rollouts] = {}  # by micro-batch of the optimiser step
+        self._buffer: list[Rollouts] = []  # the step's rollouts, one entry per micro-batch
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self._micro_step: int | None = None
         self.skipped_rows: set[int] = set()
 
     # ---- data ---------------------------------------------------------------------------------------
 
+    def get_train_dataloader(self) -> DataLoader:
+        """Batches of one optimizer step's prompts (this process's share), each dealt once per micro-batch."""
+        if self.train_dataset is None:
+            raise ValueError("Trainer: training requires a train_dataset.")
+        return self._get_dataloader(
+            dataset=self.train_dataset,
+            description="Training",
+            batch_size=self._train_batch_size * self.args.gradient_accumulation_steps,
+            sampler_fn=self._get_train_sampler,
+            is_training=True,
+        )
+
     def _get_train_sampler(self, train_dataset=None) -> Sampler:
         dataset = self.train_dataset if train_dataset is None else train_dataset
-        chunk = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return RepeatingSampler(len(dataset), chunk, self.args.num_iterations, seed)
+        args = self.args
+        chunk = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        seed = args.data_seed if args.data_seed is not None else args.seed
+        return RepeatingSampler(len(dataset), chunk, args.gradient_accumulation_steps * args.num_iterations, seed)
 
     def _place_reference(self, ref_model):
         """On the device, or as a DeepSpeed inference engine (sharded under ZeRO-3). Done at first use, once
@@ -198,23 +212,22 @@ class GRPOTrainer(Trainer):
         self._micro_step += 1
         self.skipped_rows.update(row for item in inputs for row in item["skipped"])
 
-        # As TRL's `_prepare_inputs`: the first of the `num_iterations` updates that see a step's prompts (the
-        # sampler repeats them) samples each micro-batch's rollouts, the others reuse them. A run resumed in
-        # between samples them again, from the same seed.
-        accumulation = args.gradient_accumulation_steps
+        # As TRL's `_prepare_inputs`: each batch holds the whole step's prompts; the first micro-batch of the
+        # first of the `num_iterations` updates that see them samples the step's rollouts, and every
+        # micro-batch trains on its share. A run resumed in between samples them again, from the same seeds.
+        accumulation, per_device = args.gradient_accumulation_steps, args.per_device_train_batch_size
         micro_batch = (self._micro_step - 1) % accumulation
         iteration = (self._micro_step - 1) // accumulation % args.num_iterations
-        rollouts = self._buffer.pop(micro_batch, None) if iteration else None
-        if rollouts is not None and rollouts.rows != (rows := [item["row"] for item in inputs]):
+        if micro_batch == 0 and (iteration == 0 or not self._buffer):
+            self._buffer = self._generate_and_score(policy, inputs)
+        rollouts = self._buffer[micro_batch]
+        rows = [item["row"] for item in inputs[micro_batch * per_device : (micro_batch + 1) * per_device]]
+        if rollouts.rows != rows:
             raise RuntimeError(f"rollouts sampled for rows {rollouts.rows} would be reused for rows {rows}")
-        prompts = rollouts.prompts if rollouts is not None else self._prompts(policy, inputs)
-        embeds = prompt_embeddings(policy, prompts)
-        if rollouts is None:
-            first_micro_step = self._micro_step - iteration * accumulation
-            rollouts = self._generate_and_score(policy, prompts, embeds, inputs, self._rollout_seed(first_micro_step))
 
+        embeds = prompt_embeddings(policy, rollouts.prompts)
         logp = completion_logprobs(
-            policy, embeds, prompts.attention_mask, rollouts.completion_ids, args.num_generations,
+            policy, embeds, rollouts.prompts.attention_mask, rollouts.completion_ids, args.num_generations,
             args.temperature, forward=model,
         )
         loss, stats = policy_loss(
@@ -230,10 +243,8 @@ class GRPOTrainer(Trainer):
             max_completion_length=args.max_completion_length,
             num_items=rollouts.num_items,
         )
-        if iteration + 1 < args.num_iterations:
-            if rollouts.old_logp is None:
-                rollouts.old_logp = logp.detach()
-            self._buffer[micro_batch] = rollouts
+        if iteration + 1 < args.num_iterations and rollouts.old_logp is None:
+            rollouts.old_logp = logp.detach()
         for name, value in stats.items():
             self._record(name, self.accelerator.gather(value.detach().reshape(1)).mean().item())
         return loss
@@ -242,23 +253,27 @@ class GRPOTrainer(Trainer):
         prompt_ids = [item["prompt_ids"].tolist() for item in inputs]
         return prompt_batch(policy, self.processor, prompt_ids, [item["pixel_values"] for item in inputs])
 
-    def _rollout_seed(self, micro_step: int) -> int:
-        """The seed of the rollouts sampled at `micro_step` (counted from 1), from the seed and the micro-batch's
-        place in the run's sequence of micro-batches: the data loader deals a step's micro-batches to the
-        processes in turn, so the same prompts draw the same rollouts whether processes or accumulation
-        steps share a step."""
-        place = (micro_step - 1) * self.accelerator.num_processes + self.accelerator.process_index
-        return int(np.random.SeedSequence([self.args.seed, place]).generate_state(1)[0])
+    def _prompt_seeds(self, count: int) -> list[int]:
+        """The seed of each of this process's `count` prompts in the current step, from the seed and the
+        prompt's place in the run's sequence of prompts. A step deals its prompts to the processes in
+        consecutive blocks, so the same prompt draws the same rollouts whether processes or accumulation
+        steps share a step; the place counts rollout generations, so a resumed run draws what the
+        uninterrupted one did."""
+        generation = self.state.global_step // self.args.num_iterations
+        first = (generation * self.accelerator.num_processes + self.accelerator.process_index) * count
+        return [int(np.random.SeedSequence([self.args.seed, first + i]).generate_state(1)[0]) for i in range(count)]
 
     @torch.no_grad()
-    def _generate_and_score(
-        self, policy, prompts: Prompts, embeds: torch.Tensor, inputs: list[dict], seed: int
-    ) -> Rollouts:
+    def _generate_and_score(self, policy, inputs: list[dict]) -> list[Rollouts]:
+        """The rollouts of the step's prompts on this process, scored, split into its micro-batches."""
         args, group = self.args, self.args.num_generations
         tokenizer = self.processor.tokenizer
-        with gathered_for_generation(self.model_wrapped), seeded_rng(seed, policy.device):
+        prompts = self._prompts(policy, inputs)
+        seeds = self._prompt_seeds(len(inputs))
+        with gathered_for_generation(self.model_wrapped):
             completion_ids = sample_completions(
-                policy, prompts, embeds, group, args.max_completion_length, args.temperature, args.top_p, args.top_k,
+                policy, prompts, prompt_embeddings(policy, prompts), group, args.max_completion_length, seeds=seeds,
+                temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=self.processor.pad_token_id,
             )
         mask = completion_mask(completion_ids, tokenizer.eos_token_id)
@@ -271,15 +286,24 @@ class GRPOTrainer(Trainer):
         all_rewards = self.accelerator.gather(rewards.to(policy.device)).cpu()
         start = self.accelerator.process_index * len(rewards)
         advantages = group_advantages(all_rewards, group, args.scale_rewards)[start : start + len(rewards)]
-        # The published noise, drawn for this process's rollouts from their own seed (not the gathered batch's).
-        noise = torch.randn(len(rewards), generator=torch.Generator().manual_seed(seed)) * args.advantage_noise_std
-        advantages = (advantages + noise).to(policy.device)
-        num_items = self.accelerator.gather(mask.sum().reshape(1)).sum() / self.accelerator.num_processes
-
-        ref_logp = self._reference_logprobs(policy, prompts, completion_ids) if args.beta else None
+        # The published noise, drawn for each prompt's rollouts from the prompt's own seed.
+        noise = torch.cat([torch.randn(group, generator=torch.Generator().manual_seed(seed)) for seed in seeds])
+        advantages = (advantages + noise * args.advantage_noise_std).to(policy.device)
         self._record_rollouts(all_rewards, rewards, per_func, texts, mask, completion_ids, inputs, advantages)
-        rows = [item["row"] for item in inputs]
-        return Rollouts(rows, prompts, completion_ids, mask, advantages, num_items, ref_logp=ref_logp)
+
+        micro_batches = []
+        for first in range(0, len(inputs), args.per_device_train_batch_size):
+            last = first + args.per_device_train_batch_size
+            part = select_prompts(prompts, first, last)
+            part_mask = mask[first * group : last * group]
+            width = max(1, int(part_mask.sum(1).max()))  # without the columns only other micro-batches need
+            part_mask, part_ids = part_mask[:, :width], completion_ids[first * group : last * group, :width]
+            num_items = self.accelerator.gather(part_mask.sum().reshape(1)).sum() / self.accelerator.num_processes
+            ref_logp = self._reference_logprobs(policy, part, part_ids) if args.beta else None
+            rows = [item["row"] for item in inputs[first:last]]
+            advantage = advantages[first * group : last * group]
+            micro_batches.append(Rollouts(rows, part, part_ids, part_mask, advantage, num_items, ref_logp=ref_logp))
+        return micro_batches
 
     def _rewards(self, inputs: list[dict], texts: list[str], completion_ids, mask) -> list[list[float]]:
         """Each reward function on every completion, with the dataset columns repeated per rollout (TRL's call)."""
