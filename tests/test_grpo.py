@@ -115,6 +115,32 @@ def test_cached_feature_logprobs_equal_a_full_forward_on_pixels_and_each_prompt_
         assert not torch.allclose(ours[:3], other, atol=1e-3)
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_completions_after_one_shared_prompt_score_and_backpropagate_as_with_a_prompt_each(suite, attention):
+    """GRPO's log-probs run each prompt once with its G completions after it in the same row; the log-probs and
+    the prompt's gradient are those of the plain layout, the prompt repeated before each completion."""
+    model = TinyVideoForConditionalGeneration.from_pretrained(suite / "model").eval()
+    processor = TinyVideoProcessor.from_pretrained(suite / "model")
+    model.language_model.set_attn_implementation(attention)
+    questions = [PROBLEM, "Which colour?\nA. red\nB. blue"]  # the second prompt is left-padded
+    videos = clips(processor, ["red", "blue"])
+    ids = [processor.tokenize(grpo_prompt(q, processor), [len(v)]) for q, v in zip(questions, videos)]
+    prompts = prompt_batch(model, processor, ids, videos)
+    completions = sample_completions(model, prompts, prompt_embeddings(model, prompts), 3, 6, seeds=[0, 1])
+    embeds = prompt_embeddings(model, prompts).detach().requires_grad_(True)
+
+    shared = completion_logprobs(model, embeds, prompts.attention_mask, completions, 3)
+    rows = torch.cat([embeds.repeat_interleave(3, 0), model.get_input_embeddings()(completions)], dim=1)
+    mask = torch.cat([prompts.attention_mask.repeat_interleave(3, 0), torch.ones_like(completions)], dim=1)
+    logits = model(inputs_embeds=rows, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
+    plain = token_logprobs(logits[:, -completions.shape[1] - 1 : -1], completions)
+    assert torch.allclose(shared, plain, atol=1e-5)
+    weights = torch.randn(shared.shape, generator=torch.Generator().manual_seed(0))
+    (from_shared,) = torch.autograd.grad((shared * weights).sum(), embeds)
+    (from_plain,) = torch.autograd.grad((plain * weights).sum(), embeds)
+    assert from_plain.abs().max() > 0 and torch.allclose(from_shared, from_plain, atol=1e-6)
+
+
 def test_rollouts_never_sample_the_video_token(tiny):
     """The output head keeps a row for the video token; a rollout holding it would break the log-prob pass."""
     model, processor = tiny

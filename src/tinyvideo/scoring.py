@@ -20,6 +20,10 @@ def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, temperature: f
     return torch.stack(rows)
 
 
+# Attention implementations that take a custom 4D mask, and the form they take it in.
+SHARED_PROMPT_ATTENTION = ("sdpa", "eager")
+
+
 def completion_logprobs(
     model,
     prompt_embeds: torch.Tensor,
@@ -31,19 +35,80 @@ def completion_logprobs(
 ) -> torch.Tensor:
     """log p(completion token | video, prompt, earlier tokens) for every completion position: [B*G, Lc].
 
-    Each prompt's embeddings are repeated for its G rollouts (their gradients add up, as if the
-    connector had run G times) and followed by the completions' token embeddings. Positions count
-    real tokens only, as in generation, so a left-padded prompt sees the positions it was sampled
-    with. Only the last Lc + 1 hidden states reach the output head. `forward` is the module to call
-    (a DDP/DeepSpeed wrapper of `model` during training); `model` is used for its embedding table.
+    `prompt_embeds` [B, Lp, D] are left-padded (`prompt_mask` [B, Lp]); `completion_ids` [B*G, Lc] hold G
+    completions per prompt, in prompt order. Positions count real tokens only, as in generation, so a
+    left-padded prompt sees the positions it was sampled with. Only the positions that predict a
+    completion token reach the output head. `forward` is the module to call (a DDP/DeepSpeed wrapper of
+    `model` during training); `model` is used for its embedding table and configuration.
+
+    Where the language model's attention takes a custom mask (sdpa, eager), each prompt runs once, its G
+    completions after it in the same row (`shared_prompt_layout`): a GRPO prompt of ~600 tokens
+    (512 of them video) then passes through the model once instead of G times. Otherwise (flash
+    attention) the prompt is repeated for each completion. Either way a prompt's gradient is the sum
+    over its completions.
     """
+    attention = model.language_model.config._attn_implementation
+    if attention not in SHARED_PROMPT_ATTENTION:
+        logits = _repeated_prompt_logits(model, forward or model, prompt_embeds, prompt_mask, completion_ids, num_generations)
+    else:
+        logits = _shared_prompt_logits(
+            model, forward or model, prompt_embeds, prompt_mask, completion_ids, num_generations, attention
+        )
+    return token_logprobs(logits, completion_ids, temperature)
+
+
+def _repeated_prompt_logits(model, forward, prompt_embeds, prompt_mask, completion_ids, num_generations):
     width = completion_ids.shape[1]
     embeds = torch.cat(
         [prompt_embeds.repeat_interleave(num_generations, 0), model.get_input_embeddings()(completion_ids)], dim=1
     )
     mask = torch.cat([prompt_mask.repeat_interleave(num_generations, 0), torch.ones_like(completion_ids)], dim=1)
     positions = (mask.cumsum(1) - 1).clamp(min=0)
-    output = (forward or model)(
+    output = forward(
         inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=width + 1, use_cache=False
     )
-    return token_logprobs(output.logits[:, :-1], completion_ids, temperature)
+    return output.logits[:, :-1]
+
+
+def shared_prompt_layout(prompt_mask: torch.Tensor, num_generations: int, width: int):
+    """Where a prompt and its G completions of `width` tokens sit in one row of Lp + G * width tokens.
+
+    Returns the position ids [B, L], the attention mask [B, 1, L, L] (True: may attend; a completion
+    token sees the prompt's real tokens and its own completion's earlier tokens, never another
+    completion; a padding token sees only itself, so no row of the mask is empty) and the indices of
+    the L positions whose logits predict the completion tokens: the prompt's last token (each
+    completion's first token), then each completion's first `width - 1` tokens.
+    """
+    batch, prompt_length = prompt_mask.shape
+    device = prompt_mask.device
+    offsets = torch.arange(width, device=device).repeat(num_generations)
+    positions = torch.cat([(prompt_mask.cumsum(1) - 1).clamp(min=0), prompt_mask.sum(1, keepdim=True) + offsets], 1)
+    segment = torch.cat(
+        [
+            torch.zeros(prompt_length, dtype=torch.long, device=device),
+            torch.arange(1, num_generations + 1, device=device).repeat_interleave(width),
+        ]
+    )
+    length = segment.numel()
+    index = torch.arange(length, device=device)
+    visible = ((segment[None, :] == 0) | (segment[None, :] == segment[:, None])) & (index[None, :] <= index[:, None])
+    real = torch.cat([prompt_mask.bool(), prompt_mask.new_ones(batch, num_generations * width, dtype=torch.bool)], 1)
+    mask = (visible[None] & real[:, None, :]) | torch.eye(length, dtype=torch.bool, device=device)
+    starts = prompt_length + width * torch.arange(num_generations, device=device)
+    keep = torch.cat([index.new_tensor([prompt_length - 1]), (starts[:, None] + torch.arange(width - 1, device=device)).flatten()])
+    return positions, mask[:, None], keep
+
+
+def _shared_prompt_logits(model, forward, prompt_embeds, prompt_mask, completion_ids, num_generations, attention):
+    batch, width = prompt_mask.shape[0], completion_ids.shape[1]
+    completions = model.get_input_embeddings()(completion_ids).reshape(batch, num_generations * width, -1)
+    embeds = torch.cat([prompt_embeds, completions.to(prompt_embeds.dtype)], dim=1)
+    positions, mask, keep = shared_prompt_layout(prompt_mask, num_generations, width)
+    if attention == "eager":  # an additive mask
+        mask = torch.zeros(mask.shape, dtype=embeds.dtype, device=mask.device).masked_fill(~mask, torch.finfo(embeds.dtype).min)
+    logits = forward(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=keep, use_cache=False
+    ).logits
+    first = logits[:, :1, None].expand(batch, 1, num_generations, -1).transpose(1, 2)  # [B, G, 1, V]
+    rest = logits[:, 1:].reshape(batch, num_generations, width - 1, -1)
+    return torch.cat([first, rest], dim=2).flatten(0, 1)

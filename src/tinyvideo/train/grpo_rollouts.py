@@ -4,10 +4,12 @@ The published trainer encodes every video 24+ times per prompt (8 `generate` cal
 repeated 8x for the policy and 8x again for the reference) and materialises full-sequence logits
 (docs/published-format.md 6, items 2-4). Here, per prompt:
 - the frozen vision tower runs once; its frame features serve the rollouts, the policy and the reference;
-- the prompt embeddings (connector output included) are built once and the G rollouts of every prompt
-  come from one batched `generate` on them (left padding lets several prompts share the call), each
-  rollout drawn from its own seeded generator, so batching never changes what is sampled;
-- log-probs are computed only at completion positions (`tinyvideo.scoring`).
+- the prompt embeddings (connector output included) are built once, each prompt runs through the
+  language model once, and the G rollouts of every prompt come from one batched `generate` on copies
+  of its cache (left padding lets several prompts share the call), each rollout drawn from its own
+  seeded generator, so batching never changes what is sampled;
+- log-probs are computed only at completion positions, with each prompt run once before its G
+  completions (`tinyvideo.scoring`).
 The G rollouts of a prompt are consecutive rows ("a group"), as `num_return_sequences` lays them out.
 """
 
@@ -115,7 +117,9 @@ def sample_completions(
     """G sampled completions per prompt from one `generate` call: [B*G, Lc], new tokens only.
 
     Generation runs on the language model with the ready prompt embeddings, so neither the vision
-    tower nor the connector runs again. `seeds` holds one seed per prompt; rollout g of prompt b draws
+    tower nor the connector runs again: each prompt but its last token (a text token, embedded by the
+    language model itself) runs once and the G rollouts start from copies of its cache, instead of the
+    prompt running G times. `seeds` holds one seed per prompt; rollout g of prompt b draws
     from its own generator (`rollout_seeds`, `RowSeededSampling`), so the same prompt and seed give the
     same rollouts whichever prompts share the call (up to rounding in the batched forward). Temperature,
     top-k and top-p shape the scores as in `generate`'s sampling. The model is put in eval mode for the
@@ -132,13 +136,23 @@ def sample_completions(
     if top_p < 1.0:
         processors.append(TopPLogitsWarper(top_p))
     processors.append(RowSeededSampling(rollout_seeds(seeds, num_generations)))
+    mask = prompts.attention_mask
     training = model.training
     model.eval()
     try:
+        # The prompts but their last token, once each; their cache is then copied for the G rollouts.
+        cache = model.language_model(
+            inputs_embeds=prompt_embeds[:, :-1].detach(),
+            attention_mask=mask[:, :-1],
+            position_ids=(mask[:, :-1].cumsum(1) - 1).clamp(min=0),
+            use_cache=True,
+            logits_to_keep=1,
+        ).cache
+        cache.batch_repeat_interleave(num_generations)
         output = model.language_model.generate(
             input_ids=prompts.input_ids.repeat_interleave(num_generations, 0),
-            inputs_embeds=prompt_embeds.detach().repeat_interleave(num_generations, 0),
-            attention_mask=prompts.attention_mask.repeat_interleave(num_generations, 0),
+            attention_mask=mask.repeat_interleave(num_generations, 0),
+            cache=cache,
             do_sample=False,
             logits_processor=processors,
             max_new_tokens=max_completion_length,

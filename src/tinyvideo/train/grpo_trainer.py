@@ -5,7 +5,8 @@ logging, mixed precision, gradient accumulation and accelerate/DeepSpeed come fr
 step, per process, at its first micro-batch: every prompt's video goes through the vision tower once,
 the G rollouts of all the step's prompts come from one batched `generate` (TRL's generation batch),
 the rewards are combined and turned into group advantages, and the reference scores the completion
-tokens; each micro-batch then takes its share for the policy's loss and backward (see `grpo_rollouts`).
+tokens; each micro-batch then takes its share for the policy's loss and backward. A prompt runs once
+for its G rollouts in every pass (see `grpo_rollouts`).
 
 Batches are lists of examples (identity collator). `per_device_train_batch_size` counts prompts, and
 a prompt's G rollouts stay on the process that holds the prompt: a group is sampled, rewarded and
