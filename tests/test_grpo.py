@@ -102,7 +102,8 @@ def test_cached_feature_logprobs_equal_a_full_forward_on_pixels_and_each_prompt_
     prompts = prompt_batch(model, processor, ids, videos)
     assert prompts.attention_mask[1].sum() < prompts.attention_mask.shape[1]  # the second is left-padded
     embeds = prompt_embeddings(model, prompts)
-    completions = sample_completions(model, prompts, embeds, 3, 6, seeds=[0, 1], eos_token_id=processor.tokenizer.eos_token_id)
+    eos = processor.tokenizer.eos_token_id
+    completions = sample_completions(model, prompts, embeds, 3, 6, seeds=[0, 1], eos_token_id=eos)
     assert completions.shape == (6, 6)
     with torch.no_grad():
         ours = completion_logprobs(model, embeds, prompts.attention_mask, completions, 3)

@@ -20,7 +20,7 @@ def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, temperature: f
     return torch.stack(rows)
 
 
-# Attention implementations that take a custom 4D mask, and the form they take it in.
+# The attention implementations that take a custom 4D mask (sdpa a boolean one, eager an additive one).
 SHARED_PROMPT_ATTENTION = ("sdpa", "eager")
 
 
@@ -48,12 +48,11 @@ def completion_logprobs(
     over its completions.
     """
     attention = model.language_model.config._attn_implementation
-    if attention not in SHARED_PROMPT_ATTENTION:
-        logits = _repeated_prompt_logits(model, forward or model, prompt_embeds, prompt_mask, completion_ids, num_generations)
+    inputs = (model, forward or model, prompt_embeds, prompt_mask, completion_ids, num_generations)
+    if attention in SHARED_PROMPT_ATTENTION:
+        logits = _shared_prompt_logits(*inputs, attention)
     else:
-        logits = _shared_prompt_logits(
-            model, forward or model, prompt_embeds, prompt_mask, completion_ids, num_generations, attention
-        )
+        logits = _repeated_prompt_logits(*inputs)
     return token_logprobs(logits, completion_ids, temperature)
 
 
@@ -95,7 +94,8 @@ def shared_prompt_layout(prompt_mask: torch.Tensor, num_generations: int, width:
     real = torch.cat([prompt_mask.bool(), prompt_mask.new_ones(batch, num_generations * width, dtype=torch.bool)], 1)
     mask = (visible[None] & real[:, None, :]) | torch.eye(length, dtype=torch.bool, device=device)
     starts = prompt_length + width * torch.arange(num_generations, device=device)
-    keep = torch.cat([index.new_tensor([prompt_length - 1]), (starts[:, None] + torch.arange(width - 1, device=device)).flatten()])
+    following = (starts[:, None] + torch.arange(width - 1, device=device)).flatten()
+    keep = torch.cat([index.new_tensor([prompt_length - 1]), following])
     return positions, mask[:, None], keep
 
 
@@ -105,10 +105,11 @@ def _shared_prompt_logits(model, forward, prompt_embeds, prompt_mask, completion
     embeds = torch.cat([prompt_embeds, completions.to(prompt_embeds.dtype)], dim=1)
     positions, mask, keep = shared_prompt_layout(prompt_mask, num_generations, width)
     if attention == "eager":  # an additive mask
-        mask = torch.zeros(mask.shape, dtype=embeds.dtype, device=mask.device).masked_fill(~mask, torch.finfo(embeds.dtype).min)
+        blocked = torch.finfo(embeds.dtype).min
+        mask = torch.zeros(mask.shape, dtype=embeds.dtype, device=mask.device).masked_fill(~mask, blocked)
     logits = forward(
         inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=keep, use_cache=False
     ).logits
-    first = logits[:, :1, None].expand(batch, 1, num_generations, -1).transpose(1, 2)  # [B, G, 1, V]
+    first = logits[:, :1].unsqueeze(1).expand(-1, num_generations, -1, -1)  # [B, G, 1, V]
     rest = logits[:, 1:].reshape(batch, num_generations, width - 1, -1)
     return torch.cat([first, rest], dim=2).flatten(0, 1)
