@@ -6,7 +6,8 @@ vision tower for the policy forward and again for the reference forward, both wi
 logits. Several prompts per device are not supported there, so it takes one step per prompt.
 
 Ours: every video through the vision tower once, the connector once per prompt, the G rollouts of
-all prompts from one batched `generate`, and log-probs for completion tokens only (`logits_to_keep`).
+all prompts from one batched `generate` that starts from copies of each prompt's cache, and log-probs
+for completion tokens only, each prompt run once before its G completions (`tinyvideo.scoring`).
 
 Both ways run in the same process, alternately, `--repeats` times; the median of each is kept. To
 compare the losses, the published loss is computed on *our* completions with *our* advantages (its
