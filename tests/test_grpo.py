@@ -13,6 +13,7 @@ import replica_digests
 from launch import launch
 from safetensors.torch import load_file
 from torch.utils.data import SequentialSampler
+from transformers import LogitsProcessor, LogitsProcessorList, TopKLogitsWarper
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.cli import main
@@ -23,7 +24,14 @@ from tinyvideo.scoring import completion_logprobs, token_logprobs
 from tinyvideo.scratch import build_tiny
 from tinyvideo.train.common import apply_tuning, load_config
 from tinyvideo.train.grpo import GRPOConfig, GRPODataset, grpo_prompt
-from tinyvideo.train.grpo_rollouts import RowSeededSampling, prompt_batch, prompt_embeddings, sample_completions
+from tinyvideo.train.grpo_rollouts import (
+    RowSeededSampling,
+    prompt_batch,
+    prompt_embeddings,
+    rollout_seeds,
+    sample_completions,
+)
+from tinyvideo.train import grpo_trainer
 from tinyvideo.train.grpo_trainer import GRPOTrainer, adapters_disabled, only_adapters_train
 from tinyvideo.video import write_video
 
@@ -178,11 +186,53 @@ def test_a_rollout_is_the_same_whichever_prompts_share_its_generate_call(tiny):
     assert len({tuple(row) for row in together}) > 1 and rollouts([0], [9]) != together[:4]
 
 
+class GumbelNoise(LogitsProcessor):
+    """The same draws inside `generate`: each row's Gumbel noise from its own generator, for a `do_sample=False` call."""
+
+    def __init__(self, seeds):
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+
+    def __call__(self, input_ids, scores):
+        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators])
+        return scores - torch.log(-torch.log(uniform))
+
+
+def test_decoding_drops_finished_rollouts_and_samples_what_generate_would(tiny, monkeypatch):
+    """`generate` carries a finished row to the longest; the decoding drops it from the batch. Given the same
+    draws, both give the same rollouts, each row's EOS followed by padding."""
+    model, processor = tiny
+    questions = [PROBLEM, "Which colour?\nA. red\nB. blue"]
+    videos = clips(processor, ["red", "blue"])
+    ids = [processor.tokenize(grpo_prompt(q, processor), [len(v)]) for q, v in zip(questions, videos)]
+    prompts = prompt_batch(model, processor, ids, videos)
+    embeds = prompt_embeddings(model, prompts)
+    head = model.get_output_embeddings().weight
+    monkeypatch.setattr(head, "data", head.data * 3)  # sharp scores: any slip in positions or cache changes tokens
+
+    def reference(eos):
+        output = model.language_model.generate(
+            input_ids=prompts.input_ids.repeat_interleave(3, 0),
+            inputs_embeds=embeds.repeat_interleave(3, 0),
+            attention_mask=prompts.attention_mask.repeat_interleave(3, 0),
+            do_sample=False,
+            logits_processor=LogitsProcessorList([TopKLogitsWarper(50), GumbelNoise(rollout_seeds([5, 6], 3))]),
+            max_new_tokens=12, eos_token_id=eos, pad_token_id=0, suppress_tokens=[model.config.video_token_id],
+        )
+        return output[:, prompts.input_ids.shape[1] :]
+
+    first = reference(None)[0].tolist()
+    eos = next(token for step, token in enumerate(first) if step >= 2 and token not in first[:step])
+    ours = sample_completions(model, prompts, embeds, 3, 12, seeds=[5, 6], eos_token_id=eos, pad_token_id=0)
+    assert ours.tolist() == reference(eos).tolist()
+    ended = first.index(eos)
+    assert ours[0, ended] == eos and (ours[0, ended + 1 :] == 0).all() and ours.shape[1] > ended + 1
+
+
 def test_row_seeded_sampling_draws_from_the_softmax_of_the_scores():
     """The argmax of the scores plus each row's Gumbel noise is a draw from softmax(scores)."""
     probabilities = torch.tensor([0.6, 0.3, 0.1, 0.0])
     scores = probabilities.log().expand(4000, 4).clone()
-    chosen = RowSeededSampling(range(4000))(None, scores).argmax(-1)
+    chosen = RowSeededSampling(range(4000))(scores, torch.arange(4000))
     frequencies = torch.bincount(chosen, minlength=4) / 4000
     assert torch.allclose(frequencies, probabilities, atol=0.03) and frequencies[3] == 0
 
@@ -204,7 +254,8 @@ def test_dataset_builds_the_published_prompt_and_skips_bad_rows(suite, tiny, tmp
     assert dataset[0]["columns"]["solution"] == "<answer>A</answer>" and dataset[0]["columns"]["id"] == 0
 
 
-def count_calls(module, method):
+def count_calls(monkeypatch, module, method):
+    """A list that grows by one at each call of `module.method` until the test ends."""
     calls = []
     original = getattr(module, method)
 
@@ -212,12 +263,12 @@ def count_calls(module, method):
         calls.append(1)
         return original(*args, **kwargs)
 
-    setattr(module, method, counted)
+    monkeypatch.setattr(module, method, counted)
     return calls
 
 
-def test_training_changes_the_weights_logs_every_metric_and_encodes_each_video_once(suite, tmp_path):
-    """Two micro-batches of two prompts a step: the step's four prompts share one vision pass and one `generate`."""
+def test_training_changes_the_weights_logs_every_metric_and_encodes_each_video_once(suite, tmp_path, monkeypatch):
+    """Two micro-batches of two prompts a step: the step's four prompts share one vision pass and one decoding."""
     config = GRPOConfig(
         **settings(
             suite, tmp_path / "out", report_to="tensorboard", log_completions_steps=1, gradient_accumulation_steps=2
@@ -229,11 +280,11 @@ def test_training_changes_the_weights_logs_every_metric_and_encodes_each_video_o
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     trainer = GRPOTrainer(model, config, processor, GRPODataset(config.data_path, None, processor, config))
     assert trainer.ref_model is not None and not any(p.requires_grad for p in trainer.ref_model.parameters())
-    vision_calls = count_calls(model.vision_tower.embeddings, "forward")
-    generate_calls = count_calls(model.language_model, "generate")
+    vision_calls = count_calls(monkeypatch, model.vision_tower.embeddings, "forward")
+    sampling_calls = count_calls(monkeypatch, grpo_trainer, "sample_completions")
     trainer.train()
 
-    assert len(vision_calls) == 2 and len(generate_calls) == 2  # per step: one vision pass, one generate
+    assert len(vision_calls) == 2 and len(sampling_calls) == 2  # per step: one vision pass, one decoding
     changed = [name for name, p in model.named_parameters() if not torch.equal(p, before[name])]
     assert any(name.startswith("language_model") for name in changed)
     assert any(name.startswith("connector") for name in changed)
@@ -290,14 +341,14 @@ def test_with_only_lora_training_the_reference_is_the_adapter_free_model(suite, 
     assert torch.allclose(reference, original, atol=1e-5) and not torch.allclose(adapted, original, atol=1e-3)
 
 
-def test_num_iterations_reuses_each_batch_of_rollouts(suite, tmp_path):
+def test_num_iterations_reuses_each_batch_of_rollouts(suite, tmp_path, monkeypatch):
     config = GRPOConfig(**settings(suite, tmp_path / "out", num_iterations=2, max_steps=4, epsilon=0.1))
     model = apply_tuning(TinyVideoForConditionalGeneration.from_pretrained(config.model_name_or_path), config)
     processor = TinyVideoProcessor.from_pretrained(config.model_name_or_path)
     trainer = GRPOTrainer(model, config, processor, GRPODataset(config.data_path, None, processor, config))
-    generate_calls = count_calls(model.language_model, "generate")
+    sampling_calls = count_calls(monkeypatch, grpo_trainer, "sample_completions")
     trainer.train()
-    assert len(generate_calls) == 2  # 4 updates on 2 batches of rollouts
+    assert len(sampling_calls) == 2  # 4 updates on 2 batches of rollouts
     entries = [e for e in trainer.state.log_history if "loss" in e]
     assert "reward" in entries[0] and "reward" not in entries[1]  # scored once, when sampled
     assert all("clip_ratio/region_mean" in e for e in entries)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from transformers import (
-    LogitsProcessor,
     LogitsProcessorList,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
@@ -76,24 +75,23 @@ def select_prompts(prompts: Prompts, start: int, stop: int) -> Prompts:
     )
 
 
-class RowSeededSampling(LogitsProcessor):
-    """Sampling as an argmax: each row's (already warped) scores plus Gumbel noise from the row's own
-    generator (the Gumbel-max trick), the last processor of a `do_sample=False` generation.
+class RowSeededSampling:
+    """One token per row, drawn from softmax(scores) with the row's own generator: the argmax of the scores
+    plus Gumbel noise, -log(-log(u)) with u ~ U(0, 1) (the Gumbel-max trick).
 
-    The argmax of `scores - log(-log(u))`, u ~ U(0, 1), is a draw from softmax(scores). Row r's t-th token
-    uses the t-th draw of generator r, so a row's tokens do not depend on which other rows share the call.
+    A row draws once per token it samples, so its tokens depend on its seed and its own scores only, not
+    on the other rows of the batch nor on when they finish.
     """
 
-    def __init__(self, seeds: Sequence[int]):
-        self.seeds = list(seeds)
-        self.generators: list[torch.Generator] | None = None
+    def __init__(self, seeds: Sequence[int], device: torch.device | str = "cpu"):
+        self.generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.generators is None:
-            self.generators = [torch.Generator(scores.device).manual_seed(seed) for seed in self.seeds]
+    def __call__(self, scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The tokens [N] for `scores` [N, V] (-inf where a token may not be drawn) of the rows `rows` [N]."""
         size, device = scores.shape[-1], scores.device
-        uniform = torch.stack([torch.rand(size, generator=g, device=device) for g in self.generators])
-        return scores - torch.log(-torch.log(uniform))
+        generators = [self.generators[row] for row in rows.tolist()]
+        uniform = torch.stack([torch.rand(size, generator=generator, device=device) for generator in generators])
+        return (scores - torch.log(-torch.log(uniform))).argmax(-1)
 
 
 def rollout_seeds(prompt_seeds: Sequence[int], num_generations: int) -> list[int]:
@@ -120,53 +118,60 @@ def sample_completions(
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
 ) -> torch.Tensor:
-    """G sampled completions per prompt from one `generate` call: [B*G, Lc], new tokens only.
+    """G sampled completions per prompt: [B*G, Lc], new tokens only, `pad_token_id` after a row's EOS.
 
-    Generation runs on the language model with the ready prompt embeddings, so neither the vision
-    tower nor the connector runs again: each prompt but its last token (a text token, embedded by the
-    language model itself) runs once and the G rollouts start from copies of its cache, instead of the
-    prompt running G times. `seeds` holds one seed per prompt; rollout g of prompt b draws
-    from its own generator (`rollout_seeds`, `RowSeededSampling`), so the same prompt and seed give the
-    same rollouts whichever prompts share the call (up to rounding in the batched forward). Temperature,
-    top-k and top-p shape the scores as in `generate`'s sampling. The model is put in eval mode for the
-    call (the KV cache is off in train mode under activation checkpointing) and its mode restored
-    afterwards. The video token is never sampled (the output head still has its row).
+    Decoding runs on the language model with the ready prompt embeddings, so neither the vision tower
+    nor the connector runs again. Each prompt runs once and its G rollouts start from copies of its
+    cache. A rollout leaves the batch when it samples EOS, so the batch shrinks as rollouts end instead
+    of carrying the finished ones to the longest (`generate` cannot drop rows; here one `generate` ran
+    to 91-138 tokens for rollouts of 55-63 on average). `seeds` holds one seed per prompt; rollout g of
+    prompt b draws from its own generator (`rollout_seeds`, `RowSeededSampling`), so the same prompt and
+    seed give the same rollout whichever prompts share the call (up to rounding in the batched
+    forward). Temperature, top-k and top-p shape the scores as in `generate`'s sampling; the video token
+    is never sampled (the output head still has its row). The model is put in eval mode for the call
+    (the KV cache is off in train mode under activation checkpointing) and its mode restored afterwards.
     """
     if len(seeds) != prompts.input_ids.shape[0]:
         raise ValueError(f"expected one seed per prompt ({prompts.input_ids.shape[0]}), got {len(seeds)}")
-    processors = LogitsProcessorList()
+    warpers = LogitsProcessorList()
     if temperature != 1.0:
-        processors.append(TemperatureLogitsWarper(temperature))
+        warpers.append(TemperatureLogitsWarper(temperature))
     if top_k:
-        processors.append(TopKLogitsWarper(top_k))
+        warpers.append(TopKLogitsWarper(top_k))
     if top_p < 1.0:
-        processors.append(TopPLogitsWarper(top_p))
-    processors.append(RowSeededSampling(rollout_seeds(seeds, num_generations)))
-    mask = prompts.attention_mask
+        warpers.append(TopPLogitsWarper(top_p))
+    language_model = model.language_model
+    mask = prompts.attention_mask.repeat_interleave(num_generations, 0)
+    rows = torch.arange(mask.shape[0], device=mask.device)  # the rollouts still decoding
+    sample = RowSeededSampling(rollout_seeds(seeds, num_generations), mask.device)
+    pad = pad_token_id if pad_token_id is not None else (eos_token_id or 0)
+    tokens = torch.full((len(rows), max_completion_length), pad, dtype=torch.long, device=mask.device)
+    positions = prompts.attention_mask.sum(1, keepdim=True).repeat_interleave(num_generations, 0)
     training = model.training
     model.eval()
     try:
-        # The prompts but their last token, once each; their cache is then copied for the G rollouts.
-        cache = model.language_model(
-            inputs_embeds=prompt_embeds[:, :-1].detach(),
-            attention_mask=mask[:, :-1],
-            position_ids=(mask[:, :-1].cumsum(1) - 1).clamp(min=0),
+        output = language_model(
+            inputs_embeds=prompt_embeds.detach(),
+            attention_mask=prompts.attention_mask,
+            position_ids=(prompts.attention_mask.cumsum(1) - 1).clamp(min=0),
             use_cache=True,
             logits_to_keep=1,
-        ).cache
-        cache.batch_repeat_interleave(num_generations)
-        output = model.language_model.generate(
-            input_ids=prompts.input_ids.repeat_interleave(num_generations, 0),
-            attention_mask=mask.repeat_interleave(num_generations, 0),
-            cache=cache,
-            do_sample=False,
-            logits_processor=processors,
-            max_new_tokens=max_completion_length,
-            eos_token_id=eos_token_id,
-            pad_token_id=pad_token_id,
-            suppress_tokens=[model.config.video_token_id],
-            use_cache=True,
         )
+        cache, logits = output.cache, output.logits[:, -1].repeat_interleave(num_generations, 0)
+        cache.batch_repeat_interleave(num_generations)
+        for step in range(max_completion_length):
+            scores = logits.float()
+            scores[:, model.config.video_token_id] = -float("inf")
+            chosen = sample(warpers(None, scores), rows)
+            tokens[rows, step] = chosen
+            going = chosen != eos_token_id if eos_token_id is not None else torch.ones_like(chosen, dtype=torch.bool)
+            if step + 1 == max_completion_length or not going.any():
+                return tokens[:, : step + 1]
+            if not going.all():
+                rows, chosen, mask, positions = rows[going], chosen[going], mask[going], positions[going]
+                cache.batch_select_indices(going.nonzero().squeeze(1))
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+            step_inputs = {"input_ids": chosen[:, None], "attention_mask": mask, "position_ids": positions + step}
+            logits = language_model(**step_inputs, cache=cache, use_cache=True).logits[:, -1]
     finally:
         model.train(training)
-    return output[:, prompts.input_ids.shape[1] :]
