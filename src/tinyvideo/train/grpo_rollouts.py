@@ -5,12 +5,12 @@ repeated 8x for the policy and 8x again for the reference) and materialises full
 (docs/published-format.md 6, items 2-4). Here, per prompt:
 - the frozen vision tower runs once; its frame features serve the rollouts, the policy and the reference;
 - the prompt embeddings (connector output included) are built once, each prompt runs through the
-  language model once, and the G rollouts of every prompt come from one batched `generate` on copies
-  of its cache (left padding lets several prompts share the call), each rollout drawn from its own
-  seeded generator, so batching never changes what is sampled;
+  language model once, and the G rollouts of every prompt are decoded together from copies of its
+  cache (left padding lets several prompts share the batch), each rollout drawn from its own seeded
+  generator, so batching never changes what is sampled, and leaving the batch when it ends;
 - log-probs are computed only at completion positions, with each prompt run once before its G
   completions (`tinyvideo.scoring`).
-The G rollouts of a prompt are consecutive rows ("a group"), as `num_return_sequences` lays them out.
+The G rollouts of a prompt are consecutive rows ("a group"), as `generate`'s `num_return_sequences` lays them out.
 """
 
 from __future__ import annotations
@@ -133,6 +133,8 @@ def sample_completions(
     """
     if len(seeds) != prompts.input_ids.shape[0]:
         raise ValueError(f"expected one seed per prompt ({prompts.input_ids.shape[0]}), got {len(seeds)}")
+    if max_completion_length < 1:
+        raise ValueError(f"max_completion_length must be at least 1, got {max_completion_length}")
     warpers = LogitsProcessorList()
     if temperature != 1.0:
         warpers.append(TemperatureLogitsWarper(temperature))

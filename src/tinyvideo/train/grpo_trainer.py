@@ -3,7 +3,7 @@
 Generation happens inside `compute_loss`, as in the published trainer, so checkpoints, resume,
 logging, mixed precision, gradient accumulation and accelerate/DeepSpeed come from the Trainer. Each
 step, per process, at its first micro-batch: every prompt's video goes through the vision tower once,
-the G rollouts of all the step's prompts come from one batched `generate` (TRL's generation batch),
+the G rollouts of all the step's prompts come from one batched decoding (TRL's generation batch),
 the rewards are combined and turned into group advantages, and the reference scores the completion
 tokens; each micro-batch then takes its share for the policy's loss and backward. A prompt runs once
 for its G rollouts in every pass (see `grpo_rollouts`).
