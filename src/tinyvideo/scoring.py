@@ -20,6 +20,11 @@ def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, temperature: f
     return torch.stack(rows)
 
 
+def token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids [B, L] that count a left-padded row's real tokens only (padding at 0), as generation does."""
+    return (attention_mask.cumsum(1) - 1).clamp(min=0)
+
+
 # The attention implementations that take a custom 4D mask (sdpa a boolean one, eager an additive one).
 SHARED_PROMPT_ATTENTION = ("sdpa", "eager")
 
@@ -62,7 +67,7 @@ def _repeated_prompt_logits(model, forward, prompt_embeds, prompt_mask, completi
         [prompt_embeds.repeat_interleave(num_generations, 0), model.get_input_embeddings()(completion_ids)], dim=1
     )
     mask = torch.cat([prompt_mask.repeat_interleave(num_generations, 0), torch.ones_like(completion_ids)], dim=1)
-    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    positions = token_positions(mask)
     output = forward(
         inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=width + 1, use_cache=False
     )
@@ -81,7 +86,7 @@ def shared_prompt_layout(prompt_mask: torch.Tensor, num_generations: int, width:
     batch, prompt_length = prompt_mask.shape
     device = prompt_mask.device
     offsets = torch.arange(width, device=device).repeat(num_generations)
-    positions = torch.cat([(prompt_mask.cumsum(1) - 1).clamp(min=0), prompt_mask.sum(1, keepdim=True) + offsets], 1)
+    positions = torch.cat([token_positions(prompt_mask), prompt_mask.sum(1, keepdim=True) + offsets], 1)
     segment = torch.cat(
         [
             torch.zeros(prompt_length, dtype=torch.long, device=device),

@@ -18,7 +18,7 @@ from tinyvideo.eval.frames import VideoFrames
 from tinyvideo.eval.predictions import append, record_of
 from tinyvideo.eval.settings import Settings
 from tinyvideo.processing import pack_videos
-from tinyvideo.scoring import token_logprobs
+from tinyvideo.scoring import token_logprobs, token_positions
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ def score_options(model, processor, items: Sequence[Asked]) -> list[dict]:
         features, num_frames = pack_videos([item.features for item in items])
         embeds = model.embed_inputs(prompts["input_ids"], video_num_frames=num_frames, frame_features=features)
         mask = prompts["attention_mask"]
-        positions = mask.cumsum(1) - 1  # real tokens only, as in generation
-        prompt = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions.clamp(min=0), use_cache=True, logits_to_keep=1)
+        positions = token_positions(mask)
+        prompt = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
         cache = prompt.past_key_values
         cache.batch_select_indices(owner)
         answer_mask = answers["attention_mask"]

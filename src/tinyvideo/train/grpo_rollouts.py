@@ -28,6 +28,7 @@ from transformers import (
 )
 
 from tinyvideo.processing import pack_videos
+from tinyvideo.scoring import token_positions
 
 
 @dataclass
@@ -155,7 +156,7 @@ def sample_completions(
         output = language_model(
             inputs_embeds=prompt_embeds.detach(),
             attention_mask=prompts.attention_mask,
-            position_ids=(prompts.attention_mask.cumsum(1) - 1).clamp(min=0),
+            position_ids=token_positions(prompts.attention_mask),
             use_cache=True,
             logits_to_keep=1,
         )
