@@ -22,6 +22,7 @@ from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.cli import main
 from tinyvideo.commands.eval import parse_shard
 from tinyvideo.errors import InputError
+from tinyvideo.eval import answering
 from tinyvideo.eval import frames as video_frames
 from tinyvideo.eval.answering import Asked, prompt_ids
 from tinyvideo.eval.benchmarks.common import Sampling
@@ -153,32 +154,28 @@ def test_batched_answers_equal_one_at_a_time(settings, loaded, reference, tmp_pa
 
 def test_each_video_is_decoded_and_encoded_once(settings, loaded, monkeypatch, tmp_path):
     model, processor = loaded
-    decoded, encoded, generated = [], [], []
-    read_frames, encode_frames, generate = video_frames.read_frames, model.encode_frames, model.generate
+    decoded, encoded, embedded = [], [], []
+    read_frames, encode_frames, embed_inputs = video_frames.read_frames, model.encode_frames, model.embed_inputs
     monkeypatch.setattr(video_frames, "read_frames", lambda path, **kw: decoded.append(path) or read_frames(path, **kw))
     monkeypatch.setattr(model, "encode_frames", lambda *a, **kw: encoded.append(1) or encode_frames(*a, **kw))
-    monkeypatch.setattr(model, "generate", lambda **kw: generated.append(kw) or generate(**kw))
+    monkeypatch.setattr(model, "embed_inputs", lambda ids, **kw: embedded.append((ids, kw)) or embed_inputs(ids, **kw))
     evaluate(settings, tmp_path, model, processor, batch_size=4)
     assert sorted(Path(p).name for p in decoded) == sorted(Path(v).name for v in VIDEOS)
     assert len(encoded) == len(VIDEOS) - 2  # the missing and the unreadable video are never encoded
-    assert all("frame_features" in kw and "pixel_values_videos" not in kw for kw in generated)
-    assert [len(kw["input_ids"]) for kw in generated] == [4, 4, 1]
+    assert all(kw["frame_features"] is not None and "pixel_values_videos" not in kw for _, kw in embedded)
+    assert [len(ids) for ids, _ in embedded] == [4, 4, 1]
 
 
-def test_resume_after_a_kill_loses_nothing_and_repeats_nothing(settings, loaded, reference, tmp_path):
+def test_resume_after_a_kill_loses_nothing_and_repeats_nothing(settings, loaded, reference, monkeypatch, tmp_path):
     lines = (reference / "predictions.jsonl").read_text().splitlines(keepends=True)
     shutil.copy(reference / "run.json", tmp_path / "run.json")
     # killed while writing the sixth line
     (tmp_path / "predictions.jsonl").write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2])
     kept = [json.loads(line) for line in lines[:5]]
     model, processor = loaded
-    rows = []
-    generate = model.generate
-    model.generate = lambda **kw: rows.append(len(kw["input_ids"])) or generate(**kw)
-    try:
-        evaluate(settings, tmp_path, model, processor, batch_size=4)
-    finally:
-        del model.generate
+    rows, answer_batch = [], answering.answer_batch
+    monkeypatch.setattr(answering, "answer_batch", lambda m, p, items, s: rows.append(len(items)) or answer_batch(m, p, items, s))
+    evaluate(settings, tmp_path, model, processor, batch_size=4)
     answered_before = sum(r["status"] in ("ok", "truncated") for r in kept)
     assert sum(rows) == QUESTIONS - 3 - answered_before  # only what was not answered yet
     ids = [r["id"] for r in read_predictions(tmp_path / "predictions.jsonl")]
@@ -209,12 +206,14 @@ def test_launched_processes_split_the_questions_and_report_as_one_run(suite, che
     assert responses(tmp_path) == responses(reference)
 
 
-def test_sampling_needs_a_seed_and_repeats_with_it(suite, checkpoint, settings, loaded, tmp_path):
+def test_sampling_needs_a_seed_and_repeats_with_it_in_any_batch(suite, checkpoint, settings, loaded, reference, tmp_path):
     assert cli("synth", "--model", str(checkpoint), "--data", str(suite), "--temperature", "1.0") == 2
     sampled = Settings(**{**settings.__dict__, "temperature": 1.0, "seed": 7})
     evaluate(sampled, tmp_path / "a", *loaded, batch_size=4)
-    evaluate(sampled, tmp_path / "b", *loaded, batch_size=4)
+    evaluate(sampled, tmp_path / "b", *loaded, batch_size=1)
+    evaluate(Settings(**{**sampled.__dict__, "seed": 8}), tmp_path / "c", *loaded, batch_size=4)
     assert responses(tmp_path / "a") == responses(tmp_path / "b")
+    assert responses(tmp_path / "a") != responses(tmp_path / "c") != responses(reference)
 
 
 def test_answers_made_under_other_settings_are_not_mixed(settings, loaded, reference, tmp_path):

@@ -18,7 +18,7 @@ LAYERS = [
     ["answers", "config", "flags"],
     ["checkpoints"],
     ["modeling", "processing"],
-    ["scratch"],
+    ["scratch", "decoding"],
     ["data"],
     ["train", "eval"],
     ["inference", "demo"],

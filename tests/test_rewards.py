@@ -14,6 +14,7 @@ from tinyvideo.train.rewards import (
     accuracy_reward,
     combine_r1,
     combine_rewards,
+    consistency_reward,
     format_reward,
     is_reflective,
     reflection_rate,
@@ -118,6 +119,7 @@ def test_reward_table_names_are_exact():
         "accuracy": accuracy_reward,
         "strict_accuracy": strict_accuracy_reward,
         "format": format_reward,
+        "consistency": consistency_reward,
     }
     assert COMBINATIONS == ("r1", "weighted_sum")
 
@@ -135,11 +137,48 @@ def test_weighted_sum():
     assert combine_rewards([[1.0, 0.0], [0.5, 0.25]], "weighted_sum", [1.0, 0.0]) == [1.0, 0.0]
 
 
+def test_r1_adds_further_rewards_weighted():
+    accuracy, fmt, consistency = [1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [1.0, 1.0, 0.0]
+    assert combine_rewards([accuracy, fmt, consistency], "r1") == [2.5, 0.5, -2.0]
+    assert combine_rewards([accuracy, fmt, consistency], "r1", [0.5]) == [2.0, 0.0, -2.0]
+
+
+QUESTION = "Which object appears last?\nA. the red circle\nB. the blue square\nC. the red circle turns blue"
+
+
+@pytest.mark.parametrize(
+    "completion, reward",
+    [
+        # The answer names the option the reasoning ends on, right or wrong.
+        ("<think>The blue square appears, then the red circle. So it is the red circle.</think> <answer>A</answer>", 1.0),
+        ("<think>The red circle appears first, the blue square last.</think> <answer>B</answer>", 1.0),
+        # At the same place the longer text: the reasoning ends on C, not A.
+        ("<think>At the end the red circle turns blue.</think> <answer>C</answer>", 1.0),
+        ("<think>At the end the red circle turns blue.</think> <answer>A</answer>", 0.0),
+        ("<think>So the answer is the blue square.</think> <answer>A</answer>", 0.0),
+        # Nothing to agree with: no option in the reasoning, no reasoning, no readable answer.
+        ("<think>Something happens at the end.</think> <answer>A</answer>", 0.0),
+        ("<answer>A</answer>", 0.0),
+        ("<think>So it is the red circle.</think> <answer>A or B</answer>", 0.0),
+        ("<think>So it is the red circle.", 0.0),
+    ],
+)
+def test_consistency_reward(completion, reward):
+    assert consistency_reward([completion], [QUESTION]) == [reward]
+    assert consistency_reward([[{"role": "assistant", "content": completion}]], [QUESTION]) == [reward]
+
+
+def test_consistency_reward_needs_the_options():
+    with pytest.raises(ValueError, match="option lines"):
+        consistency_reward(["<think>red</think> <answer>A</answer>"], ["Which object appears last?"])
+
+
 @pytest.mark.parametrize(
     "rewards, combination, weights",
     [
         ([[1.0]], "r1", None),
         ([[1.0], [0.5]], "r1", [1.0, 1.0]),
+        ([[1.0], [0.5], [1.0]], "r1", [1.0, 1.0]),
         ([[1.0], [0.5]], "sum", None),
         ([[1.0], [0.5]], "weighted_sum", [1.0]),
         ([[1.0], [0.5, 0.5]], "weighted_sum", None),

@@ -277,19 +277,30 @@ def _joined(response: str, left: int, right: int) -> bool:
 
 
 def _by_option_text(response: str, choices: dict[str, str]) -> str | None:
-    texts = {letter: _normalise(text) for letter, text in choices.items()}
-    # A one-letter text ("a") would match the article everywhere.
-    texts = {letter: text for letter, text in texts.items() if text and not (len(text) == 1 and text.isalpha())}
     said = _normalise(response)
     if len(said.split()) < _MIN_WORDS_FOR_TEXT_SEARCH:
-        return next((letter for letter, text in texts.items() if text == said), None)
-    best, best_key = None, (-1, -1)
-    for letter, text in texts.items():
-        found = [m.start() for m in re.finditer(rf"(?<!\w){re.escape(text)}(?!\w)", said)]
-        # The last mention wins; at the same place the longer text ("red circle" over "red").
-        if found and (found[-1], len(text)) > best_key:
-            best, best_key = letter, (found[-1], len(text))
+        return next((letter for letter, text in _option_phrases(choices).items() if text == said), None)
+    return concluded_option(response, choices)
+
+
+def concluded_option(text: str, options: OptionsLike) -> str | None:
+    """The letter of the option whose text `text` mentions last, or None when it mentions none.
+
+    Matching ignores case and spacing and needs whole words; at the same place the longer option
+    text wins ("the red circle" over "red"). One-letter option texts are never matched.
+    """
+    said, best, best_key = _normalise(text), None, (-1, -1)
+    for letter, phrase in _option_phrases(option_texts(options)).items():
+        found = [m.start() for m in re.finditer(rf"(?<!\w){re.escape(phrase)}(?!\w)", said)]
+        if found and (found[-1], len(phrase)) > best_key:
+            best, best_key = letter, (found[-1], len(phrase))
     return best
+
+
+def _option_phrases(choices: dict[str, str]) -> dict[str, str]:
+    texts = {letter: _normalise(text) for letter, text in choices.items()}
+    # A one-letter text ("a") would match the article everywhere.
+    return {letter: text for letter, text in texts.items() if text and not (len(text) == 1 and text.isalpha())}
 
 
 def _normalise(text: str) -> str:

@@ -11,8 +11,10 @@ from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader
+from transformers import LogitsProcessorList, TemperatureLogitsWarper
 
 from tinyvideo.answers import extract_answer
+from tinyvideo.decoding import RowSeededSampling, decode, greedy
 from tinyvideo.eval.benchmarks.common import Question, Sampling
 from tinyvideo.eval.frames import VideoFrames
 from tinyvideo.eval.predictions import append, record_of
@@ -23,9 +25,10 @@ from tinyvideo.scoring import token_logprobs, token_positions
 logger = logging.getLogger(__name__)
 
 
-def batch_seed(seed: int, ids: Sequence[str]) -> int:
-    """A batch's sampling seed: the same questions under the same seed draw the same samples."""
-    text = "\n".join([str(seed), *ids])
+def question_seed(seed: int, question_id: str) -> int:
+    """A question's sampling seed: the same question under the same seed draws the same answer, whatever
+    batch, process or run it is answered in."""
+    text = f"{seed}\n{question_id}"
     digest = hashlib.sha256(text.encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
@@ -49,22 +52,28 @@ def prompt_ids(processor, item: Asked) -> list[int]:
 
 
 def answer_batch(model, processor, items: Sequence[Asked], settings: Settings) -> list[dict]:
-    """Generate for a batch of questions, left-padded (Cloze mode: score their options); one record each."""
+    """Answer a batch of questions, left-padded (Cloze mode: score their options); one record each.
+
+    Greedy at temperature 0; above it, each question samples from softmax(scores / temperature) with
+    its own seed (`question_seed`). Decoding drops each answer from the batch when it ends
+    (`tinyvideo.decoding`), with the model's generation config's end-of-sequence token(s).
+    """
     if settings.mode == "cloze":
         return score_options(model, processor, items)
     questions = [item.question for item in items]
     examples = [{"input_ids": prompt_ids(processor, item)} for item in items]
     batch = {k: v.to(model.device) for k, v in processor.pad(examples, padding_side="left").items()}
-    sampling = {"do_sample": False}
+    choose, warpers = greedy, None
     if settings.temperature > 0:
-        torch.manual_seed(batch_seed(settings.seed, [q.id for q in questions]))
-        sampling.update(do_sample=True, temperature=settings.temperature)
+        choose = RowSeededSampling([question_seed(settings.seed, q.id) for q in questions], model.device)
+        warpers = LogitsProcessorList([TemperatureLogitsWarper(settings.temperature)])
     with torch.inference_mode():
         features, counts = pack_videos([item.features for item in items])
-        output = model.generate(
-            **batch, frame_features=features, video_num_frames=counts, max_new_tokens=settings.max_new_tokens, **sampling
+        embeds = model.embed_inputs(batch["input_ids"], video_num_frames=counts, frame_features=features)
+        new_tokens = decode(
+            model, embeds, batch["attention_mask"], settings.max_new_tokens, choose, warpers=warpers,
+            eos_token_id=model.generation_config.eos_token_id, pad_token_id=processor.pad_token_id,
         )
-    new_tokens = output[:, batch["input_ids"].shape[1] :]
     texts = processor.batch_decode(new_tokens)
     records = []
     for item, text, tokens in zip(items, texts, new_tokens):

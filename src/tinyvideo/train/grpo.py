@@ -69,9 +69,12 @@ class GRPOConfig(ModelArguments, TrainingArguments):
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy", "format"], metadata={"help": f"reward names: {', '.join(REWARD_FUNCS)}"}
     )
-    reward_weights: list[float] | None = field(default=None, metadata={"help": "weights for weighted_sum"})
+    reward_weights: list[float] | None = field(
+        default=None, metadata={"help": "weighted_sum: one per reward; r1: one per reward after the first two"}
+    )
     reward_combination: str = field(
-        default="r1", metadata={"help": "r1 (published: a + (2a-1)f, 0 -> -2) | weighted_sum (TRL)"}
+        default="r1",
+        metadata={"help": "r1 (published: a + (2a-1)f, 0 -> -2; further rewards added, weighted) | weighted_sum (TRL)"},
     )
     advantage_noise_std: float = field(default=0.02, metadata={"help": "std of the noise added to advantages"})
     log_completions_steps: int = field(

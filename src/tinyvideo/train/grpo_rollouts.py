@@ -27,8 +27,8 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from tinyvideo.decoding import RowSeededSampling, decode
 from tinyvideo.processing import pack_videos
-from tinyvideo.scoring import token_positions
 
 
 @dataclass
@@ -76,25 +76,6 @@ def select_prompts(prompts: Prompts, start: int, stop: int) -> Prompts:
     )
 
 
-class RowSeededSampling:
-    """One token per row, drawn from softmax(scores) with the row's own generator: the argmax of the scores
-    plus Gumbel noise, -log(-log(u)) with u ~ U(0, 1) (the Gumbel-max trick).
-
-    A row draws once per token it samples, so its tokens depend on its seed and its own scores only, not
-    on the other rows of the batch nor on when they finish.
-    """
-
-    def __init__(self, seeds: Sequence[int], device: torch.device | str = "cpu"):
-        self.generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
-
-    def __call__(self, scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The tokens [N] for `scores` [N, V] (-inf where a token may not be drawn) of the rows `rows` [N]."""
-        size, device = scores.shape[-1], scores.device
-        generators = [self.generators[row] for row in rows.tolist()]
-        uniform = torch.stack([torch.rand(size, generator=generator, device=device) for generator in generators])
-        return (scores - torch.log(-torch.log(uniform))).argmax(-1)
-
-
 def rollout_seeds(prompt_seeds: Sequence[int], num_generations: int) -> list[int]:
     """The seed of each rollout, G per prompt in prompt order: from the prompt's seed and the rollout's index."""
     return [
@@ -121,21 +102,16 @@ def sample_completions(
 ) -> torch.Tensor:
     """G sampled completions per prompt: [B*G, Lc], new tokens only, `pad_token_id` after a row's EOS.
 
-    Decoding runs on the language model with the ready prompt embeddings, so neither the vision tower
-    nor the connector runs again. Each prompt runs once and its G rollouts start from copies of its
-    cache. A rollout leaves the batch when it samples EOS, so the batch shrinks as rollouts end instead
-    of carrying the finished ones to the longest (`generate` cannot drop rows; here one `generate` ran
-    to 91-138 tokens for rollouts of 55-63 on average). `seeds` holds one seed per prompt; rollout g of
+    Decoded by `tinyvideo.decoding.decode` from the ready prompt embeddings: each prompt runs once, its
+    G rollouts start from copies of its cache and leave the batch at their EOS (one `generate` ran to
+    91-138 tokens for rollouts of 55-63 on average). `seeds` holds one seed per prompt; rollout g of
     prompt b draws from its own generator (`rollout_seeds`, `RowSeededSampling`), so the same prompt and
     seed give the same rollout whichever prompts share the call (up to rounding in the batched
-    forward). Temperature, top-k and top-p shape the scores as in `generate`'s sampling; the video token
-    is never sampled (the output head still has its row). The model is put in eval mode for the call
-    (the KV cache is off in train mode under activation checkpointing) and its mode restored afterwards.
+    forward). Temperature, top-k and top-p shape the scores as in `generate`'s sampling. Raises
+    `ValueError` for a seed count other than B or `max_completion_length` < 1.
     """
     if len(seeds) != prompts.input_ids.shape[0]:
         raise ValueError(f"expected one seed per prompt ({prompts.input_ids.shape[0]}), got {len(seeds)}")
-    if max_completion_length < 1:
-        raise ValueError(f"max_completion_length must be at least 1, got {max_completion_length}")
     warpers = LogitsProcessorList()
     if temperature != 1.0:
         warpers.append(TemperatureLogitsWarper(temperature))
@@ -143,38 +119,8 @@ def sample_completions(
         warpers.append(TopKLogitsWarper(top_k))
     if top_p < 1.0:
         warpers.append(TopPLogitsWarper(top_p))
-    language_model = model.language_model
-    mask = prompts.attention_mask.repeat_interleave(num_generations, 0)
-    rows = torch.arange(mask.shape[0], device=mask.device)  # the rollouts still decoding
-    sample = RowSeededSampling(rollout_seeds(seeds, num_generations), mask.device)
-    pad = pad_token_id if pad_token_id is not None else (eos_token_id or 0)
-    tokens = torch.full((len(rows), max_completion_length), pad, dtype=torch.long, device=mask.device)
-    positions = prompts.attention_mask.sum(1, keepdim=True).repeat_interleave(num_generations, 0)
-    training = model.training
-    model.eval()
-    try:
-        output = language_model(
-            inputs_embeds=prompt_embeds.detach(),
-            attention_mask=prompts.attention_mask,
-            position_ids=token_positions(prompts.attention_mask),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        cache, logits = output.cache, output.logits[:, -1].repeat_interleave(num_generations, 0)
-        cache.batch_repeat_interleave(num_generations)
-        for step in range(max_completion_length):
-            scores = logits.float()
-            scores[:, model.config.video_token_id] = -float("inf")
-            chosen = sample(warpers(None, scores), rows)
-            tokens[rows, step] = chosen
-            going = chosen != eos_token_id if eos_token_id is not None else torch.ones_like(chosen, dtype=torch.bool)
-            if step + 1 == max_completion_length or not going.any():
-                return tokens[:, : step + 1]
-            if not going.all():
-                rows, chosen, mask, positions = rows[going], chosen[going], mask[going], positions[going]
-                cache.batch_select_indices(going.nonzero().squeeze(1))
-            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-            step_inputs = {"input_ids": chosen[:, None], "attention_mask": mask, "position_ids": positions + step}
-            logits = language_model(**step_inputs, cache=cache, use_cache=True).logits[:, -1]
-    finally:
-        model.train(training)
+    sample = RowSeededSampling(rollout_seeds(seeds, num_generations), prompts.input_ids.device)
+    return decode(
+        model, prompt_embeds, prompts.attention_mask, max_completion_length, sample, copies=num_generations,
+        warpers=warpers, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+    )

@@ -11,6 +11,8 @@ completion with surrounding whitespace stripped.
 included (docs/published-format.md 4.4 step 7): the accuracy reward pays for any answer whose first character
 is the right letter, so "A or B" earns 1.0 when A is right, and so does an untagged "Because...".
 `strict_accuracy_reward` reads the answer as evaluation does and pays only for one clear option.
+`consistency_reward` is tinyvideo's: it pays when the answer names the option the reasoning concludes
+with, right or wrong, the reasoning-answer agreement that consistency-aware GRPO variants reward.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable, Sequence
 from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 
-from tinyvideo.answers import LETTERS, extract_answer, question_options
+from tinyvideo.answers import LETTERS, concluded_option, extract_answer, question_options
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +91,30 @@ def format_reward(completions: Sequence[Completion], **kwargs) -> list[float]:
     return [_format(completion_text(c)) for c in completions]
 
 
+def consistency_reward(completions: Sequence[Completion], problem: Sequence[str], **kwargs) -> list[float]:
+    """1.0 when the answer's letter is the option the reasoning concludes with, else 0.0, whether or not it is right.
+
+    The options are the "A. text" lines of the `problem` column; the reasoning's option is the one
+    whose text its `<think>` block mentions last (`tinyvideo.answers.concluded_option`), the answer's
+    is read as evaluation reads it. No think block, no option named in it, or no readable answer: 0.0.
+    Raises `ValueError` for a problem that lists no options.
+    """
+    rewards = []
+    for completion, question in zip(completions, problem, strict=True):
+        options = question_options(question)
+        if not options:
+            raise ValueError(f"the consistency reward needs the problem's option lines; none in {question!r}")
+        extracted = extract_answer(completion_text(completion), options)
+        concluded = concluded_option(extracted.reasoning or "", options)
+        rewards.append(1.0 if concluded is not None and extracted.letter == concluded else 0.0)
+    return rewards
+
+
 REWARD_FUNCS: dict[str, Callable[..., list[float]]] = {
     "accuracy": accuracy_reward,
     "strict_accuracy": strict_accuracy_reward,
     "format": format_reward,
+    "consistency": consistency_reward,
 }
 
 
@@ -121,16 +143,23 @@ def combine_rewards(
 ) -> list[float]:
     """One reward per completion from the rewards of each function (one list per function).
 
-    "r1" takes exactly two functions, an accuracy then the format, as the published trainer does,
-    and no weights; "weighted_sum" takes any number.
+    "r1" combines an accuracy then the format as the published trainer does, and adds any further
+    rewards times their weights (`weights`: one per further function, default 1); "weighted_sum"
+    takes any number of functions, one weight each. Raises `ValueError` when they do not fit.
     """
     if combination == "weighted_sum":
         return weighted_sum(rewards_per_func, weights)
     if combination != "r1":
         raise ValueError(f"unknown reward combination {combination!r}; expected one of {COMBINATIONS}")
-    if len(rewards_per_func) != 2 or weights is not None:
-        raise ValueError("the r1 combination takes two reward functions (accuracy, format) and no weights")
-    return combine_r1(*rewards_per_func)
+    if len(rewards_per_func) < 2:
+        raise ValueError("the r1 combination needs an accuracy and a format reward first")
+    published = combine_r1(*rewards_per_func[:2])
+    further = rewards_per_func[2:]
+    if not further:
+        if weights is not None:
+            raise ValueError("the r1 combination weighs only the rewards after accuracy and format; there are none")
+        return published
+    return [r + extra for r, extra in zip(published, weighted_sum(further, weights), strict=True)]
 
 
 # The paper's "aha moments": the model stops to doubt or re-check its reasoning.
