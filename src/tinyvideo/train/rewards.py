@@ -11,8 +11,8 @@ completion with surrounding whitespace stripped.
 included (docs/published-format.md 4.4 step 7): the accuracy reward pays for any answer whose first character
 is the right letter, so "A or B" earns 1.0 when A is right, and so does an untagged "Because...".
 `strict_accuracy_reward` reads the answer as evaluation does and pays only for one clear option.
-`consistency_reward` is tinyvideo's: it pays when the answer names the option the reasoning concludes
-with, right or wrong, the reasoning-answer agreement that consistency-aware GRPO variants reward.
+`consistency_reward` is tinyvideo's own: it pays when the answer names the option the reasoning concludes
+with, right or wrong, so a reasoning that works out one option and answers another earns nothing.
 """
 
 from __future__ import annotations
