@@ -65,11 +65,11 @@ def decode(
     (`model.embed_inputs`), so neither the vision tower nor the connector runs here; `attention_mask`
     [B, Lp] marks their real tokens. The copies of prompt b are rows b * copies ... b * copies +
     copies - 1; a row ends at any of the `eos_token_id` tokens. `choose` is called with the scores of
-    the rows still decoding and their row numbers. `warpers` shape the scores first (temperature, top-k, top-p, as `generate` applies them); the video
-    token is never chosen (the output head still has its row). Raises `ValueError` when
-    `max_new_tokens` < 1 and `InputError` at a NaN or infinite next-token score, as `model.generate`
-    does. The model is put in eval mode for the call (under activation checkpointing the cache is off
-    in train mode) and its mode restored afterwards.
+    the rows still decoding and their row numbers. `warpers` shape the scores first (temperature,
+    top-k, top-p, as `generate` applies them); the video token is never chosen (the output head still
+    has its row). Raises `ValueError` when `max_new_tokens` < 1 and `InputError` at a NaN or infinite
+    next-token score, as `model.generate` does. The model is put in eval mode for the call (under
+    activation checkpointing the cache is off in train mode) and its mode restored afterwards.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
