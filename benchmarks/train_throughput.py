@@ -4,7 +4,7 @@ The naive way decodes the videos in the training process (`dataloader_num_worker
 activation (no checkpointing) in float32. Each variant changes one thing:
 - `workers`: videos decoded in 2 DataLoader workers while the model trains;
 - `checkpointing`: activation checkpointing (recomputes the decoder blocks in the backward pass);
-- `bf16`: bfloat16 autocast.
+- `bf16`: bfloat16 autocast (float32 on a machine without bfloat16 hardware: each result says which ran).
 Every variant runs in a fresh process, so peak memory (the CUDA allocator's peak on a GPU, the process's
 peak resident set on a CPU) belongs to that variant alone. Samples/s is timed over the steps after the
 first `--warmup` ones.
@@ -78,6 +78,7 @@ def measure(config_path: str, overrides: list[str], warmup: int) -> dict:
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest DataLoader worker
     return {
         "samples_per_s": samples / (timed[-1] - timed[0]),
+        "bf16": config.bf16,  # false where the machine has no bfloat16 hardware (`bf16_is_native`), even when asked
         "peak_memory_mib": peak / 2**20,
         "memory_kind": kind,
         "worker_peak_rss_mib": workers / 2**20,

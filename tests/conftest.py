@@ -20,6 +20,14 @@ def published_dir() -> Path:
     return folder
 
 
+@pytest.fixture
+def bf16_hardware(monkeypatch):
+    """As on a machine that multiplies bfloat16 in hardware, whatever this one has: `bf16: true` recipes keep it."""
+    from tinyvideo.train import common
+
+    monkeypatch.setattr(common, "bf16_is_native", lambda use_cpu: True)
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     """A tiny tinyvideo checkpoint (group connector, 32 px frames) saved once for the session."""

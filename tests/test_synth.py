@@ -194,6 +194,21 @@ def test_training_formats(suite, tmp_path):
         human, gpt = (turn["value"] for turn in short["conversations"])
         assert human == f"<image>\n{record['question']}\nAnswer the question using a single word or phrase."
         assert gpt == record["answer_text"]
+    rotated = iter(json.loads(suite.path("train", "rotated").read_text()))
+    for choice in qa[0::3]:
+        record = records[choice["id"]]
+        n = len(record["options"])
+        asked = choice["conversations"][0]["value"]
+        for shift in range(1, n):
+            row = next(rotated)
+            assert row["id"] == f"{record['id']}-rot{shift}" and row["video"] == choice["video"]
+            human, gpt = (turn["value"] for turn in row["conversations"])
+            options = record["options"][shift:] + record["options"][:shift]
+            assert options[LETTERS.index(gpt)] == record["answer_text"]  # the letter moved with its text
+            assert gpt == LETTERS[(LETTERS.index(record["answer"]) - shift) % n]
+            lines = "".join(f"\n{LETTERS[i]}. {text}" for i, text in enumerate(options))
+            assert human == asked.replace("".join(f"\n{LETTERS[i]}. {t}" for i, t in enumerate(record["options"])), lines)
+    assert next(rotated, None) is None
     binding = json.loads(suite.path("train", "binding").read_text())
     assert [row["id"] for row in binding] == [choice["id"] + "-told" for choice in qa[0::3]]
     for row, choice in zip(binding, qa[0::3], strict=True):

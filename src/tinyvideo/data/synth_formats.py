@@ -6,6 +6,9 @@
 - `train/captions.json`, `train/qa.json`, `train/coldstart.json`: LLaVA-style conversation lists
   (pretraining captions, questions with and without options (`qa_records`), cold-start reasoning), video
   paths relative to the video root.
+- `train/rotated.json`: each question's Option-mode row again with its options rotated, once per other start
+  (`rotated_records`): the letter moves with the option's text. With `qa.json`'s Option-mode rows, what a
+  continued fine-tuning of the whole language model learns Option mode from (docs/demo-measurements.md).
 - `train/binding.json`: text-only rows (no video) that state the answer after the lettered options and the
   Option instruction, answered with its letter: multiple-choice symbol binding, which a base model learns.
 - `train/frames.json`: frame-caption pairs (`video`, `frames`: [{`index`, `caption`}]) on which a
@@ -17,6 +20,7 @@ See `docs/published-format.md` 3.6 and 3.7.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +98,26 @@ def qa_records(clip: Clip) -> list[dict]:
     return [choice, {**choice_text, "id": f"{clip.id}-text"}, {**short, "id": f"{clip.id}-short"}]
 
 
+def rotated(question: Question, shift: int) -> Question:
+    """The question with its options rotated `shift` places (option `i` becomes option `i - shift`) and its answer's
+    letter moved with its text."""
+    n = len(question.options)
+    options = question.options[shift:] + question.options[:shift]
+    return replace(question, options=options, answer=LETTERS[(question.answer_index - shift) % n])
+
+
+def rotated_records(clip: Clip) -> list[dict]:
+    """The clip's Option-mode row (the first of `qa_records`) once for every other rotation of its options, so that
+    each letter answers it once: with a fixed order a model can answer from the letter's place, not its text."""
+    q = clip.question
+    rows = []
+    for shift in range(1, len(q.options)):
+        turned = rotated(q, shift)
+        prompt = question_with_instruction(f"{turned.question}\n{option_lines(turned.options)}", "option")
+        rows.append({**_conversation(clip, prompt, turned.answer), "id": f"{clip.id}-rot{shift}"})
+    return rows
+
+
 def told_question(question: Question) -> str:
     """The question, its lettered options and the Option instruction, then "The answer is <option text>.":
     what a model answers with the letter by matching the stated answer to its option line."""
@@ -155,6 +179,7 @@ def training_records(clips: list[Clip], n_coldstart: int, seed: int) -> dict[str
         "captions": [caption_record(c, rng) for c in clips],
         "frames": [frames_record(c) for c in clips],
         "qa": [row for c in clips for row in qa_records(c)],
+        "rotated": [row for c in clips for row in rotated_records(c)],
         "binding": [binding_record(c) for c in clips],
         "coldstart": [coldstart_record(c, i % 5 == 4) for i, c in enumerate(cold)],
         "grpo": [grpo_record(c) for c in clips],

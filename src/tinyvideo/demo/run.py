@@ -141,7 +141,8 @@ def grpo_recipe(ws: Workspace):
 
 
 def eval_dtype(recipe) -> str:
-    """The evaluations' weights: bfloat16 where the recipes train under bf16 autocast, else float32. On a
+    """The evaluations' weights: bfloat16 where the recipes train under bf16 autocast (on a machine with bfloat16
+    hardware: `tinyvideo.train.common.bf16_is_native`), else float32. On a
     CPU with AVX512-BF16, bfloat16 answers 2.4x as many questions a second (one thread, 64 questions) at the same
     accuracy (the demo's fine-tuned model from the base model, 280 test questions, float32 / bfloat16: Option
     20.4 / 22.1, Cloze 62.1 / 61.4, Cloze with the options listed 53.9 / 54.6)."""

@@ -225,11 +225,21 @@ def _refuse(message: str):
     raise InputError(message)
 
 
+def bf16_is_native(use_cpu: bool) -> bool:
+    """Whether this machine multiplies bfloat16 matrices in hardware: a CUDA GPU with bf16 (unless `use_cpu`), or a
+    CPU with AVX512-BF16 or AMX. Elsewhere torch's bfloat16 products are emulated: a 2048 x 2048 product took 63 s
+    against 0.24 s in float32 on an AVX2-only CPU (AMD EPYC, 2 cores, torch 2.13)."""
+    if torch.cuda.is_available() and not use_cpu:
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def load_config(config_class, path: str | None, overrides: list[str]):
     """A `config_class` instance from a YAML file, then `--key value` overrides (argparse syntax).
 
     YAML values become the parser's defaults, so overrides parse exactly like command-line flags:
-    `--bf16 true`, `--lora_target_modules q_proj v_proj`, `--fps 1`.
+    `--bf16 true`, `--lora_target_modules q_proj v_proj`, `--fps 1`. A `bf16: true` on a machine without bfloat16
+    hardware (`bf16_is_native`) becomes float32, with a warning: the recipes ask for bf16 autocast for speed.
     """
     parser = HfArgumentParser(config_class)
     parser.error = _refuse  # one line naming the setting, not the usage of every TrainingArguments field
@@ -246,8 +256,11 @@ def load_config(config_class, path: str | None, overrides: list[str]):
         if unknown:
             raise InputError(f"{path}: unknown settings {unknown} for {config_class.__name__}")
     parser.set_defaults(**values)
-    (config,) = parser.parse_args_into_dataclasses(args=list(overrides), look_for_args_file=False)
-    return config
+    settings = vars(parser.parse_args(list(overrides)))
+    if settings.get("bf16") and not bf16_is_native(settings["use_cpu"]):
+        logger.warning("bf16: no bfloat16 hardware here (AVX512-BF16, AMX or a bf16 GPU), so float32 instead")
+        settings["bf16"] = False
+    return config_class(**settings)
 
 
 def require_joined_processes(config) -> None:
