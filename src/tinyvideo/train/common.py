@@ -10,6 +10,7 @@ exactly; `save_model` folds the adapters into plain weights for the final folder
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import os
@@ -234,12 +235,18 @@ def bf16_is_native(use_cpu: bool) -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
+@functools.cache
+def warn_float32_instead() -> None:
+    """Once a process: the demo loads its recipes again for every evaluation."""
+    logger.warning("bf16: no bfloat16 hardware here (AVX512-BF16, AMX or a bf16 GPU), so float32 instead")
+
+
 def load_config(config_class, path: str | None, overrides: list[str]):
     """A `config_class` instance from a YAML file, then `--key value` overrides (argparse syntax).
 
     YAML values become the parser's defaults, so overrides parse exactly like command-line flags:
     `--bf16 true`, `--lora_target_modules q_proj v_proj`, `--fps 1`. A `bf16: true` on a machine without bfloat16
-    hardware (`bf16_is_native`) becomes float32, with a warning: the recipes ask for bf16 autocast for speed.
+    hardware (`bf16_is_native`) becomes float32, with a warning (once): the recipes ask for bf16 autocast for speed.
     """
     parser = HfArgumentParser(config_class)
     parser.error = _refuse  # one line naming the setting, not the usage of every TrainingArguments field
@@ -258,7 +265,7 @@ def load_config(config_class, path: str | None, overrides: list[str]):
     parser.set_defaults(**values)
     settings = vars(parser.parse_args(list(overrides)))
     if settings.get("bf16") and not bf16_is_native(settings["use_cpu"]):
-        logger.warning("bf16: no bfloat16 hardware here (AVX512-BF16, AMX or a bf16 GPU), so float32 instead")
+        warn_float32_instead()
         settings["bf16"] = False
     return config_class(**settings)
 
