@@ -36,6 +36,16 @@ def option_lines(options: list[str]) -> str:
     return "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(options))
 
 
+def lettered_question(question: Question) -> str:
+    """The question, then its options one a line as `A. text`."""
+    return f"{question.question}\n{option_lines(question.options)}"
+
+
+def option_prompt(question: Question) -> str:
+    """The lettered question with the Option-mode instruction: what a letter answers."""
+    return question_with_instruction(lettered_question(question), "option")
+
+
 def problem(question: Question) -> str:
     """The question with its lettered options, as the GRPO `problem` column and the cold start use it."""
     return f"{question.question}\nOptions:\n{option_lines(question.options)}"
@@ -91,9 +101,8 @@ def qa_records(clip: Clip) -> list[dict]:
     multiple choice answered with the option's text (`OPTION_TEXT_INSTRUCTION`), and short answer, answered with
     the option's text (what Cloze-mode evaluation scores)."""
     q = clip.question
-    lettered = f"{q.question}\n{option_lines(q.options)}"
-    choice = _conversation(clip, question_with_instruction(lettered, "option"), q.answer)
-    choice_text = _conversation(clip, f"{lettered}\n{OPTION_TEXT_INSTRUCTION}", q.answer_text)
+    choice = _conversation(clip, option_prompt(q), q.answer)
+    choice_text = _conversation(clip, f"{lettered_question(q)}\n{OPTION_TEXT_INSTRUCTION}", q.answer_text)
     short = _conversation(clip, question_with_instruction(q.question, "cloze"), q.answer_text)
     return [choice, {**choice_text, "id": f"{clip.id}-text"}, {**short, "id": f"{clip.id}-short"}]
 
@@ -110,18 +119,17 @@ def rotated_records(clip: Clip) -> list[dict]:
     """The clip's Option-mode row (the first of `qa_records`) once for every other rotation of its options, so that
     each letter answers it once: with a fixed order a model can answer from the letter's place, not its text."""
     q = clip.question
-    rows = []
-    for shift in range(1, len(q.options)):
-        turned = rotated(q, shift)
-        prompt = question_with_instruction(f"{turned.question}\n{option_lines(turned.options)}", "option")
-        rows.append({**_conversation(clip, prompt, turned.answer), "id": f"{clip.id}-rot{shift}"})
-    return rows
+    turns = (rotated(q, shift) for shift in range(1, len(q.options)))
+    return [
+        {**_conversation(clip, option_prompt(t), t.answer), "id": f"{clip.id}-rot{shift}"}
+        for shift, t in enumerate(turns, start=1)
+    ]
 
 
 def told_question(question: Question) -> str:
     """The question, its lettered options and the Option instruction, then "The answer is <option text>.":
     what a model answers with the letter by matching the stated answer to its option line."""
-    told = question_with_instruction(f"{question.question}\n{option_lines(question.options)}", "option")
+    told = option_prompt(question)
     return f"{told}\nThe answer is {question.answer_text}."
 
 
