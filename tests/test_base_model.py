@@ -1,6 +1,6 @@
 """The pretrained base model: `tinyvideo base` builds it from nothing (here at the smoke scale, two caption
-steps, three of the language model's layers kept), packs its small trained parts, and `materialise` joins them to the language model from its PyPI package
-into a model with the trained model's outputs."""
+steps, three of the language model's layers kept), packs its small trained parts, and `materialise` joins them
+to the language model from its PyPI package into a model with the trained model's outputs."""
 
 from __future__ import annotations
 
