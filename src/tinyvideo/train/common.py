@@ -92,8 +92,8 @@ class ModelSource:
       one from `tinyvideo train vision`); the tower's folder sets its sizes and the frame size.
       Without it, a tiny tower of the `tiny_vision_tower` family.
     The connector settings (`connector_type`, `num_queries`, `group`, `num_resampler_layers`,
-    `model_max_length`, `vision_feature_select_strategy`), `language_model_layers` and the `tiny_*` sizes apply only to new models; a
-    folder keeps its own.
+    `model_max_length`, `vision_feature_select_strategy`), `language_model_layers` and the `tiny_*` sizes apply
+    only to new models; a folder keeps its own.
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "checkpoint folder, or 'tiny'"})
