@@ -16,6 +16,7 @@ from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.errors import InputError
 from tinyvideo.train.base_model import ADAPTER, CONNECTOR, SPEC, TOWER, base_model_folder, build, materialise, package_file
 from tinyvideo.train.common import ADAPTER_WEIGHTS
+from tinyvideo.video import FrameSampling
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,7 @@ def test_the_packed_base_model_holds_only_the_trained_parts(built):
     assert spec["assembly"]["connector_type"] == "object_words" and spec["steps"] == 2
     assert spec["assembly"]["language_model_layers"] == [0, 1, 29]
     assert spec["trained_on"]["suite_seed"] == 7  # its own suite, never a demo's
+    assert spec["frames"] == {"num_frames": 8, "fps": None, "max_frames": None}
     assert (built / TOWER / "attribute_head.safetensors").is_file()
     adapter = load_file(built / ADAPTER / ADAPTER_WEIGHTS)
     assert adapter and all(w.dtype == torch.float16 for w in adapter.values())
@@ -64,6 +66,9 @@ def test_materialise_gives_the_trained_model(built, tmp_path):
     expected, found = logits(trained), logits(folder)
     assert torch.allclose(found, expected, atol=2e-2, rtol=0), (found - expected).abs().max()
     assert found.argmax(-1).equal(expected.argmax(-1))
+    # both are evaluated and served with the 8 frames of the captions recipe, not the default 16
+    for model in (trained, folder):
+        assert TinyVideoProcessor.from_pretrained(model).frame_sampling == FrameSampling(8)
     written = (folder / "model.safetensors").stat().st_mtime_ns
     assert materialise(str(built), folder) == folder  # the second time it is reused, not rewritten
     assert (folder / "model.safetensors").stat().st_mtime_ns == written

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from tinyvideo import cli, flags
+from tinyvideo import TinyVideoProcessor, cli, flags
 from tinyvideo.cli import main
+from tinyvideo.commands import eval as eval_command
 from tinyvideo.errors import InputError
-from tinyvideo.video import write_video
+from tinyvideo.processing import trained_frame_sampling
+from tinyvideo.video import FrameSampling, write_video
 
 
 def test_init_infer_export(tmp_path, capsys):
@@ -105,6 +108,23 @@ def test_max_frames_without_fps_is_refused_by_infer_as_by_eval(tmp_path, capsys)
         assert main([*command, "--model", str(tmp_path / "none"), "--max-frames", "4"]) == 2
         error = capsys.readouterr().err.strip()
         assert "max_frames caps fps" in error and len(error.splitlines()) == 1
+
+
+def test_eval_and_infer_sample_the_frames_the_model_was_trained_on(tiny_dir, tmp_path):
+    processor = TinyVideoProcessor.from_pretrained(tiny_dir)
+    assert processor.frame_sampling == FrameSampling(16)  # none recorded: the published models' 16
+    eval_flags = argparse.ArgumentParser()
+    eval_command.add_arguments(eval_flags)
+    for trained in (FrameSampling(4), FrameSampling(None, fps=2.0, max_frames=6)):
+        processor.frame_sampling = trained
+        processor.save_pretrained(tmp_path)
+        shutil.copy(tiny_dir / "config.json", tmp_path)
+        assert TinyVideoProcessor.from_pretrained(tmp_path).frame_sampling == trained
+        assert trained_frame_sampling(tmp_path) == trained
+        settings = eval_command.settings_from(eval_flags.parse_args(["synth", "--model", str(tmp_path), "--data", "d"]))
+        assert (settings.frames, settings.fps, settings.max_frames) == (trained.num_frames, trained.fps, trained.max_frames)
+        told = eval_flags.parse_args(["synth", "--model", str(tmp_path), "--data", "d", "--frames", "8"])
+        assert (eval_command.settings_from(told).frames, eval_command.settings_from(told).fps) == (8, None)
 
 
 # ---- errors a person can read ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import argparse
 import math
 from collections.abc import Callable
 
+from tinyvideo.errors import InputError
 from tinyvideo.video import FrameSampling
 
 DEFAULT_FRAMES = FrameSampling.num_frames
@@ -42,12 +43,21 @@ port_number = _number(int, 0, most=65535)
 def add_frame_arguments(parser: argparse.ArgumentParser) -> None:
     """`--frames N` or `--fps F` (with an optional `--max-frames` cap), as `infer` and `eval` take them."""
     frames = parser.add_mutually_exclusive_group()
-    frames.add_argument("--frames", type=positive_int, help=f"number of uniformly sampled frames (default {DEFAULT_FRAMES})")
+    frames.add_argument(
+        "--frames",
+        type=positive_int,
+        help=f"number of uniformly sampled frames (default: as the model was trained, else {DEFAULT_FRAMES})",
+    )
     frames.add_argument("--fps", type=positive_float, help="sample this many frames per second of video instead")
     parser.add_argument("--max-frames", type=positive_int, help="cap on the frame count with --fps")
 
 
-def frame_sampling(args: argparse.Namespace) -> FrameSampling:
-    """The `FrameSampling` the flags of `add_frame_arguments` ask for; `InputError` for `--max-frames` without `--fps`."""
-    frames = DEFAULT_FRAMES if args.frames is None and args.fps is None else args.frames
-    return FrameSampling(frames, args.fps, args.max_frames)
+def frame_sampling(args: argparse.Namespace, default: FrameSampling) -> FrameSampling:
+    """The `FrameSampling` the flags of `add_frame_arguments` ask for, `default` (the model's own, see
+    `tinyvideo.processing.trained_frame_sampling`) when they ask for none; `InputError` for `--max-frames`
+    without `--fps`."""
+    if args.frames is None and args.fps is None:
+        if args.max_frames is not None:
+            raise InputError("max_frames caps fps sampling: give --fps with --max-frames")
+        return default
+    return FrameSampling(args.frames, args.fps, args.max_frames)

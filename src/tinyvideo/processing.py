@@ -25,6 +25,7 @@ from tinyvideo.config import IGNORE_INDEX, TinyVideoConfig
 from tinyvideo.errors import InputError
 from tinyvideo.prompts import END_OF_TURN, SYSTEM, question_with_instruction
 from tinyvideo.rows import read_json
+from tinyvideo.video import FrameSampling
 from tinyvideo.vision_towers import HALF, FrameTransform, frame_transform
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,19 @@ def pack_videos(videos: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     return torch.cat(list(videos)), torch.tensor([len(video) for video in videos], dtype=torch.long)
 
 
+def recorded_sampling(num_frames: int | None = None, fps: float | None = None, max_frames: int | None = None) -> FrameSampling:
+    """The `FrameSampling` a processor config records, the default (16 frames) where it records none."""
+    return FrameSampling() if num_frames is None and fps is None else FrameSampling(num_frames, fps, max_frames)
+
+
+def trained_frame_sampling(folder: str | os.PathLike) -> FrameSampling:
+    """The frame sampling the model in `folder` was trained with, read from its processor config without loading
+    the tokenizer; the default (16 frames) for a folder that records none (a published TinyLLaVA checkpoint)."""
+    path = Path(folder) / PROCESSOR_FILE
+    settings = read_json(path) if path.is_file() else {}
+    return recorded_sampling(*(settings.get(key) for key in ("num_frames", "fps", "max_frames")))
+
+
 class TinyVideoProcessor:
     """Turns prompts and videos into model inputs; builds prompts and training labels.
 
@@ -155,7 +169,10 @@ class TinyVideoProcessor:
     image processor does (`frame_transform`: SigLIP's squash by default; a shortest-edge resize and
     centre crop when `shortest_edge` is set; then `image_mean` and `image_std`). `chat_format` is how the
     model's conversations are written: `qwen2_base` (the published models, and folders saved without the
-    setting) or `tokenizer` (the tokenizer's own chat template).
+    setting) or `tokenizer` (the tokenizer's own chat template). `num_frames`, `fps` and `max_frames` are the
+    frame sampling the model was trained with (`FrameSampling`; a training stage records its own), which
+    `infer`, `eval` and `serve` use unless told otherwise; all None where none was recorded (the published
+    models): `frame_sampling` is then the default, 16 frames.
     """
 
     def __init__(
@@ -170,6 +187,9 @@ class TinyVideoProcessor:
         image_mean: Sequence[float] = HALF,
         image_std: Sequence[float] = HALF,
         chat_format: str = "qwen2_base",
+        num_frames: int | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
     ):
         if chat_format not in CHAT_FORMATS:
             raise ValueError(f"chat_format must be one of {', '.join(CHAT_FORMATS)}; got {chat_format!r}")
@@ -190,6 +210,7 @@ class TinyVideoProcessor:
         self.image_mean = tuple(image_mean)
         self.image_std = tuple(image_std)
         self.chat_format = chat_format
+        self.frame_sampling = recorded_sampling(num_frames, fps, max_frames)
 
     @property
     def frame_transform(self) -> FrameTransform:
@@ -249,6 +270,9 @@ class TinyVideoProcessor:
             "image_mean": list(self.image_mean),
             "image_std": list(self.image_std),
             "chat_format": self.chat_format,
+            "num_frames": self.frame_sampling.num_frames,
+            "fps": self.frame_sampling.fps,
+            "max_frames": self.frame_sampling.max_frames,
         }
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:

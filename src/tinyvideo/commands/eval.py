@@ -16,6 +16,7 @@ from tinyvideo.eval.harness import evaluate
 from tinyvideo.eval.outputs import build_report
 from tinyvideo.eval.settings import BENCHMARKS, CONTROLS, MODES, Settings, refuse_unused_options
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
+from tinyvideo.processing import trained_frame_sampling
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,9 +72,9 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """The run's settings from the flags; `InputError` for an adapter option the benchmark does not take,
-    even at its default value."""
-    sampling = frame_sampling(args)
+    """The run's settings from the flags (the frames: as the model was trained unless the flags say); `InputError`
+    for an adapter option the benchmark does not take, even at its default value."""
+    sampling = frame_sampling(args, trained_frame_sampling(args.model))
     given = {name: getattr(args, name) for name in ("duration", "split") if getattr(args, name) is not None}
     refuse_unused_options(args.benchmark, given)
     return Settings(

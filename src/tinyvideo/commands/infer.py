@@ -11,7 +11,7 @@ from tinyvideo.checkpoints import DTYPES
 from tinyvideo.flags import add_frame_arguments, frame_sampling, non_negative_float, non_negative_int, positive_int
 from tinyvideo.inference import answer_question, require_question
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
-from tinyvideo.processing import TinyVideoProcessor
+from tinyvideo.processing import TinyVideoProcessor, trained_frame_sampling
 from tinyvideo.video import read_frames
 
 
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """The question, the video and the flags are checked before the model is loaded."""
     require_question(args.question)
-    rule = frame_sampling(args)
+    rule = frame_sampling(args, trained_frame_sampling(args.model))
     frames, _ = read_frames(args.video, rule.num_frames, rule.fps, rule.max_frames)
     processor = TinyVideoProcessor.from_pretrained(args.model)
     model = TinyVideoForConditionalGeneration.from_pretrained(args.model, dtype=DTYPES[args.dtype]).to(args.device)

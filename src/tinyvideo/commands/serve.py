@@ -20,7 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=port_number, default=7860)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
-    parser.add_argument("--frames", type=positive_int, default=Limits.num_frames, help="frames sampled uniformly from each video")
+    parser.add_argument(
+        "--frames",
+        type=positive_int,
+        help=f"frames sampled uniformly from each video (default: as the model was trained, else {Limits.num_frames})",
+    )
     parser.add_argument("--max-new-tokens", type=positive_int, default=Limits.max_new_tokens)
     parser.add_argument("--max-upload-mb", type=positive_float, default=Limits.max_upload_mb, help="largest accepted upload")
     parser.add_argument("--max-duration", type=positive_float, default=Limits.max_duration, help="longest accepted video, seconds")
@@ -36,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     processor = TinyVideoProcessor.from_pretrained(args.model)
     model = TinyVideoForConditionalGeneration.from_pretrained(args.model, dtype=DTYPES[args.dtype])
     model.to(args.device).eval()
-    limits = Limits(args.max_upload_mb, args.max_duration, args.frames, args.max_new_tokens)
+    frames = args.frames or processor.frame_sampling.num_frames or Limits.num_frames  # the page samples a count, not a rate
+    limits = Limits(args.max_upload_mb, args.max_duration, frames, args.max_new_tokens)
     launch(build_app(model, processor, samples, limits), args.host, args.port, limits, samples)
     return 0

@@ -10,7 +10,7 @@ a new connector. `pack` keeps only the small
 trained parts, which ship as package data in `tinyvideo/base_models/<name>/`:
 
     base.json               where the language model comes from, the settings the model is assembled with,
-                            and the run's facts (data, steps, final loss)
+                            the frames it was trained on, and the run's facts (data, steps, final loss)
     vision_tower/           the vision tower folder, with its attribute head
     connector.safetensors   the connector
     adapter/                the language model's LoRA adapter (`save_adapter`), float16
@@ -35,6 +35,7 @@ from transformers import set_seed
 from tinyvideo.data.synth import open_suite
 from tinyvideo.errors import InputError
 from tinyvideo.files import usual_permissions, write_json
+from tinyvideo.processing import recorded_sampling
 from tinyvideo.rows import read_json
 from tinyvideo.scratch import assemble
 from tinyvideo.train import sft, vision
@@ -91,6 +92,7 @@ def materialise(name: str, out: str | Path) -> Path:
     model, processor = assemble(package_file(source["package"], source["file"]), folder / TOWER, **spec["assembly"])
     model.connector.load_state_dict(load_file(folder / CONNECTOR))
     load_adapter(model, folder / ADAPTER)
+    processor.frame_sampling = recorded_sampling(**spec.get("frames", {}))
     save_model(model, processor, out)
     write_json(out / SPEC, spec)  # last: marks the folder complete
     logger.info("base model %s written to %s", name, out)
@@ -167,6 +169,7 @@ def pack(config: sft.SFTConfig, suite_manifest: dict, source: dict, into: Path) 
         {
             "language_model": source,
             "assembly": {key: getattr(config, key) for key in ASSEMBLY},
+            "frames": {key: getattr(config, key) for key in ("num_frames", "fps", "max_frames")},
             "seed": config.seed,
             "trained_on": {"suite_seed": suite_manifest["seed"], "scale": suite_manifest["scale"], "clips": suite_manifest["counts"]["train"]},
             "steps": state["global_step"],

@@ -437,8 +437,10 @@ def apply_tuning(model, args: Tuning):
 
 def load_for_training(config: ModelArguments) -> tuple[TinyVideoForConditionalGeneration, TinyVideoProcessor]:
     """A stage's model, with what trains set (`apply_tuning`), and its processor. `config`: the stage's config
-    (`ModelArguments` parsed together with the Trainer's `TrainingArguments`)."""
+    (`ModelArguments` parsed together with the Trainer's `TrainingArguments`). The processor records the
+    stage's frame sampling, so the checkpoints it saves are evaluated and served with the frames they learnt on."""
     model, processor = load_model_and_processor(config, seed=config.seed)
+    processor.frame_sampling = FrameSampling.from_config(config)
     apply_tuning(model, config)
     if config.activation_checkpointing and (config.activation_checkpointing_kwargs or {}).get("use_reentrant"):
         # Reentrant checkpointing drops the gradient when no input of a block needs one (frozen embeddings).
