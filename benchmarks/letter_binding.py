@@ -17,6 +17,11 @@ the whole vocabulary, as supervised fine-tuning has it) and scored on the test s
     python benchmarks/letter_binding.py --model runs/synth/pretrain/model --steps 0   # a trained model as is
     python benchmarks/letter_binding.py --model runs/base/language/model --steps 0   # a base language model as is
     python benchmarks/letter_binding.py --model runs/smollm2/base --lora-r 16 --batch-size 8 --lr 1e-3   # LoRA
+
+`--rows reading` asks instead about the clip's caption, the answer not stated (`synth_formats.reading_question`):
+reading comprehension, what a model needs before it answers the same question from the video:
+
+    python benchmarks/letter_binding.py --model runs/base/smollm2-words/model --rows reading --chat-format tokenizer --steps 0
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
 from tinyvideo.data.synth import design_split
-from tinyvideo.data.synth_questions import Question
+from tinyvideo.data.synth_formats import reading_question
+from tinyvideo.data.synth_questions import Clip, Question
 from tinyvideo.processing import CHAT_FORMATS
 from tinyvideo.scratch import spare_rows, tiny_config, train_tokenizer
 from tinyvideo.train.language import (
@@ -49,9 +55,14 @@ from tinyvideo.train.language import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def questions(seed: int, split: str, per_task: int) -> list[Question]:
-    """The questions of the suite's `split` with this seed (no video rendered): `per_task` of every task."""
-    return [clip.question for clip in design_split(seed, split, per_task)]
+def questions(seed: int, split: str, per_task: int) -> list[Clip]:
+    """The clips of the suite's `split` with this seed (no video rendered): `per_task` of every task."""
+    return design_split(seed, split, per_task)
+
+
+def asked(clips: list[Clip], rows: str) -> list[Question | str]:
+    """What each row asks: the question with its answer stated (`told`), or about the clip's caption (`reading`)."""
+    return [reading_question(c) if rows == "reading" else c.question for c in clips]
 
 
 def main() -> int:
@@ -73,6 +84,9 @@ def main() -> int:
     parser.add_argument(
         "--lora-r", type=int, default=0, help="train LoRA adapters of this rank (alpha 2r) on every Linear layer, not all weights"
     )
+    parser.add_argument(
+        "--rows", choices=("told", "reading"), default="told", help="the answer stated (told) or the clip's caption given (reading)"
+    )
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -80,7 +94,8 @@ def main() -> int:
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
-    train, test = questions(args.seed, "train", args.train_per_task), questions(args.seed, "test", args.test_per_task)
+    train_clips, test_clips = questions(args.seed, "train", args.train_per_task), questions(args.seed, "test", args.test_per_task)
+    train, test = [c.question for c in train_clips], [c.question for c in test_clips]
     language_model_only = args.model and json.loads((Path(args.model) / "config.json").read_text())["model_type"] == "qwen2"
     if language_model_only:
         model, tokenizer = Qwen2ForCausalLM.from_pretrained(args.model), AutoTokenizer.from_pretrained(args.model)
@@ -96,12 +111,13 @@ def main() -> int:
         model.requires_grad_(False)
         inject_adapter_in_model(LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules="all-linear"), model)
     model.to(args.device).train()
-    prompts = [prompt_ids(tokenizer, q, args.chat_format) for q in train]
+    prompts = [prompt_ids(tokenizer, a, args.chat_format) for a in asked(train_clips, args.rows)]
     letters = letter_token_ids(tokenizer, args.chat_format).to(args.device)
     trained = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.0)
     rng = np.random.default_rng(args.seed)
-    score = lambda: binding_accuracy(model, tokenizer, test, chat_format=args.chat_format)  # noqa: E731
+    test_asked = asked(test_clips, args.rows)
+    score = lambda: binding_accuracy(model, tokenizer, test, chat_format=args.chat_format, asked=test_asked)  # noqa: E731
     curve = [{"step": 0, "seconds": 0.0, **score()}]
     started = time.perf_counter()
     for step in range(1, args.steps + 1):

@@ -23,7 +23,8 @@ from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.eval.settings import Settings
 from tinyvideo.processing import conversation_segments
 from tinyvideo.scratch import assemble, build_tiny, default_chat_format, load_language_model, spare_rows, train_tokenizer
-from tinyvideo.train.common import Tuning, apply_tuning, load_config, save_model
+from tinyvideo.train.base_model import extract_adapter
+from tinyvideo.train.common import Tuning, apply_tuning, linear_layers, load_config, save_model
 from tinyvideo.train.grpo import GRPOConfig, GRPODataset
 from tinyvideo.train.grpo_trainer import GRPOTrainer
 from tinyvideo.train.language import letter_token_ids, prompt_ids
@@ -409,3 +410,37 @@ def test_the_smollm2_recipes_load_and_each_stage_starts_from_the_one_before(stag
     assert config.model_name_or_path == f"runs/smollm2/{before[stage]}" and config.output_dir == f"runs/smollm2/{stage}"
     assert config.tune_language_model == ("frozen" if stage == "pretrain" else "lora")
     assert getattr(config, "template", "chat") == ("pretrain" if stage == "pretrain" else "chat")
+
+
+def test_linear_tuning_trains_the_layers_lora_adapts_in_full():
+    model, _ = build_tiny(TEXTS, text_model_type="llama")
+    args = Tuning(tune_language_model="linear", tune_connector="frozen")
+    trained = {name for name, p in apply_tuning(model, args).named_parameters() if p.requires_grad}
+    linear = {f"{name}.weight" for name in linear_layers(model, [model.language_model])}
+    assert trained == linear and any("mlp.down_proj" in name for name in trained)
+    assert not any("embed" in name or "norm" in name or "lm_head" in name for name in trained)
+
+
+def test_an_extracted_adapter_holds_the_best_low_rank_change():
+    model, _ = build_tiny(TEXTS, text_model_type="llama")
+    names = linear_layers(model, [model.language_model])
+    generator = torch.Generator().manual_seed(0)
+    trained = {f"{name}.weight": model.get_submodule(name).weight.detach().clone() for name in names}
+    q, o = names[0], names[3]  # a change of rank 2 and one of full rank
+    out, width = trained[f"{q}.weight"].shape
+    rank2 = torch.randn(out, 2, generator=generator) @ torch.randn(2, width, generator=generator)
+    trained[f"{q}.weight"] += rank2
+    full = torch.randn(trained[f"{o}.weight"].shape, generator=generator)
+    trained[f"{o}.weight"] += full
+    extract_adapter(model, trained, rank=2)
+    adapted = [name for name, _ in model.named_modules() if name.endswith(".lora_A")]
+    assert sorted(adapted) == sorted(f"{name}.lora_A" for name in (q, o))  # only the layers that changed
+
+    def change(name):
+        layer = model.get_submodule(name)
+        return layer.lora_B["default"].weight @ layer.lora_A["default"].weight * layer.scaling["default"]
+
+    assert torch.allclose(change(q), rank2, atol=1e-4)  # exact at the change's rank
+    singular = torch.linalg.svdvals(full)
+    error = torch.linalg.matrix_norm(full - change(o))
+    assert torch.isclose(error, singular[2:].square().sum().sqrt(), rtol=1e-4)  # the SVD tail: the least error

@@ -216,6 +216,21 @@ def test_training_formats(suite, tmp_path):
         record = records[choice["id"]]
         (asked, _), (human, gpt) = ((turn["value"] for turn in c["conversations"]) for c in (choice, row))
         assert human == asked.removeprefix("<image>\n") + f"\nThe answer is {record['answer_text']}." and gpt == record["answer"]
+    # reading: the clip's caption where its video was, the Option question in every rotation (the first unrotated)
+    captions = {row["id"]: row["conversations"][1]["value"] for row in json.loads(suite.path("train", "captions").read_text())}
+    reading = iter(json.loads(suite.path("train", "reading").read_text()))
+    for choice in qa[0::3]:
+        record = records[choice["id"]]
+        for shift in range(len(record["options"])):
+            row = next(reading)
+            human, gpt = (turn["value"] for turn in row["conversations"])
+            assert row["id"] == f"{record['id']}-read{shift}" and "video" not in row
+            options = record["options"][shift:] + record["options"][:shift]
+            assert options[LETTERS.index(gpt)] == record["answer_text"]
+            lines = "".join(f"\n{LETTERS[i]}. {text}" for i, text in enumerate(options))
+            instruction = "Answer with the option's letter from the given choices directly."
+            assert human == f"{captions[record['id']]}\n{record['question']}{lines}\n{instruction}"
+    assert next(reading, None) is None
     cold = json.loads(suite.path("train", "coldstart").read_text())
     assert len(cold) == synth.SCALES["smoke"].coldstart and {records[c["id"]]["task"] for c in cold} == set(FAMILIES)
     for item in cold:

@@ -13,7 +13,7 @@ Command line: `tinyvideo synth --out DIR [--seed S] [--scale smoke|small|full] [
 
     videos/{train,val,test}/*.mp4        the clips: H.264, 16 frames, 64x64, 8 fps (the video root)
     annotations/<split>.jsonl            native questions; scenes/<split>.jsonl: tracks and event log
-    train/frames.json, captions.json, qa.json, rotated.json, binding.json, coldstart.json, grpo.jsonl   training data (synth_formats)
+    train/frames.json, captions.json, qa.json, rotated.json, binding.json, reading.json, coldstart.json, grpo.jsonl   training data (synth_formats)
     eval/{mvbench,videomme,mlvu,mmvu,nextqa}/                    the test split in each benchmark's layout
     preview.png                          with --preview
 """
@@ -46,9 +46,10 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "suite.json"
-VERSION = 5  # of the suite's files; 2: `train/qa.json` has each question three times (`synth_formats.qa_records`);
+VERSION = 6  # of the suite's files; 2: `train/qa.json` has each question three times (`synth_formats.qa_records`);
 # 3: the cold-start answers state the answer's text, then its letter (`synth_text.reasoning`); 4: they state it first;
-# 5: `train/rotated.json`, the Option-mode rows with their options rotated (`synth_formats.rotated_records`)
+# 5: `train/rotated.json`, the Option-mode rows with their options rotated (`synth_formats.rotated_records`);
+# 6: `train/reading.json`, the Option-mode questions about the clip's caption, text only (`synth_formats.reading_records`)
 _INCOMPLETE = ".synth-incomplete"
 _OWNED = ("videos", "annotations", "scenes", "train", "eval", MANIFEST, "preview.png")
 

@@ -11,6 +11,9 @@
   continued fine-tuning of the whole language model learns Option mode from (docs/demo-measurements.md).
 - `train/binding.json`: text-only rows (no video) that state the answer after the lettered options and the
   Option instruction, answered with its letter: multiple-choice symbol binding, which a base model learns.
+- `train/reading.json`: text-only rows that give the clip's caption in place of its video, then its Option-mode
+  question in every rotation of its options, answered with the letter (`reading_records`): reading comprehension,
+  which a base model learns before it reads the same facts from a video.
 - `train/frames.json`: frame-caption pairs (`video`, `frames`: [{`index`, `caption`}]) on which a
   vision tower trained from scratch first learns to see (`tinyvideo train vision`).
 - `train/grpo.jsonl`: the published GRPO fields `problem`, `solution`, `video_filename` (starting with
@@ -139,6 +142,21 @@ def binding_record(clip: Clip) -> dict:
     return {"id": f"{clip.id}-told", "conversations": conversation}
 
 
+def reading_question(clip: Clip, question: Question | None = None) -> str:
+    """The clip's caption where its video would be, then `option_prompt` of `question` (default: the clip's)."""
+    return f"{caption(clip.scene)}\n{option_prompt(question or clip.question)}"
+
+
+def reading_records(clip: Clip) -> list[dict]:
+    """`reading_question` answered with its letter, without the video, once for every rotation of the options
+    (`rotated`): the letter must come from the caption and the option's text, not from the letter's place."""
+    turns = (rotated(clip.question, shift) for shift in range(len(clip.question.options)))
+    return [
+        {"id": f"{clip.id}-read{shift}", "conversations": [{"from": "human", "value": reading_question(clip, t)}, {"from": "gpt", "value": t.answer}]}
+        for shift, t in enumerate(turns)
+    ]
+
+
 def coldstart_record(clip: Clip, second_look: bool) -> dict:
     # The R1 cold-start prompt joins the problem and the instruction with a space (docs/published-format.md 3.6).
     prompt = question_with_instruction(problem(clip.question), "reason", separator=" ")
@@ -189,6 +207,7 @@ def training_records(clips: list[Clip], n_coldstart: int, seed: int) -> dict[str
         "qa": [row for c in clips for row in qa_records(c)],
         "rotated": [row for c in clips for row in rotated_records(c)],
         "binding": [binding_record(c) for c in clips],
+        "reading": [row for c in clips for row in reading_records(c)],
         "coldstart": [coldstart_record(c, i % 5 == 4) for i, c in enumerate(cold)],
         "grpo": [grpo_record(c) for c in clips],
     }

@@ -3,17 +3,17 @@ describes them, for the demo (and anyone) to fine-tune, as the published recipe 
 
 `build` makes one from nothing, resumable after a kill: a suite of its own (seed `BASE_SEED`, so no demo's
 test split is among its clips), the vision tower (`recipes/synth/vision.yaml`, the attributes objective), then
-the published recipe's pretraining on captions (`recipes/base/captions.yaml`), mixed with as many text-only
-questions whose answer is stated, answered with its letter (multiple-choice symbol binding, which Option and
-Reason modes need): a pretrained language model read from a GGUF file inside a PyPI package, LoRA-tuned, and
-a new connector. `pack` keeps only the small
-trained parts, which ship as package data in `tinyvideo/base_models/<name>/`:
+the published recipe's pretraining on captions (`recipes/base/captions.yaml`), mixed with text-only questions
+answered with their letter, the answer stated (multiple-choice symbol binding) or the clip's caption given
+(reading comprehension), which Option and Reason modes need: a pretrained language model read from a GGUF file
+inside a PyPI package, its Linear layers trained, and a new connector. `pack` keeps only the small trained parts,
+which ship as package data in `tinyvideo/base_models/<name>/`:
 
     base.json               where the language model comes from, the settings the model is assembled with,
                             the frames it was trained on, and the run's facts (data, steps, final loss)
     vision_tower/           the vision tower folder, with its attribute head
     connector.safetensors   the connector
-    adapter/                the language model's LoRA adapter (`save_adapter`), float16
+    adapter/                the language model's change as a LoRA adapter (`extract_adapter`, `save_adapter`), float16
     README.md               the model card (written by hand from the measurements)
 
 `materialise` joins them again into a plain model folder: the language model from its package, the tower, the
@@ -29,6 +29,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from peft import LoraConfig, inject_adapter_in_model
 from safetensors.torch import load_file, save_file
 from transformers import set_seed
 
@@ -39,7 +40,7 @@ from tinyvideo.processing import recorded_sampling
 from tinyvideo.rows import read_json
 from tinyvideo.scratch import assemble
 from tinyvideo.train import sft, vision
-from tinyvideo.train.common import load_adapter, load_config, load_for_training, save_adapter, save_model
+from tinyvideo.train.common import linear_layers, load_adapter, load_config, load_for_training, save_adapter, save_model
 from tinyvideo.train.runs import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def build(
         str(RECIPES / "base" / "captions.yaml"),
         [
             *paths, *on_cpu,
-            "--data_path", str(write_json(out / "data" / "captions_binding.json", captions_and_binding(suite))),
+            "--data_path", str(write_json(out / "data" / "pretraining.json", pretraining_rows(suite))),
             "--language_model_path", str(package_file(source["package"], source["file"])),
             "--vision_tower_path", str(tower),
             "--output_dir", str(out / "runs" / "captions"),
@@ -139,15 +140,42 @@ def build(
     return pack(captions_config, suite.manifest, source, Path(into) if into is not None else out / name)
 
 
-def captions_and_binding(suite) -> list[dict]:
-    """The captions recipe's rows: every train clip's caption (with its video) and its question with the
-    answer stated, to be answered with its letter (text only; `synth_formats.binding_record`)."""
-    return read_json(suite.path("train", "captions")) + read_json(suite.path("train", "binding"))
+def pretraining_rows(suite) -> list[dict]:
+    """The captions recipe's rows: every train clip's caption (with its video) twice, so that a quarter of the rows
+    read a video; its question with the answer stated; and its question about its caption, in every rotation of
+    the options, both answered with the letter (text only; `synth_formats.binding_record`, `reading_records`)."""
+    return [row for name in ("captions", "captions", "binding", "reading") for row in read_json(suite.path("train", name))]
+
+
+def extract_adapter(model, trained: dict[str, torch.Tensor], rank: int):
+    """Inject into `model` LoRA adapters of rank `rank` (alpha = rank: scale 1) on every Linear layer of its language
+    model whose weight `trained` (a state dict of the same model, e.g. a checkpoint's) changes, each holding the best
+    rank-`rank` approximation of that change (truncated SVD; Eckart-Young): how a language model whose Linear layers
+    trained in full (`tune_language_model: linear`) ships as a small adapter, exactly where a change's rank is at
+    most `rank`. Returns `model`; its own weights are left as they were."""
+    changed = {}
+    for name in linear_layers(model, [model.language_model]):
+        weight = model.get_submodule(name).weight
+        delta = trained[f"{name}.weight"].float() - weight.detach().float()
+        if delta.any():
+            changed[name] = delta
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(changed)), model)
+    for name, delta in changed.items():
+        u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+        kept = min(rank, s.numel())
+        root = s[:kept].sqrt()
+        layer = model.get_submodule(name)
+        down, up = layer.lora_A["default"].weight, layer.lora_B["default"].weight  # [rank, in], [out, rank]
+        with torch.no_grad():
+            down.zero_()[:kept] = root[:, None] * vh[:kept]
+            up.zero_()[:, :kept] = u[:, :kept] * root
+    return model
 
 
 def pack(config: sft.SFTConfig, suite_manifest: dict, source: dict, into: Path) -> Path:
     """Write the shipped form of the finished captions run of `config` into `into` (see the module's
-    docstring): the connector and LoRA weights of its last checkpoint, its tower, and `base.json`."""
+    docstring): the connector and LoRA weights of its last checkpoint (for a language model tuned `linear`, the
+    adapter `extract_adapter` makes of its change, rank `lora_r`), its tower, and `base.json`."""
     checkpoint = last_complete_checkpoint(config.output_dir)
     if checkpoint is None:
         raise InputError(f"{config.output_dir}: no finished checkpoint to pack")
@@ -157,6 +185,9 @@ def pack(config: sft.SFTConfig, suite_manifest: dict, source: dict, into: Path) 
     missing = sorted(trained - saved.keys())
     if missing:
         raise InputError(f"{checkpoint}: no weights for {', '.join(missing[:3])}")
+    if config.tune_language_model == "linear":  # the language model's change ships as an adapter of rank lora_r
+        extract_adapter(model, saved, config.lora_r)
+        trained = {key for key in trained if not key.startswith("language_model.")}
     model.load_state_dict({key: saved[key] for key in trained}, strict=False)
     state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
     losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]

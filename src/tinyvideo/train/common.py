@@ -39,7 +39,9 @@ from tinyvideo.vision_towers import input_modules
 
 logger = logging.getLogger(__name__)
 
-TUNE_TYPES = ("frozen", "full", "lora")
+# `linear`: the Linear layers LoRA would adapt, in full (embeddings, norms and the output head frozen): a change a
+# shipped adapter holds exactly at full rank and approximately at a lower one (`base_model.extract_adapter`).
+TUNE_TYPES = ("frozen", "full", "lora", "linear")
 VISION_TUNE_TYPES = (*TUNE_TYPES, "partial")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # The least value of every numeric training setting, tinyvideo's and the Trainer's, in one table that
@@ -156,7 +158,7 @@ class Tuning:
     """What trains: per component frozen, in full or with LoRA adapters (the vision tower also `partial`:
     its layers from `vision_tower_from_layer` on), and the adapters' settings."""
 
-    tune_language_model: str = field(default="full", metadata={"help": "frozen | full | lora"})
+    tune_language_model: str = field(default="full", metadata={"help": "frozen | full | lora | linear"})
     tune_vision_tower: str = field(default="frozen", metadata={"help": "frozen | full | lora | partial"})
     tune_connector: str = field(default="full", metadata={"help": "frozen | full | lora"})
     vision_tower_from_layer: int = field(
@@ -377,7 +379,7 @@ def _trainable_parts(model, args) -> dict[str, tuple[list[nn.Module], str]]:
     }
 
 
-def _linear_layers(model, modules: list[nn.Module]) -> list[str]:
+def linear_layers(model, modules: list[nn.Module]) -> list[str]:
     """Full names of the Linear layers under `modules`, whatever the model family calls them, never the
     output head (the vocabulary-sized layer, often tied to the input embeddings)."""
     names = {id(m): n for n, m in model.named_modules()}
@@ -398,7 +400,7 @@ def lora_config(model, args) -> LoraConfig | None:
     for component, (modules, tune) in _trainable_parts(model, args).items():
         if tune != "lora":
             continue
-        layers = _linear_layers(model, modules)
+        layers = linear_layers(model, modules)
         picked = [name for name in layers if wanted is None or name.rsplit(".", 1)[-1] in wanted]
         if not picked:
             known = sorted({name.rsplit(".", 1)[-1] for name in layers})
@@ -425,6 +427,9 @@ def apply_tuning(model, args: Tuning):
         if tune == "full":
             for module in modules:
                 module.requires_grad_(True)
+        elif tune == "linear":
+            for name in linear_layers(model, modules):
+                model.get_submodule(name).requires_grad_(True)
     for part in (model.vision_tower, model.connector, model.language_model):
         if not any(p.requires_grad for p in part.parameters()):
             _freeze(part)

@@ -98,8 +98,12 @@ class LanguageConfig(TrainingArguments):
 def binding_prompt(question: Question, chat_format: str = "qwen2_base", tokenizer=None) -> str:
     """The question, its options, the Option instruction and the stated answer, as a generation prompt: a
     `qwen2_base` one that ends with "ASSISTANT:", or one in `tokenizer`'s chat template (`chat_format="tokenizer"`)."""
-    turns = [{"from": "human", "value": told_question(question)}]
-    return "".join(s.text for s in conversation_segments(turns, chat_format, tokenizer))
+    return letter_prompt(told_question(question), chat_format, tokenizer)
+
+
+def letter_prompt(asked: str, chat_format: str = "qwen2_base", tokenizer=None) -> str:
+    """`asked` as the human turn of a generation prompt in `chat_format` (see `binding_prompt`)."""
+    return "".join(s.text for s in conversation_segments([{"from": "human", "value": asked}], chat_format, tokenizer))
 
 
 def letter_token_ids(tokenizer, chat_format: str = "qwen2_base") -> torch.Tensor:
@@ -109,12 +113,14 @@ def letter_token_ids(tokenizer, chat_format: str = "qwen2_base") -> torch.Tensor
     return torch.tensor([tokenizer(f"{space}{letter}", add_special_tokens=False)["input_ids"][-1] for letter in LETTERS])
 
 
-def prompt_ids(tokenizer, question: Question, chat_format: str = "qwen2_base") -> list[int]:
-    """`binding_prompt` as token ids, with whatever the reply holds before its letter (in `qwen2_base`, the
-    space, where the tokenizer keeps letters apart): the next token is the letter."""
+def prompt_ids(tokenizer, question: Question | str, chat_format: str = "qwen2_base") -> list[int]:
+    """`binding_prompt` of `question` (or `letter_prompt` of a human turn) as token ids, with whatever the reply
+    holds before its letter (in `qwen2_base`, the space, where the tokenizer keeps letters apart): the next token
+    is the letter."""
+    asked = told_question(question) if isinstance(question, Question) else question
     if chat_format != "qwen2_base":  # the template writes every special token itself
-        return tokenizer(binding_prompt(question, chat_format, tokenizer), add_special_tokens=False)["input_ids"]
-    return tokenizer(binding_prompt(question))["input_ids"] + tokenizer(" A")["input_ids"][:-1]
+        return tokenizer(letter_prompt(asked, chat_format, tokenizer), add_special_tokens=False)["input_ids"]
+    return tokenizer(letter_prompt(asked))["input_ids"] + tokenizer(" A")["input_ids"][:-1]
 
 
 class BindingRows(torch.utils.data.Dataset):
@@ -177,17 +183,19 @@ def next_token_logits(model, batch: dict) -> torch.Tensor:
 
 @torch.no_grad()
 def binding_accuracy(
-    model, tokenizer, questions: list[Question], batch_size: int = 128, chat_format: str = "qwen2_base"
+    model, tokenizer, questions: list[Question], batch_size: int = 128, chat_format: str = "qwen2_base", asked: list[str] | None = None
 ) -> dict[str, float]:
     """Percent of questions whose letter, among the letters the question offers, is the most likely
-    reply to `binding_prompt`; per task and over `all`."""
+    reply to `binding_prompt` (or to the human turns `asked`, one per question: `synth_formats.reading_question`
+    scores reading comprehension); per task and over `all`."""
     letters = letter_token_ids(tokenizer, chat_format).to(model.device)
+    asked = asked if asked is not None else questions
     was_training = model.training
     model.eval()
     hits = []
     for start in range(0, len(questions), batch_size):
         chunk = questions[start : start + batch_size]
-        batch = left_padded(tokenizer, [prompt_ids(tokenizer, q, chat_format) for q in chunk])
+        batch = left_padded(tokenizer, [prompt_ids(tokenizer, a, chat_format) for a in asked[start : start + batch_size]])
         logits = next_token_logits(model, {k: v.to(model.device) for k, v in batch.items()})[:, letters]
         for q, row in zip(chunk, logits, strict=True):
             hits.append((q.task, int(row[: len(q.options)].argmax()) == q.answer_index))
