@@ -136,10 +136,13 @@ def told_question(question: Question) -> str:
     return f"{told}\nThe answer is {question.answer_text}."
 
 
+def _text_only(row_id: str, human: str, gpt: str) -> dict:
+    return {"id": row_id, "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": gpt}]}
+
+
 def binding_record(clip: Clip) -> dict:
     """`told_question` answered with its letter, without the clip's video."""
-    conversation = [{"from": "human", "value": told_question(clip.question)}, {"from": "gpt", "value": clip.question.answer}]
-    return {"id": f"{clip.id}-told", "conversations": conversation}
+    return _text_only(f"{clip.id}-told", told_question(clip.question), clip.question.answer)
 
 
 def reading_question(clip: Clip, question: Question | None = None) -> str:
@@ -151,10 +154,7 @@ def reading_records(clip: Clip) -> list[dict]:
     """`reading_question` answered with its letter, without the video, once for every rotation of the options
     (`rotated`): the letter must come from the caption and the option's text, not from the letter's place."""
     turns = (rotated(clip.question, shift) for shift in range(len(clip.question.options)))
-    return [
-        {"id": f"{clip.id}-read{shift}", "conversations": [{"from": "human", "value": reading_question(clip, t)}, {"from": "gpt", "value": t.answer}]}
-        for shift, t in enumerate(turns)
-    ]
+    return [_text_only(f"{clip.id}-read{shift}", reading_question(clip, t), t.answer) for shift, t in enumerate(turns)]
 
 
 def coldstart_record(clip: Clip, second_look: bool) -> dict:

@@ -144,7 +144,8 @@ def pretraining_rows(suite) -> list[dict]:
     """The captions recipe's rows: every train clip's caption (with its video) twice, so that a quarter of the rows
     read a video; its question with the answer stated; and its question about its caption, in every rotation of
     the options, both answered with the letter (text only; `synth_formats.binding_record`, `reading_records`)."""
-    return [row for name in ("captions", "captions", "binding", "reading") for row in read_json(suite.path("train", name))]
+    captions = read_json(suite.path("train", "captions"))
+    return captions + captions + read_json(suite.path("train", "binding")) + read_json(suite.path("train", "reading"))
 
 
 def extract_adapter(model, trained: dict[str, torch.Tensor], rank: int):
