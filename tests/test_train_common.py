@@ -175,6 +175,8 @@ def test_lora_merges_into_a_plain_checkpoint_and_adapters_round_trip(tmp_path):
         torch.testing.assert_close(merged(**inputs).logits, expected, atol=1e-4, rtol=1e-4)
 
     adapter = save_adapter(model, tmp_path / "adapter")
+    targets = json.loads((adapter / "adapter_config.json").read_text())["target_modules"]
+    assert len(targets) > 1 and targets == sorted(targets)  # the same adapter writes the same file, whatever the hash seed
     fresh, _ = tiny(tune_language_model="frozen", tune_connector="frozen")
     fresh.connector.load_state_dict(model.connector.state_dict())
     load_adapter(fresh, adapter)
@@ -303,9 +305,13 @@ def test_a_checkpoint_of_a_run_with_any_other_setting_is_refused_naming_it(tmp_p
 
 
 def test_the_settings_a_tester_changed_are_among_those_compared():
-    sft = run_settings(load_config(SFTConfig, None, ["--model_name_or_path", "tiny", "--data_path", "d"]))
+    sft = run_settings(load_config(SFTConfig, None, ["--model_name_or_path", "tiny", "--data_path", "d", "--tune_language_model", "lora"]))
     vision = run_settings(load_config(VisionConfig, None, ["--data_path", "d"]))
     assert {"tiny_hidden_size", "tiny_num_layers", "lora_r", "lora_alpha", "tune_language_model", "template"} <= sft.keys()
+    # LoRA's settings make a run only where a part trains with LoRA (a `linear` run's lora_r is the rank it ships at)
+    for tune in ("full", "linear"):
+        settings = run_settings(load_config(SFTConfig, None, ["--model_name_or_path", "tiny", "--data_path", "d", "--tune_language_model", tune]))
+        assert not any(name.startswith("lora_") for name in settings) and settings["tune_language_model"] == tune
     assert {"objective", "vision_hidden_size", "vision_layers", "patch_size"} <= vision.keys()
 
 

@@ -6,11 +6,12 @@ test split is among its clips), the vision tower (`recipes/synth/vision.yaml`, t
 the published recipe's pretraining on captions (`recipes/base/captions.yaml`), mixed with text-only questions
 answered with their letter, the answer stated (multiple-choice symbol binding) or the clip's caption given
 (reading comprehension), which Option and Reason modes need: a pretrained language model read from a GGUF file
-inside a PyPI package, its Linear layers trained, and a new connector. `pack` keeps only the small trained parts,
-which ship as package data in `tinyvideo/base_models/<name>/`:
+inside a PyPI package, its Linear layers trained, and a new connector; then more of the text-only questions
+alone (`recipes/base/reading.yaml`). `pack` keeps only the small trained parts, which ship as package data in
+`tinyvideo/base_models/<name>/`:
 
     base.json               where the language model comes from, the settings the model is assembled with,
-                            the frames it was trained on, and the run's facts (data, steps, final loss)
+                            the frames it was trained on, and the runs' facts (data, steps, final loss)
     vision_tower/           the vision tower folder, with its attribute head
     connector.safetensors   the connector
     adapter/                the language model's change as a LoRA adapter (`extract_adapter`, `save_adapter`), float16
@@ -107,10 +108,11 @@ def build(
     scale: str = "small",
     into: str | Path | None = None,
     captions_overrides: list[str] = (),
+    reading_overrides: list[str] = (),
 ) -> Path:
     """Build the base model `name` in the folder `out` (suite, runs) and `pack` it into `into` (default
-    `out/name`); returns that folder. `captions_overrides` change the captions recipe (`--key value`, e.g.
-    `["--max_steps", "2"]`). A rerun resumes: finished stages are reused, a cut one resumes from its last
+    `out/name`); returns that folder. `captions_overrides` and `reading_overrides` change the captions and reading
+    recipes (`--key value`, e.g. `["--max_steps", "2"]`). A rerun resumes: finished stages are reused, a cut one resumes from its last
     checkpoint. `InputError` when the language model's package is not installed."""
     out = Path(out)
     suite = open_suite(out / "synth", seed, scale)
@@ -136,16 +138,36 @@ def build(
             *captions_overrides,
         ],
     )  # fmt: skip
-    sft.train(captions_config)
-    return pack(captions_config, suite.manifest, source, Path(into) if into is not None else out / name)
+    captions = sft.train(captions_config)
+    reading_config = load_config(
+        sft.SFTConfig,
+        str(RECIPES / "base" / "reading.yaml"),
+        [
+            *paths, *on_cpu,
+            "--model_name_or_path", str(captions),
+            "--data_path", str(write_json(out / "data" / "reading.json", reading_rows(suite))),
+            "--output_dir", str(out / "runs" / "reading"),
+            *reading_overrides,
+        ],
+    )  # fmt: skip
+    sft.train(reading_config)
+    into = Path(into) if into is not None else out / name
+    runs = [Path(config.output_dir) for config in (captions_config, reading_config)]
+    return pack(captions_config, runs, suite.manifest, source, into)
 
 
 def pretraining_rows(suite) -> list[dict]:
     """The captions recipe's rows: every train clip's caption (with its video) twice, so that a quarter of the rows
-    read a video; its question with the answer stated; and its question about its caption, in every rotation of
-    the options, both answered with the letter (text only; `synth_formats.binding_record`, `reading_records`)."""
+    read a video, and the `reading_rows`."""
     captions = read_json(suite.path("train", "captions"))
-    return captions + captions + read_json(suite.path("train", "binding")) + read_json(suite.path("train", "reading"))
+    return captions + captions + reading_rows(suite)
+
+
+def reading_rows(suite) -> list[dict]:
+    """The reading recipe's rows, text only, answered with the letter: every train clip's question with the answer
+    stated, and its question about its caption in every rotation of the options (`synth_formats.binding_record`,
+    `reading_records`)."""
+    return read_json(suite.path("train", "binding")) + read_json(suite.path("train", "reading"))
 
 
 def extract_adapter(model, trained: dict[str, torch.Tensor], rank: int):
@@ -173,13 +195,18 @@ def extract_adapter(model, trained: dict[str, torch.Tensor], rank: int):
     return model
 
 
-def pack(config: sft.SFTConfig, suite_manifest: dict, source: dict, into: Path) -> Path:
-    """Write the shipped form of the finished captions run of `config` into `into` (see the module's
-    docstring): the connector and LoRA weights of its last checkpoint (for a language model tuned `linear`, the
-    adapter `extract_adapter` makes of its change, rank `lora_r`), its tower, and `base.json`."""
-    checkpoint = last_complete_checkpoint(config.output_dir)
-    if checkpoint is None:
-        raise InputError(f"{config.output_dir}: no finished checkpoint to pack")
+def pack(config: sft.SFTConfig, runs: list[Path], suite_manifest: dict, source: dict, into: Path) -> Path:
+    """Write the shipped form of the base model into `into` (see the module's docstring): the model that the
+    captions run of `config` assembles, with the weights that `config` trains taken from the last checkpoint of
+    the last of `runs` (the captions run, then the runs that went on from its model): the connector, and the
+    language model's LoRA weights or, tuned `linear`, the adapter of rank `lora_r` that `extract_adapter` makes of
+    its change; the tower; `base.json`, with each run's steps and last logged loss. `InputError` when a run has
+    no finished checkpoint or the last one lacks one of those weights."""
+    checkpoints = {Path(run).name: last_complete_checkpoint(run) for run in runs}
+    unfinished = [str(run) for run in runs if checkpoints[Path(run).name] is None]
+    if unfinished:
+        raise InputError(f"{unfinished[0]}: no finished checkpoint to pack")
+    checkpoint = checkpoints[Path(runs[-1]).name]
     model, _ = load_for_training(config)
     trained = {key for key, weight in model.named_parameters() if weight.requires_grad}
     saved = load_file(checkpoint / "model.safetensors")
@@ -190,8 +217,7 @@ def pack(config: sft.SFTConfig, suite_manifest: dict, source: dict, into: Path) 
         extract_adapter(model, saved, config.lora_r)
         trained = {key for key in trained if not key.startswith("language_model.")}
     model.load_state_dict({key: saved[key] for key in trained}, strict=False)
-    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
-    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    states = {name: json.loads((saved_at / "trainer_state.json").read_text(encoding="utf-8")) for name, saved_at in checkpoints.items()}
     into.mkdir(parents=True, exist_ok=True)
     shutil.copytree(config.vision_tower_path, into / TOWER, dirs_exist_ok=True)
     save_file({key: weight.contiguous() for key, weight in model.connector.state_dict().items()}, into / CONNECTOR)
@@ -204,10 +230,15 @@ def pack(config: sft.SFTConfig, suite_manifest: dict, source: dict, into: Path) 
             "frames": {key: getattr(config, key) for key in ("num_frames", "fps", "max_frames")},
             "seed": config.seed,
             "trained_on": {"suite_seed": suite_manifest["seed"], "scale": suite_manifest["scale"], "clips": suite_manifest["counts"]["train"]},
-            "steps": state["global_step"],
-            "final_loss": losses[-1] if losses else None,
+            "steps": {name: state["global_step"] for name, state in states.items()},
+            "final_loss": {name: _last_loss(state) for name, state in states.items()},
         },
     )
     usual_permissions(into)
     logger.info("base model packed into %s", into)
     return into
+
+
+def _last_loss(trainer_state: dict) -> float | None:
+    losses = [entry["loss"] for entry in trainer_state["log_history"] if "loss" in entry]
+    return losses[-1] if losses else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import math
 import os
@@ -23,13 +24,14 @@ import torch
 import yaml
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
+from peft.utils import CONFIG_NAME
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import HfArgumentParser, SiglipImageProcessorPil, SiglipVisionModel
 
 from tinyvideo.config import FEATURE_SELECT_STRATEGIES
 from tinyvideo.errors import InputError
-from tinyvideo.files import usual_permissions
+from tinyvideo.files import usual_permissions, write_json
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.rows import read_json_rows, read_text
@@ -546,6 +548,10 @@ def save_adapter(model, out_dir: str | os.PathLike, dtype: torch.dtype | None = 
 
     def build(tmp: Path) -> None:
         settings.save_pretrained(tmp)
+        # peft lists a set of target modules in hash order: sorted, the same adapter writes the same file
+        saved = json.loads((tmp / CONFIG_NAME).read_text(encoding="utf-8"))
+        if isinstance(saved.get("target_modules"), list):
+            write_json(tmp / CONFIG_NAME, {**saved, "target_modules": sorted(saved["target_modules"])})
         weights = {k: v.to(dtype or v.dtype).contiguous() for k, v in get_peft_model_state_dict(model).items()}
         save_file(weights, tmp / ADAPTER_WEIGHTS)
 

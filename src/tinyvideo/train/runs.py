@@ -77,13 +77,17 @@ def last_complete_checkpoint(output_dir: str | Path, remove_incomplete: bool = F
 
 
 def _run_fields(config) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(config) if f.name not in TRAINER_SETTINGS | MOVABLE]
+    tuned = {getattr(config, f"tune_{part}", None) for part in ("language_model", "vision_tower", "connector")}
+    ignored = TRAINER_SETTINGS | MOVABLE
+    if "lora" not in tuned:  # e.g. lora_r of a `linear` run: the rank its change ships at, not what it trains
+        ignored |= {f.name for f in dataclasses.fields(config) if f.name.startswith("lora_")}
+    return [f for f in dataclasses.fields(config) if f.name not in ignored]
 
 
 def run_settings(config) -> dict:
     """The settings that make a run what it is, as JSON values: the stage's own (model source and sizes,
-    what trains, LoRA, objective, ...) and the optimizer; not where the data is, nor the Trainer's schedule
-    (a run may be resumed with more steps)."""
+    what trains, LoRA where a part trains with it, objective, ...) and the optimizer; not where the data is, nor
+    the Trainer's schedule (a run may be resumed with more steps)."""
     return json.loads(json.dumps({f.name: getattr(config, f.name) for f in _run_fields(config)}, default=str))
 
 
