@@ -310,7 +310,8 @@ def test_the_settings_a_tester_changed_are_among_those_compared():
     assert {"tiny_hidden_size", "tiny_num_layers", "lora_r", "lora_alpha", "tune_language_model", "template"} <= sft.keys()
     # LoRA's settings make a run only where a part trains with LoRA (a `linear` run's lora_r is the rank it ships at)
     for tune in ("full", "linear"):
-        settings = run_settings(load_config(SFTConfig, None, ["--model_name_or_path", "tiny", "--data_path", "d", "--tune_language_model", tune]))
+        config = load_config(SFTConfig, None, ["--model_name_or_path", "tiny", "--data_path", "d", "--tune_language_model", tune])
+        settings = run_settings(config)
         assert not any(name.startswith("lora_") for name in settings) and settings["tune_language_model"] == tune
     assert {"objective", "vision_hidden_size", "vision_layers", "patch_size"} <= vision.keys()
 

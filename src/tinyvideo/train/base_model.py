@@ -112,8 +112,8 @@ def build(
 ) -> Path:
     """Build the base model `name` in the folder `out` (suite, runs) and `pack` it into `into` (default
     `out/name`); returns that folder. `captions_overrides` and `reading_overrides` change the captions and reading
-    recipes (`--key value`, e.g. `["--max_steps", "2"]`). A rerun resumes: finished stages are reused, a cut one resumes from its last
-    checkpoint. `InputError` when the language model's package is not installed."""
+    recipes (`--key value`, e.g. `["--max_steps", "2"]`). A rerun resumes: finished stages are reused, a cut one
+    resumes from its last checkpoint. `InputError` when the language model's package is not installed."""
     out = Path(out)
     suite = open_suite(out / "synth", seed, scale)
     paths = ["--video_root", str(suite.video_root), "--seed", str(seed)]
