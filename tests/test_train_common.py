@@ -80,7 +80,7 @@ def trainable(model) -> set[str]:
 
 RECIPES = [
     *(folder / f"{stage}.yaml" for folder in (CONFIGS, SYNTH_RECIPES) for stage in ("pretrain", "finetune", "coldstart")),
-    *(BASE_RECIPES / f"{stage}.yaml" for stage in ("captions", "finetune", "coldstart")),
+    *(BASE_RECIPES / f"{stage}.yaml" for stage in ("captions", "reading", "finetune", "coldstart")),
 ]
 
 
@@ -302,6 +302,19 @@ def test_a_checkpoint_of_a_run_with_any_other_setting_is_refused_naming_it(tmp_p
         else:
             with pytest.raises(InputError, match=re.escape(f"different run ({name} {defaults[name]!r} there, {value!r} now)")):
                 require_same_run(checkpoint, config)
+
+
+@pytest.mark.parametrize("tune", ["lora", "linear"])
+def test_another_lora_rank_is_another_run_only_where_lora_trains(tmp_path, tune):
+    settings = ["--output_dir", str(tmp_path / "run"), "--data_path", "rows.json", "--model_name_or_path", "tiny"]
+    settings += ["--tune_language_model", tune, "--lora_r", "16"]
+    write_run_file(tmp_path / "run", load_config(SFTConfig, None, settings))
+    other_rank = load_config(SFTConfig, None, [*settings, "--lora_r", "8"])
+    if tune == "lora":
+        with pytest.raises(InputError, match=re.escape("different run (lora_r 16 there, 8 now)")):
+            require_same_run(tmp_path / "run" / "checkpoint-4", other_rank)
+    else:  # a `linear` run's lora_r is the rank its change ships at
+        require_same_run(tmp_path / "run" / "checkpoint-4", other_rank)
 
 
 def test_the_settings_a_tester_changed_are_among_those_compared():

@@ -113,7 +113,8 @@ def build(
     """Build the base model `name` in the folder `out` (suite, runs) and `pack` it into `into` (default
     `out/name`); returns that folder. `captions_overrides` and `reading_overrides` change the captions and reading
     recipes (`--key value`, e.g. `["--max_steps", "2"]`). A rerun resumes: finished stages are reused, a cut one
-    resumes from its last checkpoint. `InputError` when the language model's package is not installed."""
+    resumes from its last checkpoint (a finished reading run is reused even after the captions run trained on:
+    delete `out/runs/reading` then). `InputError` when the language model's package is not installed."""
     out = Path(out)
     suite = open_suite(out / "synth", seed, scale)
     paths = ["--video_root", str(suite.video_root), "--seed", str(seed)]
@@ -152,7 +153,7 @@ def build(
     )  # fmt: skip
     sft.train(reading_config)
     into = Path(into) if into is not None else out / name
-    runs = [Path(config.output_dir) for config in (captions_config, reading_config)]
+    runs = {"captions": Path(captions_config.output_dir), "reading": Path(reading_config.output_dir)}
     return pack(captions_config, runs, suite.manifest, source, into)
 
 
@@ -195,18 +196,18 @@ def extract_adapter(model, trained: dict[str, torch.Tensor], rank: int):
     return model
 
 
-def pack(config: sft.SFTConfig, runs: list[Path], suite_manifest: dict, source: dict, into: Path) -> Path:
+def pack(config: sft.SFTConfig, runs: dict[str, Path], suite_manifest: dict, source: dict, into: Path) -> Path:
     """Write the shipped form of the base model into `into` (see the module's docstring): the model that the
     captions run of `config` assembles, with the weights that `config` trains taken from the last checkpoint of
-    the last of `runs` (the captions run, then the runs that went on from its model): the connector, and the
-    language model's LoRA weights or, tuned `linear`, the adapter of rank `lora_r` that `extract_adapter` makes of
-    its change; the tower; `base.json`, with each run's steps and last logged loss. `InputError` when a run has
-    no finished checkpoint or the last one lacks one of those weights."""
-    checkpoints = {Path(run).name: last_complete_checkpoint(run) for run in runs}
-    unfinished = [str(run) for run in runs if checkpoints[Path(run).name] is None]
+    the last of `runs` (stage name -> run folder, in training order: the captions run, then the runs that went on
+    from its model): the connector, and the language model's LoRA weights or, tuned `linear`, the adapter of rank
+    `lora_r` that `extract_adapter` makes of its change; the tower; `base.json`, with each stage's steps and last
+    logged loss. `InputError` when a run has no finished checkpoint or the last one lacks one of those weights."""
+    checkpoints = {stage: last_complete_checkpoint(run) for stage, run in runs.items()}
+    unfinished = [str(runs[stage]) for stage, checkpoint in checkpoints.items() if checkpoint is None]
     if unfinished:
         raise InputError(f"{unfinished[0]}: no finished checkpoint to pack")
-    checkpoint = checkpoints[Path(runs[-1]).name]
+    checkpoint = list(checkpoints.values())[-1]
     model, _ = load_for_training(config)
     trained = {key for key, weight in model.named_parameters() if weight.requires_grad}
     saved = load_file(checkpoint / "model.safetensors")

@@ -31,7 +31,7 @@ from transformers import HfArgumentParser, SiglipImageProcessorPil, SiglipVision
 
 from tinyvideo.config import FEATURE_SELECT_STRATEGIES
 from tinyvideo.errors import InputError
-from tinyvideo.files import usual_permissions, write_json
+from tinyvideo.files import usual_permissions, write_text
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.rows import read_json_rows, read_text
@@ -551,7 +551,8 @@ def save_adapter(model, out_dir: str | os.PathLike, dtype: torch.dtype | None = 
         # peft lists a set of target modules in hash order: sorted, the same adapter writes the same file
         saved = json.loads((tmp / CONFIG_NAME).read_text(encoding="utf-8"))
         if isinstance(saved.get("target_modules"), list):
-            write_json(tmp / CONFIG_NAME, {**saved, "target_modules": sorted(saved["target_modules"])})
+            saved["target_modules"] = sorted(saved["target_modules"])
+            write_text(tmp / CONFIG_NAME, json.dumps(saved, indent=2, sort_keys=True))
         weights = {k: v.to(dtype or v.dtype).contiguous() for k, v in get_peft_model_state_dict(model).items()}
         save_file(weights, tmp / ADAPTER_WEIGHTS)
 

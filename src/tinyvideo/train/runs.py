@@ -92,8 +92,8 @@ def run_settings(config) -> dict:
 
 
 def default_run_settings(config) -> dict:
-    """`run_settings` of a config left at its defaults (None where a setting has none): what a run recorded
-    before a setting existed ran with."""
+    """The settings `run_settings(config)` compares, at their defaults (None where a setting has none): what a run
+    recorded before a setting existed ran with."""
     defaults = {f.name: _default(f) for f in _run_fields(config)}
     return json.loads(json.dumps(defaults, default=str))
 
