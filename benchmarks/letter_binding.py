@@ -55,7 +55,7 @@ from tinyvideo.train.language import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def questions(seed: int, split: str, per_task: int) -> list[Clip]:
+def split_clips(seed: int, split: str, per_task: int) -> list[Clip]:
     """The clips of the suite's `split` with this seed (no video rendered): `per_task` of every task."""
     return design_split(seed, split, per_task)
 
@@ -94,7 +94,7 @@ def main() -> int:
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
-    train_clips, test_clips = questions(args.seed, "train", args.train_per_task), questions(args.seed, "test", args.test_per_task)
+    train_clips, test_clips = split_clips(args.seed, "train", args.train_per_task), split_clips(args.seed, "test", args.test_per_task)
     train, test = [c.question for c in train_clips], [c.question for c in test_clips]
     language_model_only = args.model and json.loads((Path(args.model) / "config.json").read_text())["model_type"] == "qwen2"
     if language_model_only:
