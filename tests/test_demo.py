@@ -222,3 +222,18 @@ def test_a_base_language_model_is_what_pretraining_starts_from(smoke, tmp_path):
     assert config.vision_tower_path == str(final_model(ws.run_dir(plan.VISION.name)))
     with pytest.raises(InputError, match="not a model folder"):
         plan.open_workspace(smoke, "smoke", 0, plan.SCRATCH_RECIPES, language_model=tmp_path)
+
+
+def test_a_stage_run_from_a_changed_earlier_model_is_refused_not_reused(smoke, capsys):
+    """The vision tower trained again (or a new base model) at the same path: the stages after it were made from
+    the old one, and reusing them would report a model that was never trained from the new one."""
+    weights = final_model(smoke / "runs" / plan.VISION.name) / "model.safetensors"
+    original = weights.read_bytes()
+    try:
+        weights.write_bytes(original[:-4] + b"    ")
+        assert main(["demo", "--scale", "smoke", "--from-scratch", "--out", str(smoke)]) == 2
+        error = capsys.readouterr().err.strip()
+        assert f"{smoke / 'runs' / plan.PRETRAIN.name} holds a different run (another model at vision_tower_path" in error
+        assert "\n" not in error
+    finally:
+        weights.write_bytes(original)

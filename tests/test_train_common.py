@@ -279,29 +279,29 @@ def test_a_checkpoint_of_a_run_with_any_other_setting_is_refused_naming_it(tmp_p
     required += ["--model_name_or_path", "tiny"] if "model_name_or_path" in names else []
     config = load_config(config_class, None, required)
     write_run_file(tmp_path / "run", config)
-    checkpoint = tmp_path / "run" / "checkpoint-4"
+    run = tmp_path / "run"
     recorded = run_settings(config)
     assert {"optim"} < recorded.keys() and not {"data_path", "video_root", "max_steps", "learning_rate"} & recorded.keys()
     # The same run, resumed with more steps, another rate or its data moved, is the same run.
     changed = ["--max_steps", "8", "--learning_rate", "0.5"]
     changed += ["--data_path", "moved/rows.json", "--video_root", str(tmp_path)] if "data_path" in names else []
-    require_same_run(checkpoint, load_config(config_class, None, [*required, *changed]))
+    require_same_run(run, load_config(config_class, None, [*required, *changed]))
     for name, value in recorded.items():
         (tmp_path / "run" / "run.json").write_text(json.dumps({**recorded, name: ["another", value]}))
         with pytest.raises(InputError) as refused:
-            require_same_run(checkpoint, config)
+            require_same_run(run, config)
         message = str(refused.value)
-        assert message.startswith(f"{tmp_path / 'run'} holds a checkpoint of a different run ({name} ") and "\n" not in message
+        assert message.startswith(f"{run} holds a different run ({name} ") and "\n" not in message
         assert "choose another output_dir" in message
     # A run recorded before a setting existed ran with its default: the same run only at that value.
     defaults = default_run_settings(config)
     for name, value in recorded.items():
         (tmp_path / "run" / "run.json").write_text(json.dumps({k: v for k, v in recorded.items() if k != name}))
         if value == defaults[name]:
-            require_same_run(checkpoint, config)
+            require_same_run(run, config)
         else:
             with pytest.raises(InputError, match=re.escape(f"different run ({name} {defaults[name]!r} there, {value!r} now)")):
-                require_same_run(checkpoint, config)
+                require_same_run(run, config)
 
 
 @pytest.mark.parametrize("tune", ["lora", "linear"])
@@ -312,9 +312,33 @@ def test_another_lora_rank_is_another_run_only_where_lora_trains(tmp_path, tune)
     other_rank = load_config(SFTConfig, None, [*settings, "--lora_r", "8"])
     if tune == "lora":
         with pytest.raises(InputError, match=re.escape("different run (lora_r 16 there, 8 now)")):
-            require_same_run(tmp_path / "run" / "checkpoint-4", other_rank)
+            require_same_run(tmp_path / "run", other_rank)
     else:  # a `linear` run's lora_r is the rank its change ships at
-        require_same_run(tmp_path / "run" / "checkpoint-4", other_rank)
+        require_same_run(tmp_path / "run", other_rank)
+
+
+@pytest.mark.parametrize("source", ["model_name_or_path", "language_model_path", "vision_tower_path"])
+def test_a_run_from_another_model_at_the_same_path_is_refused(tmp_path, source):
+    """A model the run starts from that was rewritten in place (a rebuilt base model, an earlier stage trained
+    again) makes another run; a run recorded before runs kept their models' digests is not checked."""
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "sub" / "weights.bin").write_bytes(b"\x00" * 8)
+    starts = {"model_name_or_path": ["--model_name_or_path", str(model)]}
+    starts["language_model_path"] = ["--language_model_path", str(model / "sub" / "weights.bin"), "--vision_tower_path", "v"]
+    starts["vision_tower_path"] = ["--model_name_or_path", "tiny", "--vision_tower_path", str(model)]
+    config = load_config(SFTConfig, None, ["--output_dir", str(tmp_path / "run"), "--data_path", "d", *starts[source]])
+    write_run_file(tmp_path / "run", config)
+    assert set(json.loads((tmp_path / "run" / "run.json").read_text())["source_sha256"]) == {source}
+    require_same_run(tmp_path / "run", config)
+    (model / "sub" / "weights.bin").write_bytes(b"\x00" * 7 + b"\x01")
+    with pytest.raises(InputError, match=re.escape(f"different run (another model at {source} ")):
+        require_same_run(tmp_path / "run", config)
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())
+    del recorded["source_sha256"]
+    (tmp_path / "run" / "run.json").write_text(json.dumps(recorded))
+    require_same_run(tmp_path / "run", config)
 
 
 def test_the_settings_a_tester_changed_are_among_those_compared():

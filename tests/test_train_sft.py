@@ -214,5 +214,5 @@ def test_a_rerun_into_a_folder_of_another_run_is_refused_in_one_line(toy, tmp_pa
     capsys.readouterr()
     assert main(["train", "sft", "--config", str(config), "--save_steps", "2", "--max_steps", "4", "--tune_language_model", "lora"]) == 2
     error = capsys.readouterr().err.strip()
-    assert f"{tmp_path / 'run'} holds a checkpoint of a different run (tune_language_model 'full' there, 'lora' now)" in error
+    assert f"{tmp_path / 'run'} holds a different run (tune_language_model 'full' there, 'lora' now)" in error
     assert len(error.splitlines()) == 1 and sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint-2", FINAL_MODEL, RUN_FILE]

@@ -193,5 +193,5 @@ def test_a_rerun_with_other_sizes_is_refused_in_one_line(frames_data, tmp_path, 
             "--text_hidden_size", "32", "--text_layers", "1", "--vocab_size", "300", "--report_to", "none"]  # fmt: skip
     assert main(argv) == 2
     error = capsys.readouterr().err.strip()
-    assert f"{tmp_path / 'run'} holds a checkpoint of a different run (vision_hidden_size 32 there, 64 now)" in error
+    assert f"{tmp_path / 'run'} holds a different run (vision_hidden_size 32 there, 64 now)" in error
     assert len(error.splitlines()) == 1

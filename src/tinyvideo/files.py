@@ -1,8 +1,10 @@
 """Files that appear whole or not at all: written beside their place under a temporary name, then renamed
-over it, so a reader (or another process, or a rerun after a crash) never sees half a file."""
+over it, so a reader (or another process, or a rerun after a crash) never sees half a file. And what a file or
+folder holds, as a digest: the same path may hold another model later."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -51,3 +53,19 @@ def write_json(path: str | os.PathLike, data) -> Path:
 def write_jsonl(path: str | os.PathLike, rows: Iterable) -> Path:
     """One JSON value per line."""
     return write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def content_sha256(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of a file's bytes, or of a folder's: every file in it (recursively, by sorted relative
+    path), each path and then its bytes. Reads every byte (about a second a GB). `FileNotFoundError` when `path` does
+    not exist."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        digest.update(f"{file.relative_to(path).as_posix()}\0".encode())
+        with file.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 24), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -40,7 +40,7 @@ from tinyvideo.rows import read_json
 from tinyvideo.train import grpo, sft, vision
 from tinyvideo.train.base_model import materialise
 from tinyvideo.train.common import load_config
-from tinyvideo.train.runs import FINAL_MODEL, last_complete_checkpoint
+from tinyvideo.train.runs import FINAL_MODEL, last_complete_checkpoint, require_same_run
 
 logger = logging.getLogger(__name__)
 
@@ -106,24 +106,23 @@ def final_model(run: Path) -> Path:
     return run / FINAL_MODEL
 
 
-def is_trained(run: Path) -> bool:
-    return (final_model(run) / "config.json").is_file() and (run / HISTORY).is_file()
-
-
-def train_stage(ws: Workspace, stage: Stage, run: Path, start: str | None, extra: list[str] = ()) -> Path:
-    """Train one stage into `run` unless its final model and log are there; returns the model folder."""
-    final = final_model(run)
-    if is_trained(run):
-        logger.info("%s: reusing %s", run.name, final)
-        return final
+def train_stage(ws: Workspace, stage: Stage, run: Path, start: str | None, extra: list[str] = ()) -> tuple[Path, bool]:
+    """Train one stage into `run`; returns its model folder and whether a finished run there was reused. A finished
+    run (final model and log written) is reused only when it is the same run from the same models
+    (`require_same_run`: `InputError` otherwise, e.g. after the base model changed)."""
     config = load_stage_config(ws, stage, run, start, extra)
+    final = final_model(run)
+    if (final / "config.json").is_file() and (run / HISTORY).is_file():
+        require_same_run(run, config)
+        logger.info("%s: reusing %s", run.name, final)
+        return final, True
     TRAINERS[stage.trainer][0](config)
     checkpoint = last_complete_checkpoint(run)
     if checkpoint is None:
         raise RuntimeError(f"{run}: training wrote no checkpoint, so its loss log is lost")
     state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
     write_json(run / HISTORY, state["log_history"])
-    return final
+    return final, False
 
 
 def read_history(run: Path) -> list[dict]:
@@ -207,8 +206,7 @@ def run_demo(ws: Workspace, started: float) -> Path:
         logger.info("stage %d/%d: %s (%s)", number, len(ws.stages), stage.name, stage.title)
         begun = time.perf_counter()
         run = ws.run_dir(stage.name)
-        reused = is_trained(run)
-        final = train_stage(ws, stage, run, start)
+        final, reused = train_stage(ws, stage, run, start)
         reports = {} if stage is VISION else evaluate_run(ws, final, run)
         if stage is FINETUNE:
             controls = {
@@ -247,9 +245,9 @@ def run_ablation(ws: Workspace, started: float) -> Path:
         begun = time.perf_counter()
         name = None if connector == recipe.connector_type else connector
         extra = ablation_extra(connector, recipe.connector_type, recipe.num_frames, recipe.num_queries)
-        model = train_stage(ws, pretrain, ws.run_dir(pretrain.name, name), "tiny", extra)
+        model, _ = train_stage(ws, pretrain, ws.run_dir(pretrain.name, name), "tiny", extra)
         run = ws.run_dir(finetune.name, name)
-        model = train_stage(ws, finetune, run, str(model))
+        model, _ = train_stage(ws, finetune, run, str(model))
         reports = evaluate_run(ws, model, run, modes=ABLATION_MODES)
         config = TinyVideoConfig.from_pretrained(model)
         results[connector] = {

@@ -13,7 +13,7 @@ from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, WITHOUT_SUBTITLES
 from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.eval.report import beside, markdown, score
 from tinyvideo.eval.settings import BENCHMARKS, Settings
-from tinyvideo.files import write_text
+from tinyvideo.files import content_sha256, write_text
 from tinyvideo.rows import read_json
 
 
@@ -22,20 +22,27 @@ REPORT_LOCK = "report.lock"
 
 
 def run_record(settings: Settings, num_questions: int) -> dict:
-    """What the output folder's run file holds: the settings and the question count."""
-    return {"settings": dataclasses.asdict(settings), "num_questions": num_questions}
+    """What the output folder's run file holds: the settings, the question count and the model's `content_sha256`
+    (None for a model that is not a local folder)."""
+    model = Path(settings.model)
+    digest = content_sha256(model) if model.exists() else None
+    return {"settings": dataclasses.asdict(settings), "num_questions": num_questions, "model_sha256": digest}
 
 
 def check_run_file(output: Path, wanted: dict) -> None:
-    """Refuse an output folder whose run file records other settings (its answers must not be mixed in)."""
+    """Refuse an output folder whose run file records other settings, or another model at the same path (its
+    answers must not be mixed in)."""
     path = output / RUN_FILE
     if not path.is_file():
         return
     found = read_json(path)
     defaults = {f.name: f.default for f in dataclasses.fields(Settings) if f.default is not dataclasses.MISSING}
     found["settings"] = {**defaults, **found.get("settings", {})}  # settings added since: their defaults
+    found.setdefault("model_sha256", wanted["model_sha256"])  # written before runs recorded it: not checked
     if found != wanted:
-        changed = sorted(k for k in wanted["settings"] if found.get("settings", {}).get(k) != wanted["settings"][k])
+        changed = sorted(k for k in wanted["settings"] if found["settings"].get(k) != wanted["settings"][k])
+        if found["model_sha256"] != wanted["model_sha256"]:
+            changed.append("the model's files")
         raise InputError(
             f"{output} holds predictions made with other settings ({', '.join(changed) or 'question count'} "
             "differ): choose another --output, or delete that folder to start again"

@@ -113,8 +113,8 @@ def build(
     """Build the base model `name` in the folder `out` (suite, runs) and `pack` it into `into` (default
     `out/name`); returns that folder. `captions_overrides` and `reading_overrides` change the captions and reading
     recipes (`--key value`, e.g. `["--max_steps", "2"]`). A rerun resumes: finished stages are reused, a cut one
-    resumes from its last checkpoint (a finished reading run is reused even after the captions run trained on:
-    delete `out/runs/reading` then). `InputError` when the language model's package is not installed."""
+    resumes from its last checkpoint (a reading run made from another captions model is refused: delete
+    `out/runs/reading` then). `InputError` when the language model's package is not installed."""
     out = Path(out)
     suite = open_suite(out / "synth", seed, scale)
     paths = ["--video_root", str(suite.video_root), "--seed", str(seed)]

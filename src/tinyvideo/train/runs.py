@@ -2,8 +2,9 @@
 settings of the run that made them in `run.json`.
 
 Every stage goes through `train_and_save`: resume from the newest complete checkpoint unless told
-otherwise (only a checkpoint of the same run: `run_settings`), train, write the final model on the main
-process, and report how many data rows had to be skipped. A finished run trains no more.
+otherwise (only a checkpoint of the same run: `run_settings`, from the same models: `source_digests`), train,
+write the final model on the main process, and report how many data rows had to be skipped. A finished run
+trains no more.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from tinyvideo.errors import InputError
-from tinyvideo.files import write_text
+from tinyvideo.files import content_sha256, write_text
 from tinyvideo.train.common import save_model
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ RUN_FILE = "run.json"
 MOVABLE = frozenset({"data_path", "video_root"})
 TRAINER_SETTINGS = frozenset(f.name for f in dataclasses.fields(TrainingArguments)) - {"optim"}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+# The settings that name a model the run starts from, and the key under which `run.json` keeps their digests.
+MODEL_SOURCES = ("model_name_or_path", "language_model_path", "vision_tower_path")
+SOURCES = "source_sha256"
 
 
 class SkippedRowsTally:
@@ -104,27 +108,44 @@ def _default(item: dataclasses.Field):
     return None if item.default_factory is dataclasses.MISSING else item.default_factory()
 
 
-def require_same_run(checkpoint: Path, config) -> None:
-    """`InputError` naming the settings that differ when `checkpoint` was made by a run with other
-    settings (its `run.json`; a setting it does not record counts as that setting's default). Resuming
-    from it would fail deep in the Trainer or mix two runs. A folder written before runs recorded their
-    settings is not checked."""
-    path = checkpoint.parent / RUN_FILE
+def source_digests(config) -> dict[str, str]:
+    """`content_sha256` of each model the run starts from that is a local file or folder (`MODEL_SOURCES`), by
+    setting name. The same path may hold another model later (a rebuilt base model, an earlier stage trained
+    again): these tell the two apart."""
+    sources = {name: getattr(config, name, None) for name in MODEL_SOURCES}
+    return {name: content_sha256(path) for name, path in sources.items() if path is not None and Path(path).exists()}
+
+
+def require_same_run(output_dir: Path, config) -> None:
+    """`InputError` naming what differs when `output_dir` holds a run made with other settings (its `run.json`; a
+    setting it does not record counts as that setting's default) or from other models at the same paths
+    (`source_digests`, where recorded). Resuming it would fail deep in the Trainer or mix two runs; reusing its
+    final model would skip the training asked for. A folder written before runs recorded their settings is not
+    checked."""
+    path = Path(output_dir) / RUN_FILE
     if not path.is_file():
         return
-    recorded = {**default_run_settings(config), **json.loads(path.read_text(encoding="utf-8"))}
+    file = json.loads(path.read_text(encoding="utf-8"))
+    recorded = {**default_run_settings(config), **file}
     wanted = run_settings(config)
     differ = [f"{name} {recorded.get(name)!r} there, {value!r} now" for name, value in wanted.items() if recorded.get(name) != value]
+    recorded_sources = file.get(SOURCES, {})
+    differ += [
+        f"another model at {name} {getattr(config, name)!r}: sha256 {recorded_sources[name][:12]} there, {digest[:12]} now"
+        for name, digest in source_digests(config).items()
+        if recorded_sources.get(name, digest) != digest
+    ]
     if differ:
         raise InputError(
-            f"{checkpoint.parent} holds a checkpoint of a different run ({'; '.join(differ)}): choose another "
-            f"output_dir, or delete its {PREFIX_CHECKPOINT_DIR}-* folders to start again"
+            f"{output_dir} holds a different run ({'; '.join(differ)}): choose another output_dir, or delete that "
+            "folder to start again"
         )
 
 
 def write_run_file(output_dir: Path, config) -> None:
-    """Record the run's settings in its folder, atomically."""
-    write_text(output_dir / RUN_FILE, json.dumps(run_settings(config), indent=2) + "\n")
+    """Record the run's settings and its models' digests in its folder, atomically."""
+    record = {**run_settings(config), SOURCES: source_digests(config)}
+    write_text(output_dir / RUN_FILE, json.dumps(record, indent=2) + "\n")
 
 
 def is_finished(trainer, checkpoint: Path) -> bool:
@@ -151,7 +172,7 @@ def train_and_save(trainer, processor, dataset, save=save_model) -> Path:
     if resume is None:
         resume = last_complete_checkpoint(output_dir, remove_incomplete=trainer.is_world_process_zero())
     if resume is not None:
-        require_same_run(Path(resume), config)
+        require_same_run(Path(resume).parent, config)
         if final.is_dir() and is_finished(trainer, Path(resume)):
             logger.info("the run is finished (%s is at its last step); its final model is %s", resume, final)
             return final
