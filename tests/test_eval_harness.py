@@ -227,19 +227,18 @@ def test_answers_made_under_other_settings_are_not_mixed(settings, loaded, refer
 
 
 def test_answers_of_another_model_at_the_same_path_are_not_mixed(settings, checkpoint, reference, tmp_path):
-    """A model folder rewritten in place (a stage trained again, a rebuilt base model) is another model."""
+    """A model folder rewritten in place (a stage trained again, a rebuilt base model) is another model; the same
+    files at another path are the same model."""
     model = tmp_path / "model"
     shutil.copytree(checkpoint, model)
     output = tmp_path / "out"
     shutil.copytree(reference, output)
-    record = json.loads((output / "run.json").read_text())
-    record["settings"]["model"] = str(model)  # the reference's answers, as if made from this folder's model
-    (output / "run.json").write_text(json.dumps(record))
     moved = dataclasses.replace(settings, model=str(model))
     assert evaluate(moved, output) == output / "predictions.jsonl"  # the same files: every answer kept
+    assert responses(output) == responses(reference)
     weights = model / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"    ")
-    with pytest.raises(InputError, match=r"other settings \(the model's files differ\): choose another --output"):
+    with pytest.raises(InputError, match=r"other settings \(model, the model's files differ\): choose another --output"):
         evaluate(moved, output)
 
 

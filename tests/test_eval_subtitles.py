@@ -251,7 +251,7 @@ def test_a_time_that_is_no_number_is_refused_naming_the_row(tmp_path, field):
 def test_a_run_file_written_before_a_setting_existed_still_resumes(tmp_path):
     settings = Settings("longvideobench", "data", "model")
     older = run_record(settings, 4)
-    del older["settings"]["subtitles"]
+    del older["settings"]["subtitles"], older["model_sha256"]
     write(tmp_path / "run.json", json.dumps(older))
     check_run_file(tmp_path, run_record(settings, 4))
     with pytest.raises(InputError, match=r"other settings \(subtitles differ\)"):

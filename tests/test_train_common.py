@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 
 from dataclasses import fields
@@ -332,6 +333,12 @@ def test_a_run_from_another_model_at_the_same_path_is_refused(tmp_path, source):
     write_run_file(tmp_path / "run", config)
     assert set(json.loads((tmp_path / "run" / "run.json").read_text())["source_sha256"]) == {source}
     require_same_run(tmp_path / "run", config)
+    copy = tmp_path / "copy"  # the same files at another path: the same model
+    shutil.copytree(model, copy)
+    (copy / ".cache").mkdir()  # what a download tool keeps beside the files is not the model
+    (copy / ".cache" / "lock").write_text("")
+    moved = [str(copy / Path(arg).relative_to(model)) if arg.startswith(str(model)) else arg for arg in starts[source]]
+    require_same_run(tmp_path / "run", load_config(SFTConfig, None, ["--output_dir", str(tmp_path / "run"), "--data_path", "d", *moved]))
     (model / "sub" / "weights.bin").write_bytes(b"\x00" * 7 + b"\x01")
     with pytest.raises(InputError, match=re.escape(f"different run (another model at {source} ")):
         require_same_run(tmp_path / "run", config)

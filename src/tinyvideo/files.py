@@ -56,15 +56,20 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable) -> Path:
 
 
 def content_sha256(path: str | os.PathLike) -> str:
-    """The sha256 hex digest of a file's bytes, or of a folder's: every file in it (recursively, by sorted relative
-    path), each path and then its bytes. Reads every byte (about a second a GB). `FileNotFoundError` when `path` does
-    not exist."""
+    """A sha256 hex digest of what a file or folder holds: for each file (the file itself, or every file in the folder
+    and its subfolders, symbolic links followed, names starting with "." left out: `.git/`, `.cache/`), its relative
+    path, size and bytes, in sorted path order. Reads every byte (about a second a GB). `FileNotFoundError` when
+    `path` does not exist; `OSError` when a file cannot be read."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(path)
+    files = [path] if path.is_file() else []
+    for folder, subfolders, names in os.walk(path, followlinks=True):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        files += [Path(folder) / name for name in names if not name.startswith(".")]
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
-        digest.update(f"{file.relative_to(path).as_posix()}\0".encode())
+    for file in sorted(files):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\0".encode())
         with file.open("rb") as stream:
             for block in iter(lambda: stream.read(1 << 24), b""):
                 digest.update(block)

@@ -23,22 +23,28 @@ REPORT_LOCK = "report.lock"
 
 def run_record(settings: Settings, num_questions: int) -> dict:
     """What the output folder's run file holds: the settings, the question count and the model's `content_sha256`
-    (None for a model that is not a local folder)."""
+    (None for a model that is not a local file or folder)."""
     model = Path(settings.model)
-    digest = content_sha256(model) if model.exists() else None
+    try:
+        digest = content_sha256(model) if model.exists() else None
+    except OSError as error:
+        raise InputError(f"cannot read the model: {error}") from None
     return {"settings": dataclasses.asdict(settings), "num_questions": num_questions, "model_sha256": digest}
 
 
 def check_run_file(output: Path, wanted: dict) -> None:
     """Refuse an output folder whose run file records other settings, or another model at the same path (its
-    answers must not be mixed in)."""
+    answers must not be mixed in); the same model files at another path are the same model."""
     path = output / RUN_FILE
     if not path.is_file():
         return
     found = read_json(path)
     defaults = {f.name: f.default for f in dataclasses.fields(Settings) if f.default is not dataclasses.MISSING}
     found["settings"] = {**defaults, **found.get("settings", {})}  # settings added since: their defaults
-    found.setdefault("model_sha256", wanted["model_sha256"])  # written before runs recorded it: not checked
+    if found.get("model_sha256") is None or wanted["model_sha256"] is None:  # not recorded, or the model is gone
+        found["model_sha256"] = wanted["model_sha256"]
+    elif found["model_sha256"] == wanted["model_sha256"]:  # the same files, wherever they are now
+        found["settings"]["model"] = wanted["settings"]["model"]
     if found != wanted:
         changed = sorted(k for k in wanted["settings"] if found["settings"].get(k) != wanted["settings"][k])
         if found["model_sha256"] != wanted["model_sha256"]:

@@ -108,32 +108,37 @@ def _default(item: dataclasses.Field):
     return None if item.default_factory is dataclasses.MISSING else item.default_factory()
 
 
-def source_digests(config) -> dict[str, str]:
-    """`content_sha256` of each model the run starts from that is a local file or folder (`MODEL_SOURCES`), by
-    setting name. The same path may hold another model later (a rebuilt base model, an earlier stage trained
-    again): these tell the two apart."""
-    sources = {name: getattr(config, name, None) for name in MODEL_SOURCES}
-    return {name: content_sha256(path) for name, path in sources.items() if path is not None and Path(path).exists()}
+def source_digests(config, names=MODEL_SOURCES) -> dict[str, str]:
+    """`content_sha256` of each model the run starts from that is a local file or folder (of `names`, settings in
+    `MODEL_SOURCES`), by setting name. The same path may hold another model later (a rebuilt base model, an earlier
+    stage trained again): these tell the two apart. `InputError` when one cannot be read."""
+    sources = {name: getattr(config, name, None) for name in names}
+    try:
+        return {name: content_sha256(path) for name, path in sources.items() if path is not None and Path(path).exists()}
+    except OSError as error:
+        raise InputError(f"cannot read the model the run starts from: {error}") from None
 
 
 def require_same_run(output_dir: Path, config) -> None:
     """`InputError` naming what differs when `output_dir` holds a run made with other settings (its `run.json`; a
-    setting it does not record counts as that setting's default) or from other models at the same paths
-    (`source_digests`, where recorded). Resuming it would fail deep in the Trainer or mix two runs; reusing its
-    final model would skip the training asked for. A folder written before runs recorded their settings is not
-    checked."""
+    setting it does not record counts as that setting's default) or from other models (`source_digests`, where
+    recorded: a model found at another path with the same digest is the same model). Resuming it would fail deep in
+    the Trainer or mix two runs; reusing its final model would skip the training asked for. A folder written before
+    runs recorded their settings is not checked."""
     path = Path(output_dir) / RUN_FILE
     if not path.is_file():
         return
     file = json.loads(path.read_text(encoding="utf-8"))
     recorded = {**default_run_settings(config), **file}
-    wanted = run_settings(config)
-    differ = [f"{name} {recorded.get(name)!r} there, {value!r} now" for name, value in wanted.items() if recorded.get(name) != value]
     recorded_sources = file.get(SOURCES, {})
+    digests = source_digests(config, [name for name in MODEL_SOURCES if name in recorded_sources])
+    moved = {name for name, digest in digests.items() if recorded_sources[name] == digest}
+    wanted = {name: value for name, value in run_settings(config).items() if name not in moved}
+    differ = [f"{name} {recorded.get(name)!r} there, {value!r} now" for name, value in wanted.items() if recorded.get(name) != value]
     differ += [
         f"another model at {name} {getattr(config, name)!r}: sha256 {recorded_sources[name][:12]} there, {digest[:12]} now"
-        for name, digest in source_digests(config).items()
-        if recorded_sources.get(name, digest) != digest
+        for name, digest in digests.items()
+        if name not in moved
     ]
     if differ:
         raise InputError(
@@ -160,7 +165,8 @@ def is_finished(trainer, checkpoint: Path) -> bool:
 def train_and_save(trainer, processor, dataset, save=save_model) -> Path:
     """Train (resuming when a complete checkpoint of the same run exists), save the final model and return
     its folder. A run whose checkpoint is at its last step and whose final model is written does nothing
-    more. `InputError` when the checkpoint is of a run with other settings (`require_same_run`). `save`
+    more. `InputError` when the checkpoint is of a run with other settings or from other models
+(`require_same_run`). `save`
     writes the final model (`save_model`'s arguments); `processor` goes with it.
 
     `trainer.skipped_rows` holds the rows this process had to skip; `dataset.malformed_rows` those
