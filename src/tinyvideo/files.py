@@ -58,8 +58,8 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable) -> Path:
 def content_sha256(path: str | os.PathLike) -> str:
     """A sha256 hex digest of what a file or folder holds: for each file (the file itself, or every file in the folder
     and its subfolders, symbolic links followed, names starting with "." left out: `.git/`, `.cache/`), its relative
-    path, size and bytes, in sorted path order. Reads every byte (about a second a GB). `FileNotFoundError` when
-    `path` does not exist; `OSError` when a file cannot be read."""
+    path, size and bytes, in sorted path order. Reads every byte (1.7 s for a 515 MB model on a busy 2-core CPU).
+    `FileNotFoundError` when `path` does not exist; `OSError` when a file cannot be read."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(path)
