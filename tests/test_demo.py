@@ -168,6 +168,16 @@ def test_the_cold_start_after_a_base_model_replays_fine_tuning_rows_beside_the_w
     assert config.num_train_epochs == 1
 
 
+def test_fine_tuning_after_a_base_model_also_reads_the_option_rows_in_every_rotation(smoke):
+    # Without them 300 steps from the base model underfit the letter rows (Option 28.6% on the train split itself).
+    ws = plan.open_workspace(smoke, "smoke", 0, plan.BASE_RECIPES, base_model="smollm2-words")
+    finetune = ws.stages[0]
+    questions, told, rotated = (json.loads(ws.suite.path("train", key).read_text()) for key in ("qa", "binding", "rotated"))
+    config = load_stage_config(ws, finetune, smoke / "runs" / "finetune", None)
+    assert json.loads(Path(config.data_path).read_text()) == questions + told[::4] + rotated
+    assert finetune.name == plan.FINETUNE.name
+
+
 def test_rerun_reuses_every_stage(smoke, caplog):
     out = smoke
     before = (out / "demo.json").read_text()

@@ -208,7 +208,7 @@ def run_demo(ws: Workspace, started: float) -> Path:
         run = ws.run_dir(stage.name)
         final, reused = train_stage(ws, stage, run, start)
         reports = {} if stage is VISION else evaluate_run(ws, final, run)
-        if stage is FINETUNE:
+        if stage.name == FINETUNE.name:
             controls = {
                 mode: {control: evaluate_run(ws, final, run, (mode,), control)[mode] for control in CONTROLS}
                 for mode in CONTROL_MODES
