@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from tinyvideo.demo.plan import (
 )
 from tinyvideo.errors import InputError
 from tinyvideo.eval.harness import evaluate
-from tinyvideo.eval.outputs import build_report
+from tinyvideo.eval.outputs import RUN_FILE, build_report
 from tinyvideo.eval.settings import CONTROLS, Settings
 from tinyvideo.files import write_json
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
@@ -125,6 +126,22 @@ def train_stage(ws: Workspace, stage: Stage, run: Path, start: str | None, extra
     return final, False
 
 
+def discard_made_from(ws: Workspace, stage: Stage) -> list[Path]:
+    """Remove what the demo made from an earlier model of `stage`, which has just trained anew: the later stages'
+    runs and every evaluation of this stage's or a later stage's model (each would be refused as made from another
+    model, one folder per rerun). Returns the folders removed; the demo's folder is its own output."""
+    runs = [ws.run_dir(s.name).resolve() for s in ws.stages[ws.stages.index(stage) :]]
+    stale = [run for run in runs[1:] if run.exists()]
+    for record in sorted((ws.root / "eval").glob(f"*/{RUN_FILE}")):
+        model = Path(read_json(record)["settings"]["model"])
+        if any(model.is_relative_to(run) for run in runs):
+            stale.append(record.parent)
+    for folder in stale:
+        logger.info("%s: made from an earlier %s model, removed", folder, stage.name)
+        shutil.rmtree(folder)
+    return stale
+
+
 def read_history(run: Path) -> list[dict]:
     return json.loads((run / HISTORY).read_text(encoding="utf-8"))
 
@@ -207,6 +224,8 @@ def run_demo(ws: Workspace, started: float) -> Path:
         begun = time.perf_counter()
         run = ws.run_dir(stage.name)
         final, reused = train_stage(ws, stage, run, start)
+        if not reused:
+            discard_made_from(ws, stage)
         reports = {} if stage is VISION else evaluate_run(ws, final, run)
         if stage.name == FINETUNE.name:
             controls = {
