@@ -16,8 +16,9 @@ video-level resamplers at the same number of visual tokens (pretraining and fine
 vision tower) and writes `DIR/ablation.md`: Option and Cloze accuracy, the temporal tasks broken out.
 
 Nothing is done twice: a rerun reuses the suite, every finished stage (a stage cut short resumes from
-its last checkpoint) and every answered question; a stage or an answer made from another model than the one at
-its start path now (a new base model, an earlier stage trained again) is refused, never reused. DIR holds:
+its last checkpoint) and every answered question. A stage that trains anew first removes the runs and answers
+made from its earlier model; a stage made from another model than the one at its start path now (a new base model)
+is refused, never reused. DIR holds:
 
     synth/                    the suite
     runs/<run>/               Trainer output: checkpoints, model/, log_history.json

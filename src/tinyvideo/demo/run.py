@@ -33,7 +33,8 @@ from tinyvideo.demo.plan import (
 )
 from tinyvideo.errors import InputError
 from tinyvideo.eval.harness import evaluate
-from tinyvideo.eval.outputs import RUN_FILE, build_report
+from tinyvideo.eval.outputs import RUN_FILE as EVAL_RUN_FILE
+from tinyvideo.eval.outputs import build_report
 from tinyvideo.eval.settings import CONTROLS, Settings
 from tinyvideo.files import write_json
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
@@ -41,7 +42,7 @@ from tinyvideo.rows import read_json
 from tinyvideo.train import grpo, sft, vision
 from tinyvideo.train.base_model import materialise
 from tinyvideo.train.common import load_config
-from tinyvideo.train.runs import FINAL_MODEL, last_complete_checkpoint, require_same_run
+from tinyvideo.train.runs import FINAL_MODEL, MODEL_SOURCES, RUN_FILE, last_complete_checkpoint, require_same_run
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +111,15 @@ def final_model(run: Path) -> Path:
 def train_stage(ws: Workspace, stage: Stage, run: Path, start: str | None, extra: list[str] = ()) -> tuple[Path, bool]:
     """Train one stage into `run`; returns its model folder and whether a finished run there was reused. A finished
     run (final model and log written) is reused only when it is the same run from the same models
-    (`require_same_run`: `InputError` otherwise, e.g. after the base model changed)."""
+    (`require_same_run`: `InputError` otherwise, e.g. after the base model changed). A run about to train first
+    removes what was made from its earlier model (`discard_made_from`)."""
     config = load_stage_config(ws, stage, run, start, extra)
     final = final_model(run)
     if (final / "config.json").is_file() and (run / HISTORY).is_file():
         require_same_run(run, config)
         logger.info("%s: reusing %s", run.name, final)
         return final, True
+    discard_made_from(ws, run)
     TRAINERS[stage.trainer][0](config)
     checkpoint = last_complete_checkpoint(run)
     if checkpoint is None:
@@ -126,20 +129,36 @@ def train_stage(ws: Workspace, stage: Stage, run: Path, start: str | None, extra
     return final, False
 
 
-def discard_made_from(ws: Workspace, stage: Stage) -> list[Path]:
-    """Remove what the demo made from an earlier model of `stage`, which has just trained anew: the later stages'
-    runs and every evaluation of this stage's or a later stage's model (each would be refused as made from another
-    model, one folder per rerun). Returns the folders removed; the demo's folder is its own output."""
-    runs = [ws.run_dir(s.name).resolve() for s in ws.stages[ws.stages.index(stage) :]]
-    stale = [run for run in runs[1:] if run.exists()]
-    for record in sorted((ws.root / "eval").glob(f"*/{RUN_FILE}")):
-        model = Path(read_json(record)["settings"]["model"])
-        if any(model.is_relative_to(run) for run in runs):
+def discard_made_from(ws: Workspace, run: Path) -> list[Path]:
+    """Remove what the demo's folder holds that was made from the model of `run`, which is about to train anew: every
+    run that starts from a model in `run` or in a run removed (its `run.json`'s `MODEL_SOURCES`: the later stages, the
+    ablation's runs on a vision tower trained again) and every evaluation of those models (`eval/*/run.json`). Each
+    would be refused as made from another model, one folder per rerun. Returns the folders removed."""
+    made_from, stale = [run.resolve()], []
+    runs = [other for other in sorted((ws.root / "runs").glob(f"*/{RUN_FILE}")) if other.parent.resolve() != made_from[0]]
+    while True:
+        later = [
+            other.parent
+            for other in runs
+            if other.parent not in stale and _inside(read_json(other), MODEL_SOURCES, made_from)
+        ]
+        if not later:
+            break
+        stale += later
+        made_from += [folder.resolve() for folder in later]
+    for record in sorted((ws.root / "eval").glob(f"*/{EVAL_RUN_FILE}")):
+        if _inside(read_json(record).get("settings", {}), ("model",), made_from):
             stale.append(record.parent)
     for folder in stale:
-        logger.info("%s: made from an earlier %s model, removed", folder, stage.name)
-        shutil.rmtree(folder)
+        logger.info("%s: made from an earlier %s model, removed", folder, run.name)
+        folder.unlink() if folder.is_symlink() else shutil.rmtree(folder)
     return stale
+
+
+def _inside(settings: dict, names: tuple[str, ...], folders: list[Path]) -> bool:
+    """Whether a path that `settings` gives under one of `names` lies in one of `folders`."""
+    paths = [Path(settings[name]).resolve() for name in names if settings.get(name)]
+    return any(path.is_relative_to(folder) for path in paths for folder in folders)
 
 
 def read_history(run: Path) -> list[dict]:
@@ -224,8 +243,6 @@ def run_demo(ws: Workspace, started: float) -> Path:
         begun = time.perf_counter()
         run = ws.run_dir(stage.name)
         final, reused = train_stage(ws, stage, run, start)
-        if not reused:
-            discard_made_from(ws, stage)
         reports = {} if stage is VISION else evaluate_run(ws, final, run)
         if stage.name == FINETUNE.name:
             controls = {
