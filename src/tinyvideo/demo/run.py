@@ -135,17 +135,13 @@ def discard_made_from(ws: Workspace, run: Path) -> list[Path]:
     ablation's runs on a vision tower trained again) and every evaluation of those models (`eval/*/run.json`). Each
     would be refused as made from another model, one folder per rerun. Returns the folders removed."""
     made_from, stale = [run.resolve()], []
-    runs = [other for other in sorted((ws.root / "runs").glob(f"*/{RUN_FILE}")) if other.parent.resolve() != made_from[0]]
-    while True:
-        later = [
-            other.parent
-            for other in runs
-            if other.parent not in stale and _inside(read_json(other), MODEL_SOURCES, made_from)
-        ]
-        if not later:
-            break
+    records = {record.parent: read_json(record) for record in sorted((ws.root / "runs").glob(f"*/{RUN_FILE}"))}
+    records.pop(run, None)
+    while later := [folder for folder, record in records.items() if _inside(record, MODEL_SOURCES, made_from)]:
         stale += later
         made_from += [folder.resolve() for folder in later]
+        for folder in later:
+            del records[folder]
     for record in sorted((ws.root / "eval").glob(f"*/{EVAL_RUN_FILE}")):
         if _inside(read_json(record).get("settings", {}), ("model",), made_from):
             stale.append(record.parent)
