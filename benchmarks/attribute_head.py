@@ -31,7 +31,8 @@ def head_accuracy(tower_folder: Path, suite: Path, split: str, clips: int | None
     tower = AttributeTower.from_pretrained(tower_folder).eval()
     tower.attribute_head.load_state_dict(load_file(tower_folder / ATTRIBUTE_HEAD_WEIGHTS))
     grid = tower.config.image_size // tower.config.patch_size
-    scenes = SceneFramesDataset(str(suite / "scenes" / f"{split}.jsonl"), str(suite / "videos"), tower.config.image_size, grid)
+    rows = suite / "scenes" / f"{split}.jsonl"
+    scenes = SceneFramesDataset(str(rows), str(suite / "videos"), tower.config.image_size, grid)
     colours = len(COLOUR_CLASSES)
     counts = dict.fromkeys(("occupied", "colour", "shape", "empty", "empty_right", "frames", "frames_right"), 0)
     for index in range(len(scenes) if clips is None else min(clips, len(scenes))):
@@ -59,16 +60,17 @@ def head_accuracy(tower_folder: Path, suite: Path, split: str, clips: int | None
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tower", required=True, help="a tower folder with its attribute head (the `vision` stage's model)")
+    parser.add_argument("--tower", required=True, help="a tower folder with its attribute head (a `vision` run's model)")
     parser.add_argument("--suite", required=True, help="a synthetic suite folder (`tinyvideo synth`)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--clips", type=int, default=200, help="scene rows read (0: all)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "attribute_head.json"))
     args = parser.parse_args()
     tower = Path(args.tower)
+    config = AttributeTower.config_class.from_pretrained(tower)
     report = {
         "tower": str(tower),
-        "tower_config": {key: getattr(AttributeTower.config_class.from_pretrained(tower), key) for key in ("image_size", "patch_size", "hidden_size", "num_hidden_layers")},
+        "tower_config": {key: getattr(config, key) for key in ("image_size", "patch_size", "hidden_size", "num_hidden_layers")},
         "suite": args.suite,
         "split": args.split,
         **head_accuracy(tower, Path(args.suite), args.split, args.clips or None),
