@@ -17,10 +17,9 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from tinyvideo.train.vision_attributes import COLOUR_CLASSES, SHAPE_CLASSES, AttributeTower, SceneFramesDataset
-from tinyvideo.vision_towers import ATTRIBUTE_HEAD_WEIGHTS
+from tinyvideo.train.vision_attributes import AttributeTower, SceneFramesDataset
+from tinyvideo.vision_towers import read_attribute_head
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,17 +27,18 @@ ROOT = Path(__file__).resolve().parents[1]
 @torch.no_grad()
 def head_accuracy(tower_folder: Path, suite: Path, split: str, clips: int | None) -> dict:
     """Percentages (see the module docstring) over the first `clips` scene rows of `split` (None: all)."""
+    meaning, head = read_attribute_head(tower_folder)  # `InputError` for a tower without its head
     tower = AttributeTower.from_pretrained(tower_folder).eval()
-    tower.attribute_head.load_state_dict(load_file(tower_folder / ATTRIBUTE_HEAD_WEIGHTS))
+    tower.attribute_head.load_state_dict(head)
     grid = tower.config.image_size // tower.config.patch_size
     rows = suite / "scenes" / f"{split}.jsonl"
     scenes = SceneFramesDataset(str(rows), str(suite / "videos"), tower.config.image_size, grid)
-    colours = len(COLOUR_CLASSES)
+    colours, shapes = len(meaning["colour_classes"]), len(meaning["shape_classes"])
     counts = dict.fromkeys(("occupied", "colour", "shape", "empty", "empty_right", "frames", "frames_right"), 0)
     for index in range(len(scenes) if clips is None else min(clips, len(scenes))):
         item = scenes[index]
         logits = tower.attribute_logits(item["pixel_values"])  # [T, P, classes]
-        colour, shape = logits[..., :colours].argmax(-1), logits[..., colours : colours + len(SHAPE_CLASSES)].argmax(-1)
+        colour, shape = logits[..., :colours].argmax(-1), logits[..., colours : colours + shapes].argmax(-1)
         occupied = item["colour"] > 0
         colour_right, shape_right = colour == item["colour"], shape == item["shape"]
         counts["occupied"] += int(occupied.sum())
