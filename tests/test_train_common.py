@@ -81,7 +81,7 @@ def trainable(model) -> set[str]:
 
 RECIPES = [
     *(folder / f"{stage}.yaml" for folder in (CONFIGS, SYNTH_RECIPES) for stage in ("pretrain", "finetune", "coldstart")),
-    *(BASE_RECIPES / f"{stage}.yaml" for stage in ("captions", "reading", "finetune", "coldstart")),
+    *(BASE_RECIPES / f"{stage}.yaml" for stage in ("captions", "reading", "questions", "finetune", "coldstart")),
 ]
 
 

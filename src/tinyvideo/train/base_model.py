@@ -7,7 +7,8 @@ the published recipe's pretraining on captions (`recipes/base/captions.yaml`), m
 answered with their letter, the answer stated (multiple-choice symbol binding) or the clip's caption given
 (reading comprehension), which Option and Reason modes need: a pretrained language model read from a GGUF file
 inside a PyPI package, its Linear layers trained, and a new connector; then more of the text-only questions
-alone (`recipes/base/reading.yaml`). `pack` keeps only the small trained parts, which ship as package data in
+alone (`recipes/base/reading.yaml`); then the suite's video questions, answered from the video
+(`recipes/base/questions.yaml`). `pack` keeps only the small trained parts, which ship as package data in
 `tinyvideo/base_models/<name>/`:
 
     base.json               where the language model comes from, the settings the model is assembled with,
@@ -107,15 +108,14 @@ def build(
     seed: int = BASE_SEED,
     scale: str = "small",
     into: str | Path | None = None,
-    captions_overrides: list[str] = (),
-    reading_overrides: list[str] = (),
+    overrides: dict[str, list[str]] | None = None,
 ) -> Path:
     """Build the base model `name` in the folder `out` (suite, runs) and `pack` it into `into` (default
-    `out/name`); returns that folder. `captions_overrides` and `reading_overrides` change the captions and reading
-    recipes (`--key value`, e.g. `["--max_steps", "2"]`). A rerun resumes: finished stages are reused, a cut one
-    resumes from its last checkpoint (a reading run made from another captions model is refused: delete
-    `out/runs/reading` then). `InputError` when the language model's package is not installed."""
-    out = Path(out)
+    `out/name`); returns that folder. `overrides` change a stage's recipe (stage name -> `--key value` list, e.g.
+    `{"questions": ["--max_steps", "2"]}`; stages: "captions" and those of `GOING_ON`). A rerun resumes: finished
+    stages are reused, a cut one resumes from its last checkpoint (a run made from another model than the stage
+    before's is refused: delete it then). `InputError` when the language model's package is not installed."""
+    out, overrides = Path(out), overrides or {}
     suite = open_suite(out / "synth", seed, scale)
     paths = ["--video_root", str(suite.video_root), "--seed", str(seed)]
     on_cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]  # bf16 recipes: CPU autocast
@@ -136,24 +136,26 @@ def build(
             "--language_model_path", str(package_file(source["package"], source["file"])),
             "--vision_tower_path", str(tower),
             "--output_dir", str(out / "runs" / "captions"),
-            *captions_overrides,
+            *overrides.get("captions", ()),
         ],
     )  # fmt: skip
-    captions = sft.train(captions_config)
-    reading_config = load_config(
-        sft.SFTConfig,
-        str(RECIPES / "base" / "reading.yaml"),
-        [
-            *paths, *on_cpu,
-            "--model_name_or_path", str(captions),
-            "--data_path", str(write_json(out / "data" / "reading.json", reading_rows(suite))),
-            "--output_dir", str(out / "runs" / "reading"),
-            *reading_overrides,
-        ],
-    )  # fmt: skip
-    sft.train(reading_config)
+    model = sft.train(captions_config)
+    runs = {"captions": Path(captions_config.output_dir)}
+    for stage, rows in GOING_ON.items():
+        config = load_config(
+            sft.SFTConfig,
+            str(RECIPES / "base" / f"{stage}.yaml"),
+            [
+                *paths, *on_cpu,
+                "--model_name_or_path", str(model),
+                "--data_path", str(write_json(out / "data" / f"{stage}.json", rows(suite))),
+                "--output_dir", str(out / "runs" / stage),
+                *overrides.get(stage, ()),
+            ],
+        )  # fmt: skip
+        model = sft.train(config)
+        runs[stage] = Path(config.output_dir)
     into = Path(into) if into is not None else out / name
-    runs = {"captions": Path(captions_config.output_dir), "reading": Path(reading_config.output_dir)}
     return pack(captions_config, runs, suite.manifest, source, into)
 
 
@@ -164,11 +166,23 @@ def pretraining_rows(suite) -> list[dict]:
     return captions + captions + reading_rows(suite)
 
 
+def question_rows(suite) -> list[dict]:
+    """The questions recipe's rows, with their videos: every train clip's question answered with the letter, with the
+    option's text and as a short answer (`train/qa.json`), and its Option-mode row in every other rotation of its
+    options (`train/rotated.json`)."""
+    return read_json(suite.path("train", "qa")) + read_json(suite.path("train", "rotated"))
+
+
 def reading_rows(suite) -> list[dict]:
     """The reading recipe's rows, text only, answered with the letter: every train clip's question with the answer
     stated, and its question about its caption in every rotation of the options (`synth_formats.binding_record`,
     `reading_records`)."""
     return read_json(suite.path("train", "binding")) + read_json(suite.path("train", "reading"))
+
+
+# The stages that go on from the captions run, in order, each from the model of the one before: stage name (its
+# recipe, `recipes/base/<stage>.yaml`) -> its rows.
+GOING_ON = {"reading": reading_rows, "questions": question_rows}
 
 
 def extract_adapter(model, trained: dict[str, torch.Tensor], rank: int):
