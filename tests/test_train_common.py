@@ -14,6 +14,7 @@ from dataclasses import fields
 import pytest
 import torch
 import yaml
+from peft.tuners.lora import LoraLayer
 
 from tinyvideo.commands.stage import add_config_arguments, config_overrides
 from tinyvideo.demo.plan import BASE_RECIPES, SCRATCH_RECIPES as SYNTH_RECIPES
@@ -375,3 +376,15 @@ def test_written_files_and_folders_get_the_usual_permissions(tmp_path):
     assert written.stat().st_mode == plain_file.stat().st_mode
     assert folder.stat().st_mode == plain_folder.stat().st_mode
     assert {path.stat().st_mode for path in folder.iterdir()} == {plain_file.stat().st_mode}
+
+
+def test_an_adapter_loads_onto_exactly_the_layers_it_was_saved_from(tmp_path):
+    # peft shortens the saved target names to suffixes ("1.self_attn.q_proj"), which a deeper vision tower's
+    # layers also end with: the language model's adapter must not be injected into them
+    # (peft shortens a list of 20 or more: 3 layers of 7 Linear layers)
+    model, _ = tiny(tune_language_model="lora", tiny_num_layers=3, tiny_vision_layers=1, vision_tower_from_layer=0)
+    adapter = save_adapter(model, tmp_path / "adapter")
+    deeper, _ = tiny(tune_language_model="frozen", tiny_num_layers=3, tiny_vision_layers=3, vision_tower_from_layer=0)
+    load_adapter(deeper, adapter)
+    injected = {name for name, module in deeper.named_modules() if isinstance(module, LoraLayer)}
+    assert injected == {name for name, module in model.named_modules() if isinstance(module, LoraLayer)}

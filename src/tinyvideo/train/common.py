@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -560,11 +561,15 @@ def save_adapter(model, out_dir: str | os.PathLike, dtype: torch.dtype | None = 
 
 
 def load_adapter(model, folder: str | os.PathLike):
-    """Inject the adapters saved by `save_adapter` into a model of the same architecture."""
+    """Inject the adapters saved by `save_adapter` into a model of the same architecture, on exactly the layers
+    whose weights the folder holds: the saved `target_modules` are name suffixes (peft shortens a long list), which
+    layers of another part can also end with (a deeper vision tower's "1.self_attn.q_proj")."""
     folder = Path(folder)
+    weights = load_file(folder / ADAPTER_WEIGHTS)
     config = LoraConfig.from_pretrained(folder)
+    config.target_modules = "|".join(sorted({re.escape(key.split(".lora_")[0]) for key in weights}))  # matched whole
     inject_adapter_in_model(config, model)
-    result = set_peft_model_state_dict(model, load_file(folder / ADAPTER_WEIGHTS))
+    result = set_peft_model_state_dict(model, weights)
     missing = [k for k in result.missing_keys if "lora_" in k]
     if missing:
         raise ValueError(f"{folder}: adapter weights missing for {missing[:3]}...")
