@@ -379,9 +379,8 @@ def test_written_files_and_folders_get_the_usual_permissions(tmp_path):
 
 
 def test_an_adapter_loads_onto_exactly_the_layers_it_was_saved_from(tmp_path):
-    # peft shortens the saved target names to suffixes ("1.self_attn.q_proj"), which a deeper vision tower's
-    # layers also end with: the language model's adapter must not be injected into them
-    # (peft shortens a list of 20 or more: 3 layers of 7 Linear layers)
+    # peft shortens a saved list of 20 or more target names (here 3 layers of 7) to suffixes ("1.self_attn.q_proj"),
+    # which a deeper vision tower's layers also end with: the language model's adapter must not be injected into them
     model, _ = tiny(tune_language_model="lora", tiny_num_layers=3, tiny_vision_layers=1, vision_tower_from_layer=0)
     adapter = save_adapter(model, tmp_path / "adapter")
     deeper, _ = tiny(tune_language_model="frozen", tiny_num_layers=3, tiny_vision_layers=3, vision_tower_from_layer=0)
