@@ -4,6 +4,7 @@ to the language model from its PyPI package into a model with the trained model'
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from tinyvideo import TinyVideoForConditionalGeneration, TinyVideoProcessor
+from tinyvideo.commands import demo as demo_command
+from tinyvideo.demo.plan import ABLATION_CONNECTORS, SCALES, Scale
 from tinyvideo.errors import InputError
 from tinyvideo.train.base_model import ADAPTER, CONNECTOR, DEFAULT, SPEC, TOWER, base_model_folder, build, materialise, package_file
 from tinyvideo.train.common import ADAPTER_WEIGHTS
@@ -100,3 +103,26 @@ def test_a_missing_package_or_base_model_is_named(tmp_path):
         package_file("no-such-package", "model.gguf")
     with pytest.raises(InputError, match="not a base model"):
         base_model_folder(str(tmp_path))
+
+
+def test_the_connectors_ablation_gives_the_base_model_each_connector_new(built, tmp_path, monkeypatch):
+    # one step a stage and five questions an evaluation: what is checked here is which parts each run trains
+    monkeypatch.setitem(SCALES, "smoke", Scale("smoke", {"connector": 1, "finetune": 1, "grpo": 1}, None, test_questions=5))
+    parser = argparse.ArgumentParser()
+    demo_command.add_arguments(parser)
+    args = ["--ablation", "connectors", "--scale", "smoke", "--base-model", str(built), "--out", str(tmp_path)]
+    assert demo_command.run(parser.parse_args(args)) == 0
+    summary = json.loads((tmp_path / "ablation.json").read_text())
+    assert summary["base_model"] == str(built) and list(summary["connectors"]) == list(ABLATION_CONNECTORS)
+    assert {c["visual_tokens"] for c in summary["connectors"].values()} == {128}  # the base model's own count
+    base = TinyVideoForConditionalGeneration.from_pretrained(tmp_path / "base")
+    for connector in ABLATION_CONNECTORS:
+        suffix = "" if connector == "group" else f"-{connector}"
+        model = TinyVideoForConditionalGeneration.from_pretrained(tmp_path / "runs" / f"connector{suffix}" / "model")
+        assert model.config.connector_type == connector
+        # only the new connector trained: the language model and tower are the base model's
+        kept = {**base.language_model.state_dict(), **{f"t.{k}": v for k, v in base.vision_tower.state_dict().items()}}
+        found = {**model.language_model.state_dict(), **{f"t.{k}": v for k, v in model.vision_tower.state_dict().items()}}
+        assert all(torch.equal(found[key], kept[key]) for key in kept)
+        tuned = json.loads((tmp_path / "runs" / f"finetune{suffix}" / "model" / "config.json").read_text())
+        assert tuned["connector_type"] == connector

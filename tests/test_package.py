@@ -43,10 +43,11 @@ def test_the_demo_finds_its_recipes_and_base_model_in_the_installed_package(whee
     subprocess.run([*pip, str(wheel)], check=True)
     code = (
         "import json, tinyvideo\n"
-        "from tinyvideo.demo.plan import BASE_RECIPES, BASE_STAGES, SCRATCH_RECIPES, STAGES\n"
+        "from tinyvideo.demo.plan import BASE_ABLATION_STAGES, BASE_RECIPES, BASE_STAGES, SCRATCH_RECIPES, STAGES\n"
         "from tinyvideo.train.base_model import DEFAULT, base_model_folder\n"
         "print(json.dumps({'package': tinyvideo.__file__, 'recipes': str(BASE_RECIPES), 'base': str(base_model_folder(DEFAULT)),"
-        " 'missing': [str(f / f'{s.name}.yaml') for f, stages in ((SCRATCH_RECIPES, STAGES), (BASE_RECIPES, BASE_STAGES))"
+        " 'missing': [str(f / f'{s.name}.yaml') for f, stages in"
+        " ((SCRATCH_RECIPES, STAGES), (BASE_RECIPES, BASE_STAGES + BASE_ABLATION_STAGES))"
         " for s in stages if not (f / f'{s.name}.yaml').is_file()]}))"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}  # the installed copy, not this checkout's src/

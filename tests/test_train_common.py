@@ -82,7 +82,7 @@ def trainable(model) -> set[str]:
 
 RECIPES = [
     *(folder / f"{stage}.yaml" for folder in (CONFIGS, SYNTH_RECIPES) for stage in ("pretrain", "finetune", "coldstart")),
-    *(BASE_RECIPES / f"{stage}.yaml" for stage in ("captions", "reading", "questions", "finetune", "coldstart")),
+    *(BASE_RECIPES / f"{stage}.yaml" for stage in ("captions", "reading", "questions", "connector", "finetune", "coldstart")),
 ]
 
 
@@ -387,3 +387,27 @@ def test_an_adapter_loads_onto_exactly_the_layers_it_was_saved_from(tmp_path):
     load_adapter(deeper, adapter)
     injected = {name for name, module in deeper.named_modules() if isinstance(module, LoraLayer)}
     assert injected == {name for name, module in model.named_modules() if isinstance(module, LoraLayer)}
+
+
+def test_a_new_connector_replaces_a_folders_own_and_keeps_the_rest(tmp_path):
+    trained, processor = tiny()  # group: 8 visual tokens a video
+    save_model(trained, processor, tmp_path / "trained")
+    source = dict(model_name_or_path=str(tmp_path / "trained"), new_connector=True, connector_type="image", group=2)
+    model, processor = tiny(**source)  # image-level: 8 // 2 = 4 visual tokens a frame
+    assert model.config.connector_type == "image" and type(model.connector).__name__ == "ImageResampler"
+    assert processor.num_visual_tokens(6) == model.config.num_visual_tokens(6) == 24
+    kept = {**trained.language_model.state_dict(), **{f"tower.{k}": v for k, v in trained.vision_tower.state_dict().items()}}
+    found = {**model.language_model.state_dict(), **{f"tower.{k}": v for k, v in model.vision_tower.state_dict().items()}}
+    assert kept.keys() == found.keys() and all(torch.equal(kept[key], found[key]) for key in kept)
+    frames = torch.randint(0, 256, (6, 32, 32, 3), dtype=torch.uint8).numpy()
+    batch = processor(text=["<image>A red circle"], videos=[frames])
+    assert int((batch["input_ids"] == model.config.video_token_id).sum()) == 24
+    assert model(**batch).logits.shape[1] == batch["input_ids"].shape[1]
+    save_model(model, processor, tmp_path / "swapped")  # it reloads as an image-level model
+    assert tiny(model_name_or_path=str(tmp_path / "swapped"))[1].num_visual_tokens(6) == 24
+    with pytest.raises(InputError, match="divisible"):
+        tiny(**{**source, "group": 3})
+    with pytest.raises(InputError, match="attribute head"):
+        tiny(**{**source, "connector_type": "words"})
+    with pytest.raises(InputError, match="model folder"):
+        tiny(new_connector=True)

@@ -30,7 +30,7 @@ from transformers import (
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
 from tinyvideo.config import TinyVideoConfig, canonical_connector
-from tinyvideo.connectors import CONNECTORS, WordsConnector
+from tinyvideo.connectors import CONNECTORS, WordsConnector, build_connector
 from tinyvideo.errors import InputError
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
@@ -274,6 +274,33 @@ def initialise_words_connector(model: TinyVideoForConditionalGeneration, tokeniz
         embed_words(meaning["patch_places"]),
         embed_words(list(WordsConnector.EVENT_WORDS)),
     )
+
+
+def replace_connector(
+    model: TinyVideoForConditionalGeneration, processor: TinyVideoProcessor, connector_type: str, seed: int | None = None, **settings
+) -> None:
+    """Give `model` a new connector of `connector_type` and the config's connector `settings` (`num_queries`, `group`,
+    `num_resampler_layers`), drawn as a new model's are (after `torch.manual_seed(seed)` when given), in place of its
+    own, and make `processor` expand each video placeholder into as many tokens as the new one makes: a connectors
+    ablation from a trained model, its language model and tower kept. `InputError` for a `words` connector (it starts
+    from its tower folder's attribute head: `assemble` one) or settings the connector cannot take."""
+    name = canonical_connector(connector_type)[0]
+    if issubclass(CONNECTORS[name], WordsConnector):
+        raise InputError(f"a new {name} connector starts from its tower folder's attribute head: assemble the model instead")
+    config = model.config
+    config.connector_type, config.attribute_head = name, None
+    for key, value in settings.items():
+        setattr(config, key, value)
+    try:
+        CONNECTORS[name].check(config)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    if seed is not None:
+        torch.manual_seed(seed)
+    model.connector = build_connector(config).to(model.connector_dtype)
+    model.connector.apply(model._init_weights)
+    processor.tokens_per_video = config.num_visual_tokens(0)
+    processor.tokens_per_frame = config.num_visual_tokens(1) - config.num_visual_tokens(0)
 
 
 def build_tiny(

@@ -21,7 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="smoke: a few steps per stage, to check the whole path in minutes; small (default): the recipes as written",
     )
     parser.add_argument("--out", type=Path, default=Path("demo"), help="folder for everything (default ./demo); reruns reuse it")
-    parser.add_argument("--ablation", choices=["connectors"], help="compare the group, image-level and naive resamplers (trained from scratch)")
+    parser.add_argument(
+        "--ablation",
+        choices=["connectors"],
+        help="compare the group, image-level and naive resamplers, each new on the base model (from scratch with --from-scratch)",
+    )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the suite and of every stage (default 0)")
     parser.add_argument(
         "--base-model",
@@ -48,9 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    base_model = None if args.from_scratch or args.ablation else args.base_model
+    base_model = None if args.from_scratch else args.base_model
     recipes = args.recipes or (SCRATCH_RECIPES if base_model is None else BASE_RECIPES)
-    ws = open_workspace(args.out, args.scale, args.seed, recipes, args.language_model, base_model)
+    ablation = args.ablation is not None
+    ws = open_workspace(args.out, args.scale, args.seed, recipes, args.language_model, base_model, ablation)
     report = run_ablation(ws, started) if args.ablation else run_demo(ws, started)
     print(f"report: {report} ({time.perf_counter() - started:.0f} s)")
     return 0

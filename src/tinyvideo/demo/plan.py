@@ -96,6 +96,13 @@ COLDSTART_WITH_REPLAY = Stage(
     (Source(("train", "coldstart"), repeat=8), Source(("train", "qa"), every=26), Source(("train", "binding"), every=104)),
 )
 BASE_STAGES = (FINETUNE_ROTATED, COLDSTART_WITH_REPLAY, STAGES[-1])
+# The connectors ablation (`ABLATION_CONNECTORS`): its last two stages are trained once per connector. From scratch:
+# the vision tower once, then the pretraining and fine-tuning around it; from a base model: the base model with a new
+# connector of that kind in place of its own, trained alone on the captions (the published recipe's pretraining: the
+# rest frozen), then the demo's fine-tuning.
+CONNECTOR_PRETRAIN = Stage("connector", "pretraining a new connector on captions, the rest frozen", "sft", PRETRAIN.data)
+ABLATION_STAGES = (VISION, PRETRAIN, FINETUNE)
+BASE_ABLATION_STAGES = (CONNECTOR_PRETRAIN, FINETUNE_ROTATED)
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,10 @@ class Scale:
 
 SCALES = {
     "smoke": Scale(
-        "smoke", {"vision": 8, "pretrain": 8, "finetune": 8, "coldstart": 6, "grpo": 3}, rollout_tokens=64, test_questions=14
+        "smoke",
+        {"vision": 8, "pretrain": 8, "connector": 8, "finetune": 8, "coldstart": 6, "grpo": 3},
+        rollout_tokens=64,
+        test_questions=14,
     ),
     "small": Scale("small", None, rollout_tokens=None),
 }
@@ -129,10 +139,11 @@ class Workspace:
     recipes: Path
     language_model: Path | None = None  # the `pretrain` stage's base language model; None: from scratch
     base_model: str | None = None  # the base model (a shipped one's name, or a packed folder) the demo starts from
+    ablation: bool = False  # the connectors ablation's stages rather than the demo's
 
     @property
     def stages(self) -> tuple[Stage, ...]:
-        return stages_to_train(self.base_model)
+        return stages_to_train(self.base_model, self.ablation)
 
     def run_dir(self, stage: str, connector: str | None = None) -> Path:
         return self.root / "runs" / (stage if connector is None else f"{stage}-{connector}")
@@ -141,9 +152,11 @@ class Workspace:
         return self.root / "eval" / f"{run.name}-{mode}"
 
 
-def stages_to_train(base_model: str | None) -> tuple[Stage, ...]:
+def stages_to_train(base_model: str | None, ablation: bool = False) -> tuple[Stage, ...]:
     """All the stages from scratch; after a base model, which has a trained vision tower and was pretrained
-    on captions, those from fine-tuning on, the cold start with replay."""
+    on captions, those from fine-tuning on, the cold start with replay. With `ablation`, the connectors ablation's."""
+    if ablation:
+        return ABLATION_STAGES if base_model is None else BASE_ABLATION_STAGES
     return STAGES if base_model is None else BASE_STAGES
 
 
@@ -154,11 +167,14 @@ def open_workspace(
     recipes: Path,
     language_model: Path | None = None,
     base_model: str | None = None,
+    ablation: bool = False,
 ) -> Workspace:
-    """The folder with its suite, generated unless a finished one of the same scale and seed is there."""
+    """The folder with its suite, generated unless a finished one of the same scale and seed is there; `ablation`:
+    for the connectors ablation."""
     if language_model is not None and base_model is not None:
         raise InputError("a base language model (--language-model) is for a demo from scratch (--from-scratch)")
-    missing = [f"{s.name}.yaml" for s in stages_to_train(base_model) if not (recipes / f"{s.name}.yaml").is_file()]
+    stages = stages_to_train(base_model, ablation)
+    missing = [f"{s.name}.yaml" for s in stages if not (recipes / f"{s.name}.yaml").is_file()]
     if missing:
         raise InputError(
             f"recipes {', '.join(missing)} not found in {recipes}: pass --recipes, a folder with a recipe per stage "
@@ -168,7 +184,7 @@ def open_workspace(
     suite = open_suite(root / "synth", seed, scale.suite)
     if language_model is not None and not (language_model / "config.json").is_file():
         raise InputError(f"--language-model {language_model} is not a model folder (no config.json)")
-    return Workspace(root, suite, scale, seed, recipes, language_model, base_model)
+    return Workspace(root, suite, scale, seed, recipes, language_model, base_model, ablation)
 
 
 def task_accuracy(report: dict) -> dict[str, float | None]:

@@ -381,10 +381,11 @@ def write_ablation_report(ws: Workspace, results: dict[str, dict], seconds: floa
     ]
     by_mode = {mode: {n: results[n]["reports"][mode] for n in names} for mode in ABLATION_MODES}
     per_task = {cell["total"] for r in by_mode[ABLATION_MODES[0]].values() for cell in r["breakdowns"]["task"].values()}
+    model = "A tiny model from scratch" if ws.base_model is None else f"The base model {ws.base_model}"
     lines = [
         f"# Connector ablation ({ws.scale.suite} scale)",
         "",
-        "The same tiny model pretrained and fine-tuned with each connector at the same number of visual tokens, "
+        f"{model} with each connector, new, at the same number of visual tokens, pretrained and fine-tuned, "
         f"evaluated on the test split in {' and '.join(TITLES[m] for m in ABLATION_MODES)} "
         f"({', '.join(map(str, sorted(per_task)))} questions per task, so one question moves a task's accuracy by "
         f"{', '.join(pct(100 / n) for n in sorted(per_task))} points). Cloze mode scores each option's text as "
@@ -406,6 +407,7 @@ def write_ablation_report(ws: Workspace, results: dict[str, dict], seconds: floa
         {
             "scale": ws.scale.suite,
             "seed": ws.seed,
+            "base_model": ws.base_model,
             "seconds": seconds,
             "temporal_tasks": list(TEMPORAL_TASKS),
             "connectors": {

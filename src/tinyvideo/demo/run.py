@@ -24,7 +24,6 @@ from tinyvideo.demo.plan import (
     HISTORY,
     MODES,
     OPTION_TOKENS,
-    PRETRAIN,
     STAGES,
     VISION,
     Stage,
@@ -267,17 +266,24 @@ def ablation_extra(connector: str, recipe_connector: str, num_frames: int, num_q
 
 
 def run_ablation(ws: Workspace, started: float) -> Path:
-    """Pretraining and fine-tuning with each connector, accuracy per task in `ABLATION_MODES`; returns ablation.md."""
-    pretrain, finetune = PRETRAIN, FINETUNE
-    train_stage(ws, VISION, ws.run_dir(VISION.name), None)
-    recipe = load_stage_config(ws, pretrain, ws.run_dir(pretrain.name), "tiny")
+    """The connectors ablation (`ws.stages`: what is trained once, then per connector the last two stages: pretraining
+    and fine-tuning), accuracy per task in `ABLATION_MODES`; returns ablation.md. From a base model each connector is
+    new (`--new_connector`) on the base model."""
+    *once, pretrain, finetune = ws.stages
+    if ws.base_model is None:
+        for stage in once:
+            train_stage(ws, stage, ws.run_dir(stage.name), None)
+        start, new = "tiny", []
+    else:
+        start, new = str(materialise(ws.base_model, ws.root / "base")), ["--new_connector", "true"]
+    recipe = load_stage_config(ws, pretrain, ws.run_dir(pretrain.name), start)
     results = {}
     for number, connector in enumerate(ABLATION_CONNECTORS, start=1):
         logger.info("connector %d/%d: %s", number, len(ABLATION_CONNECTORS), connector)
         begun = time.perf_counter()
         name = None if connector == recipe.connector_type else connector
-        extra = ablation_extra(connector, recipe.connector_type, recipe.num_frames, recipe.num_queries)
-        model, _ = train_stage(ws, pretrain, ws.run_dir(pretrain.name, name), "tiny", extra)
+        extra = new + ablation_extra(connector, recipe.connector_type, recipe.num_frames, recipe.num_queries)
+        model, _ = train_stage(ws, pretrain, ws.run_dir(pretrain.name, name), start, extra)
         run = ws.run_dir(finetune.name, name)
         model, _ = train_stage(ws, finetune, run, str(model))
         reports = evaluate_run(ws, model, run, modes=ABLATION_MODES)

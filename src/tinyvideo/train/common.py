@@ -36,7 +36,7 @@ from tinyvideo.files import usual_permissions, write_text
 from tinyvideo.modeling import TinyVideoForConditionalGeneration
 from tinyvideo.processing import TinyVideoProcessor
 from tinyvideo.rows import read_json_rows, read_text
-from tinyvideo.scratch import TINY_TOWERS, assemble, build_tiny
+from tinyvideo.scratch import TINY_TOWERS, assemble, build_tiny, replace_connector
 from tinyvideo.video import FrameSampling
 from tinyvideo.vision_towers import input_modules
 
@@ -98,7 +98,9 @@ class ModelSource:
       Without it, a tiny tower of the `tiny_vision_tower` family.
     The connector settings (`connector_type`, `num_queries`, `group`, `num_resampler_layers`,
     `model_max_length`, `vision_feature_select_strategy`), `language_model_layers` and the `tiny_*` sizes apply
-    only to new models; a folder keeps its own.
+    only to new models; a folder keeps its own, unless `new_connector` gives it a new connector of
+    `connector_type`, `num_queries`, `group` and `num_resampler_layers` (`scratch.replace_connector`: a connectors
+    ablation from a trained model).
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "checkpoint folder, or 'tiny'"})
@@ -110,7 +112,10 @@ class ModelSource:
     connector_type: str = field(default="group", metadata={"help": "group | naive | image | mlp | words (new models)"})
     num_queries: int = field(default=512, metadata={"help": "visual tokens per video (new models)"})
     group: int = field(default=16, metadata={"help": "groups of the group resampler (new models)"})
-    num_resampler_layers: int = field(default=3, metadata={"help": "resampler depth (assembled models)"})
+    num_resampler_layers: int = field(default=3, metadata={"help": "resampler depth (new connectors)"})
+    new_connector: bool = field(
+        default=False, metadata={"help": "with a model folder: replace its connector by a new one of the settings above"}
+    )
     model_max_length: int = field(default=3072, metadata={"help": "token limit of a sequence (new models)"})
     vision_feature_select_strategy: str = field(
         default="patch",
@@ -148,6 +153,8 @@ class ModelSource:
             raise InputError("vision_tower_path needs language_model_path, or model_name_or_path 'tiny'")
         if (self.language_model_path is not None) == (self.model_name_or_path is not None):
             raise InputError("give model_name_or_path (a folder or 'tiny'), or language_model_path + vision_tower_path")
+        if self.new_connector and (tiny or self.model_name_or_path is None):
+            raise InputError("new_connector replaces the connector of a model folder: give it as model_name_or_path")
         if tiny and Path(self.model_name_or_path).exists():
             raise InputError(
                 "model_name_or_path 'tiny' asks for a new tiny model, but ./tiny exists too: write ./tiny to start "
@@ -335,7 +342,11 @@ def load_model_and_processor(
     if not folder.is_dir():
         raise InputError(f"model_name_or_path {folder} is not a folder (or the word 'tiny')")
     model = TinyVideoForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
-    return model, TinyVideoProcessor.from_pretrained(folder)
+    processor = TinyVideoProcessor.from_pretrained(folder)
+    if args.new_connector:
+        settings = {key: getattr(args, key) for key in ("num_queries", "group", "num_resampler_layers")}
+        replace_connector(model, processor, args.connector_type, seed=seed, **settings)
+    return model, processor
 
 
 def corpus_texts(paths) -> list[str]:
