@@ -79,12 +79,14 @@ def reasoning(question: Question, second_look: bool) -> str:
 
     The answer's text comes first because the fine-tuned model names it best there: answering directly it is
     right 46-49% of the time, after evidence it wrote itself 34%. Its letter comes last, right after the text
-    again, because a small model names the letter of a stated answer (the shipped base model 90.7%) long before
-    it names the letter of one it has to work out (after the demo's fine-tuning: Option 20.4%, chance 22.9%).
+    again, because a small model learns to name the letter of a stated answer (the 2026-12-01 base model 90.7%) long
+    before it names the letter of one it has to work out (after the demo's fine-tuning then: Option 20.4%, chance
+    22.9%); the shipped base model, after its questions step, names it 42.1% of the time, so the demo's cold start
+    replays stated-answer rows beside these (`tinyvideo.demo.plan.COLDSTART_WITH_REPLAY`).
     Demo suite seed 0, cold starts from the same fine-tuned model, Reason mode on the 280 test questions: these
-    worked answers 35.0% alone, 37.5-43.2% with fine-tuning rows replayed beside them (`tinyvideo demo`'s cold
-    start; two draws of the rows); the evidence first, then "The answer is up.": 32.9% alone, 29.6% with the
-    replay; a description of the clip first and "So the answer is A (up)." last, the letter before its text: 21.8%.
+    worked answers 35.0% alone, 37.5-43.2% with fine-tuning rows replayed beside them (two draws of the rows); the
+    evidence first, then "The answer is up.": 32.9% alone, 29.6% with the replay; a description of the clip first
+    and "So the answer is A (up)." last, the letter before its text: 21.8%.
     """
     check = "Let me check again: " if second_look else ""
     evidence = question.evidence[0].lower() + question.evidence[1:] if second_look else question.evidence

@@ -84,16 +84,17 @@ FINETUNE_ROTATED = Stage(
     FINETUNE.trainer,
     (*FINETUNE.data, Source(("train", "rotated"))),
 )
-# After a base model, the cold start reads its worked answers 8 times over with about as many fine-tuning rows
-# replayed beside them at the small scale (every 26th question row, every 104th stated-answer row), one epoch.
-# From the fine-tuned base model (demo suite seed 0, chance 22.9%): Reason 37.5% in `tinyvideo demo`, 43.2% with
-# 224 replayed rows drawn at random instead, 35.0% for the worked answers alone (8 epochs), which cost more of
-# what fine-tuning taught (Cloze 62.1% -> 57.5% with the replay, 44.6% without it in suite version 3).
+# After a base model, the cold start reads its worked answers 8 times over with fine-tuning rows replayed beside them
+# (every 26th question row) and every fourth stated-answer row: the letter its <answer> names must be that of the
+# answer its reasoning states, the skill the stated-answer rows train. From the fine-tuned base model (demo suite
+# seed 0, chance 22.9%): Reason 46.4%, the letter that of the stated answer 79.8% of the time; with every 104th
+# stated-answer row 37.5% and 47.3%. From an earlier base model, the worked answers alone (8 epochs) cost more of what
+# fine-tuning taught.
 COLDSTART_WITH_REPLAY = Stage(
     "coldstart",
-    "reasoning cold start on the worked answers, with fine-tuning rows replayed",
+    "reasoning cold start on the worked answers, with fine-tuning and stated-answer rows replayed",
     "sft",
-    (Source(("train", "coldstart"), repeat=8), Source(("train", "qa"), every=26), Source(("train", "binding"), every=104)),
+    (Source(("train", "coldstart"), repeat=8), Source(("train", "qa"), every=26), Source(("train", "binding"), every=4)),
 )
 BASE_STAGES = (FINETUNE_ROTATED, COLDSTART_WITH_REPLAY, STAGES[-1])
 # The connectors ablation (`ABLATION_CONNECTORS`): its last two stages are trained once per connector. From scratch:
