@@ -35,6 +35,7 @@ PROBLEM = "What colour is the video?\nOptions:\nA. red\nB. green\nC. blue"
 METRICS = (
     "reward", "reward_std", "rewards/accuracy/mean", "rewards/format/mean", "accuracy", "format_rate",
     "completion_length", "kl", "clip_ratio/region_mean", "frac_reward_zero_std", "reflection_rate",
+    "rewards/accuracy/frac_zero_std",
 )
 
 
@@ -285,6 +286,10 @@ def test_training_changes_the_weights_logs_every_metric_and_encodes_each_video_o
     assert all(len({s["row"] for s in samples if s["step"] == step}) == 4 for step in (1, 2))
     solutions = [json.loads(line)["solution"] for line in (suite / "grpo.jsonl").read_text().splitlines()]
     assert all(sample["solution"] == solutions[sample["row"]] for sample in samples)  # scored on its own row
+    for step, entry in enumerate(logged, 1):
+        right = [s["rewards/accuracy"] for s in samples if s["step"] == step]
+        uniform = [len(set(right[first : first + 4])) == 1 for first in range(0, len(right), 4)]
+        assert entry["rewards/accuracy/frac_zero_std"] == sum(uniform) / len(uniform)
     assert list((tmp_path / "out" / "runs").rglob("events.out.tfevents*"))
 
 

@@ -368,6 +368,8 @@ class GRPOTrainer(Trainer):
         for name, values in zip(self.reward_names, per_reward):
             self._record(f"rewards/{name}/mean", values.mean().item())
             self._record(f"rewards/{name}/std", values.std().item())
+            # Groups where this reward alone cannot tell the rollouts apart (all right, or all wrong, for accuracy).
+            self._record(f"rewards/{name}/frac_zero_std", zero_std_fraction(values, group))
         self._write_samples(texts, rewards, per_func, advantages, inputs)
 
     def _reuse_or_score(self, name: str, per_func, texts, solutions) -> list[float]:
