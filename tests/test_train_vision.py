@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from transformers import AutoTokenizer, SiglipVisionModel
 
 from media import corrupt_frames, make_indexed_video
+from safetensors.torch import load_file
 from tinyvideo.cli import main
 from tinyvideo.demo.plan import SCRATCH_RECIPES as RECIPES
 from tinyvideo.processing import preprocess_frames
@@ -182,6 +184,21 @@ def test_a_finished_run_trains_no_more_and_says_so(frames_data, tmp_path, caplog
     with caplog.at_level(logging.INFO, logger="tinyvideo"):
         train(recipe(frames_data, tmp_path / "run", steps=8, save_steps=4))  # more steps: it goes on
     assert "resuming from" in caplog.text and (tmp_path / "run" / "checkpoint-8").is_dir()
+
+
+def test_a_run_killed_after_its_last_checkpoint_writes_that_checkpoint_as_its_model(frames_data, tmp_path, caplog):
+    """Killed after its step-6 checkpoint, before its final model: the rerun writes the model of step 6, the
+    Trainer's one more step (`test_a_finished_run_trains_no_more_and_says_so`) not taken."""
+    final = train(recipe(frames_data, tmp_path / "run", steps=6))
+    expected = load_file(final / "model.safetensors")
+    shutil.rmtree(final)
+    folders = sorted(p.name for p in (tmp_path / "run").iterdir())
+    with caplog.at_level(logging.INFO, logger="tinyvideo"):
+        assert train(recipe(frames_data, tmp_path / "run", steps=6)) == final
+    assert "writing the final model from" in caplog.text
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted([*folders, final.name])
+    written = load_file(final / "model.safetensors")
+    assert written.keys() == expected.keys() and all(torch.equal(written[k], expected[k]) for k in expected)
 
 
 def test_a_rerun_with_other_sizes_is_refused_in_one_line(frames_data, tmp_path, capsys):

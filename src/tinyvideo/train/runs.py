@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from accelerate.utils import gather_object
-from transformers import TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from tinyvideo.errors import InputError
@@ -162,11 +162,24 @@ def is_finished(trainer, checkpoint: Path) -> bool:
     return step >= max_steps
 
 
+class _CheckpointLoaded(Exception):
+    """Raised by `_StopBeforeTraining` once the Trainer has loaded a checkpoint's weights."""
+
+
+class _StopBeforeTraining(TrainerCallback):
+    """Stops `Trainer.train` after it has loaded the checkpoint it resumes from (into the model as prepared for
+    training: one process, DDP or DeepSpeed alike) and before its first step: resumed at its last step, the
+    Trainer would take one more step before it checks the step count."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        raise _CheckpointLoaded
+
+
 def train_and_save(trainer, processor, dataset, save=save_model) -> Path:
     """Train (resuming when a complete checkpoint of the same run exists), save the final model and return
-    its folder. A run whose checkpoint is at its last step and whose final model is written does nothing
-    more. `InputError` when the checkpoint is of a run with other settings or from other models
-    (`require_same_run`). `save` writes the final model (`save_model`'s arguments); `processor` goes with it.
+    its folder. A run whose checkpoint is at its last step trains no more: it returns its final model, or
+    writes it from that checkpoint's weights (a run killed after its last checkpoint). `InputError` when the
+    checkpoint is of a run with other settings or from other models (`require_same_run`). `save` writes the final model (`save_model`'s arguments); `processor` goes with it.
 
     `trainer.skipped_rows` holds the rows this process had to skip; `dataset.malformed_rows` those
     dropped at load. Every process must call this."""
@@ -176,15 +189,22 @@ def train_and_save(trainer, processor, dataset, save=save_model) -> Path:
     resume = config.resume_from_checkpoint
     if resume is None:
         resume = last_complete_checkpoint(output_dir, remove_incomplete=trainer.is_world_process_zero())
+    finished = False
     if resume is not None:
         require_same_run(Path(resume).parent, config)
-        if final.is_dir() and is_finished(trainer, Path(resume)):
+        finished = is_finished(trainer, Path(resume))
+        if finished and final.is_dir():
             logger.info("the run is finished (%s is at its last step); its final model is %s", resume, final)
             return final
-        logger.info("resuming from %s", resume)
+        logger.info("%s from %s", "writing the final model" if finished else "resuming", resume)
     elif trainer.is_world_process_zero():
         write_run_file(output_dir, config)
-    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    if finished:
+        trainer.add_callback(_StopBeforeTraining)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    except _CheckpointLoaded:
+        pass
 
     skipped = set().union(*gather_object([trainer.skipped_rows]))
     state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
