@@ -179,7 +179,8 @@ def train_and_save(trainer, processor, dataset, save=save_model) -> Path:
     """Train (resuming when a complete checkpoint of the same run exists), save the final model and return
     its folder. A run whose checkpoint is at its last step trains no more: it returns its final model, or
     writes it from that checkpoint's weights (a run killed after its last checkpoint). `InputError` when the
-    checkpoint is of a run with other settings or from other models (`require_same_run`). `save` writes the final model (`save_model`'s arguments); `processor` goes with it.
+    checkpoint is of a run with other settings or from other models (`require_same_run`). `save` writes the
+    final model (`save_model`'s arguments); `processor` goes with it.
 
     `trainer.skipped_rows` holds the rows this process had to skip; `dataset.malformed_rows` those
     dropped at load. Every process must call this."""
