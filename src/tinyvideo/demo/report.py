@@ -32,7 +32,10 @@ from tinyvideo.train.base_model import base_model_folder
 from tinyvideo.train.rewards import is_reflective
 from tinyvideo.video import read_frames
 
-GRPO_METRICS = ("reward", "accuracy", "format_rate", "completion_length", "kl")
+# The consistency reward's mean is logged only by recipes that use it (the base model's).
+GRPO_METRICS = (
+    "reward", "accuracy", "format_rate", "rewards/consistency/mean", "reflection_rate", "completion_length", "kl"
+)
 STRIP_FRAMES = 8
 EXAMPLES = 3
 
