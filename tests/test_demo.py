@@ -88,17 +88,21 @@ def test_accuracy_tables_are_the_harness_reports(smoke):
             expected["all"] = pct(report["overall"]["accuracy"])
             expected["invalid answers"] = str(report["invalid_answers"])
             assert {row[0]: row[column] for row in rows[1:]} == expected
+        chance = json.loads((out / "demo.json").read_text())["chance"]
+        assert {row[0]: row[1] for row in rows[1:-1]} == {task: pct(value) for task, value in chance.items()}
 
 
-def test_controls_are_the_harness_reports_of_the_fine_tuned_model(smoke):
-    """One control table per evaluation of `CONTROL_MODES` (Option), in that order, each cell the harness's own
-    report."""
+def test_controls_are_the_harness_reports_of_the_fine_tuned_and_last_models(smoke):
+    """One control table per stage and mode of `CONTROLLED` (fine-tuning in Option mode, GRPO in Reason mode), in
+    that order, each cell the harness's own report."""
     out = smoke
-    control_tables = [t for t in tables((out / "report.md").read_text()) if t[0][2:] == ["finetune", *CONTROLS]]
-    assert len(control_tables) == len(plan.CONTROL_MODES) == 1
-    for mode, rows in zip(plan.CONTROL_MODES, control_tables):
+    controlled = [(stage, mode) for stage, modes in plan.CONTROLLED.items() for mode in modes]
+    assert controlled == [("finetune", "option"), ("grpo", "reason")]
+    control_tables = [t for t in tables((out / "report.md").read_text()) if t[0][3:] == list(CONTROLS)]
+    assert [t[0][2] for t in control_tables] == [stage for stage, _ in controlled]
+    for (stage, mode), rows in zip(controlled, control_tables, strict=True):
         for column, name in enumerate([mode, *(f"{mode}-{control}" for control in CONTROLS)], start=2):
-            report = json.loads((out / "eval" / f"finetune-{name}" / "report.json").read_text())
+            report = json.loads((out / "eval" / f"{stage}-{name}" / "report.json").read_text())
             assert (report["mode"], report["settings"]["cloze_options"]) == HARNESS_MODES[mode]
             assert report["settings"]["control"] == (None if name == mode else name.removeprefix(f"{mode}-"))
             assert report["predicted"] == report["questions"] > 0
@@ -107,8 +111,9 @@ def test_controls_are_the_harness_reports_of_the_fine_tuned_model(smoke):
             assert all(cells[task] == pct(cell["accuracy"]) for task, cell in report["breakdowns"]["task"].items())
         assert {row[0] for row in rows[1:]} >= {f"{task} (temporal)" for task in plan.TEMPORAL_TASKS}
     controls = json.loads((out / "demo.json").read_text())["controls"]
-    expected = {mode: {"finetune", *CONTROLS} for mode in plan.CONTROL_MODES}
-    assert {mode: set(by_name) for mode, by_name in controls.items()} == expected
+    assert {(stage, mode): set(by_name) for stage, by_mode in controls.items() for mode, by_name in by_mode.items()} == {
+        pair: {pair[0], *CONTROLS} for pair in controlled
+    }
 
 
 def test_evaluations_run_in_the_precision_the_recipes_train_in(smoke, bf16_hardware):
@@ -195,6 +200,42 @@ def test_rerun_reuses_every_stage(smoke, caplog):
     after = json.loads((out / "demo.json").read_text())
     assert after["accuracy"] == json.loads(before)["accuracy"]
     assert all(stage["reused"] for stage in after["training"].values())
+
+
+def test_several_seeds_make_a_demo_each_and_their_mean_and_spread(smoke, tmp_path, caplog):
+    """`--seed 0 1`: a demo per seed in OUT/seed-N (seed 0's moved there from another folder is reused whole), then
+    seeds.md with each seed's overall accuracy as its demo.json has it and the mean ± sample standard deviation."""
+    shutil.copytree(smoke, tmp_path / "seed-0")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with caplog.at_level(logging.INFO, logger="tinyvideo"):
+            assert run_demo(tmp_path, "--seed", "0", "1", "0") == 0
+    finally:
+        torch.set_num_threads(threads)
+    trained = [m.getMessage() for m in caplog.records if m.getMessage().startswith("stage ") and "done" in m.getMessage()]
+    assert len(trained) == 2 * len(STAGES)  # each seed once, though seed 0 was asked twice
+    runs = [json.loads((tmp_path / f"seed-{seed}" / "demo.json").read_text()) for seed in (0, 1)]
+    assert [run["seed"] for run in runs] == [0, 1]
+    assert all(run["training"][stage]["reused"] for run in runs[:1] for stage in STAGES)
+    (header, *rows), = tables((tmp_path / "seeds.md").read_text())
+    assert header == ["", "seed 0", "seed 1", "mean ± sd"]
+    cells = {row[0]: row[1:] for row in rows}
+    reason = [run["accuracy"]["reason"] for run in runs]
+    expected = {
+        "chance": [run["chance"]["all"] for run in runs],
+        "Option mode, after finetune": [run["accuracy"]["option"]["finetune"]["all"] for run in runs],
+        "Reason mode, grpo minus coldstart": [r["grpo"]["all"] - r["coldstart"]["all"] for r in reason],
+        "Reason mode, after grpo, shuffled-video": [run["controls"]["grpo"]["reason"]["shuffled-video"]["all"] for run in runs],
+    }
+    for name, (a, b) in expected.items():
+        mean, sd = (a + b) / 2, abs(a - b) / 2**0.5
+        assert cells[name] == [f"{a:.1f}", f"{b:.1f}", f"{mean:.1f} ± {sd:.1f}"], name
+
+
+def test_the_ablation_takes_one_seed(tmp_path, capsys):
+    assert main(["demo", "--ablation", "connectors", "--seed", "0", "1", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().endswith("--ablation takes one seed: run it once per seed, each with its own --out")
 
 
 def test_another_scale_in_the_same_folder_is_refused(smoke, capsys):

@@ -242,6 +242,22 @@ def test_answers_of_another_model_at_the_same_path_are_not_mixed(settings, check
         evaluate(moved, output)
 
 
+def test_answers_about_other_questions_at_the_same_path_are_not_mixed(settings, reference, tmp_path):
+    """The benchmark's folder moved (a demo's folder moved whole): the same questions, every answer kept; other
+    questions in the folder now (a suite generated again) are refused, naming them."""
+    data = tmp_path / "data"
+    shutil.copytree(settings.data, data)
+    output = tmp_path / "out"
+    shutil.copytree(reference, output)
+    moved = dataclasses.replace(settings, data=str(data))
+    assert evaluate(moved, output) == output / "predictions.jsonl"
+    assert responses(output) == responses(reference)
+    annotations = data / "annotations" / "test.jsonl"
+    annotations.write_text(annotations.read_text().replace("Question 0:", "Question zero:"))
+    with pytest.raises(InputError, match=r"other settings \(data, the questions differ\): choose another --output"):
+        evaluate(moved, output)
+
+
 def test_cloze_mode_picks_the_option_likeliest_as_the_answer(settings, loaded, tmp_path):
     """Each option's text scored as the answer to the bare question, one sequence at a time, unpadded."""
     model, processor = loaded

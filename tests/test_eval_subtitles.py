@@ -248,14 +248,15 @@ def test_a_time_that_is_no_number_is_refused_naming_the_row(tmp_path, field):
         longvideobench.load(tmp_path, "option", subtitles=True)
 
 
-def test_a_run_file_written_before_a_setting_existed_still_resumes(tmp_path):
+def test_a_run_file_written_before_a_setting_existed_still_resumes(lvb_dir, tmp_path):
     settings = Settings("longvideobench", "data", "model")
-    older = run_record(settings, 4)
-    del older["settings"]["subtitles"], older["model_sha256"]
+    questions = longvideobench.load(lvb_dir, "option")
+    older = run_record(settings, questions)
+    del older["settings"]["subtitles"], older["model_sha256"], older["questions_sha256"]
     write(tmp_path / "run.json", json.dumps(older))
-    check_run_file(tmp_path, run_record(settings, 4))
+    check_run_file(tmp_path, run_record(settings, questions))
     with pytest.raises(InputError, match=r"other settings \(subtitles differ\)"):
-        check_run_file(tmp_path, run_record(dataclasses.replace(settings, subtitles=True), 4))
+        check_run_file(tmp_path, run_record(dataclasses.replace(settings, subtitles=True), questions))
 
 
 def test_a_bad_subtitle_file_is_logged_once_and_its_questions_asked_without(lvb_dir, caplog):

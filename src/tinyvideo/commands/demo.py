@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 from tinyvideo.demo.plan import BASE_RECIPES, SCALES, SCRATCH_RECIPES, open_workspace
+from tinyvideo.demo.report import write_seeds_report
 from tinyvideo.demo.run import run_ablation, run_demo
+from tinyvideo.errors import InputError
 from tinyvideo.flags import non_negative_int
 from tinyvideo.train.base_model import DEFAULT
 
@@ -26,7 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["connectors"],
         help="compare the group, image-level and naive resamplers, each new on the base model (from scratch with --from-scratch)",
     )
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the suite and of every stage (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        nargs="+",
+        default=[0],
+        help="seed of the suite and of every stage (default 0); several seeds: a demo per seed in OUT/seed-N, then "
+        "OUT/seeds.md with every number's mean and spread over them",
+    )
     parser.add_argument(
         "--base-model",
         default=DEFAULT,
@@ -55,7 +64,15 @@ def run(args: argparse.Namespace) -> int:
     base_model = None if args.from_scratch else args.base_model
     recipes = args.recipes or (SCRATCH_RECIPES if base_model is None else BASE_RECIPES)
     ablation = args.ablation is not None
-    ws = open_workspace(args.out, args.scale, args.seed, recipes, args.language_model, base_model, ablation)
-    report = run_ablation(ws, started) if args.ablation else run_demo(ws, started)
-    print(f"report: {report} ({time.perf_counter() - started:.0f} s)")
+    seeds = list(dict.fromkeys(args.seed))
+    if ablation and len(seeds) > 1:
+        raise InputError("--ablation takes one seed: run it once per seed, each with its own --out")
+    folders = {seed: args.out if len(seeds) == 1 else args.out / f"seed-{seed}" for seed in seeds}
+    for seed, folder in folders.items():
+        begun = time.perf_counter()
+        ws = open_workspace(folder, args.scale, seed, recipes, args.language_model, base_model, ablation)
+        report = run_ablation(ws, begun) if ablation else run_demo(ws, begun)
+        print(f"report: {report} ({time.perf_counter() - begun:.0f} s)")
+    if len(seeds) > 1:
+        print(f"over the seeds: {write_seeds_report(args.out, folders)} ({time.perf_counter() - started:.0f} s)")
     return 0

@@ -1,7 +1,7 @@
 """`tinyvideo demo`: the whole life of a small video reasoning model on the synthetic suite, up to a report
 with plots, on a CPU.
 
-    tinyvideo demo [--scale smoke|small] [--out DIR] [--base-model NAME | --from-scratch]
+    tinyvideo demo [--scale smoke|small] [--out DIR] [--seed N ...] [--base-model NAME | --from-scratch]
     tinyvideo demo --ablation connectors [--scale smoke|small] [--out DIR]
 
 The first form generates the suite, writes the shipped base model (`tinyvideo.train.base_model`) as a model
@@ -9,7 +9,9 @@ folder and runs the recipes of `tinyvideo/recipes/base/` (finetune, coldstart, g
 with their paths pointed into DIR; `--from-scratch` runs the five of `tinyvideo/recipes/synth/` (vision,
 pretrain, then the same three) from random weights instead. After each stage that makes a language model
 the evaluation harness answers the suite's test questions in Option, Reason and Cloze modes (the fine-tuned
-model also under each control, in Option and Cloze mode), and `DIR/report.md` is written with its plots.
+model also under each control in Option mode, the GRPO model in Reason mode), and `DIR/report.md` is written with
+its plots. With several seeds each is a demo of its own in `DIR/seed-N/`, and `DIR/seeds.md` gives every overall
+number per seed and its mean and spread over them.
 `smoke` cuts every stage to a few steps (it checks the plumbing; the model learns little); `small` runs the
 recipes as written. The second form trains the from-scratch model with the group, image-level and naive
 video-level resamplers at the same number of visual tokens (pretraining and fine-tuning, on one shared
@@ -24,6 +26,7 @@ is refused, never reused. DIR holds:
     runs/<run>/               Trainer output: checkpoints, model/, log_history.json
     eval/<run>-<mode>/        harness output: predictions.jsonl, report.json, report.md
     report.md, demo.json, *.png, examples/        (ablation.md, ablation.json, ablation.png)
+    seed-N/, seeds.md, seeds.json                 (with several seeds: the above per seed, then the summary)
 
 On a CPU shared with other work, run it as `OMP_NUM_THREADS=1 tinyvideo demo ...`: a model this small
 gains little from more threads, and on a busy machine OpenMP threads spend their time waiting on each other.

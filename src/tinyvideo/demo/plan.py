@@ -20,9 +20,6 @@ CLOZE_OPTIONS = "cloze-options"
 MODES = ("option", "reason", "cloze", CLOZE_OPTIONS)
 TITLES = {"option": "Option mode", "reason": "Reason mode", "cloze": "Cloze mode", CLOZE_OPTIONS: "Cloze mode, options listed"}
 ABLATION_MODES = ("option", "cloze")
-# The evaluations the fine-tuned model also gets under each control: Option, what the published prompt gets (each
-# control costs an evaluation of the test split; `tinyvideo eval synth --control` gives any other mode's).
-CONTROL_MODES = ("option",)
 OPTION_TOKENS = 16  # an Option-mode answer is a letter
 HISTORY = "log_history.json"
 ABLATION_CONNECTORS = ("group", "image", "naive")  # the resamplers compared at the same number of visual tokens
@@ -73,6 +70,10 @@ STAGES = (
     Stage("grpo", "GRPO reinforcement learning", "grpo", (Source(("train", "grpo")),)),
 )
 VISION, PRETRAIN, FINETUNE = STAGES[:3]
+# The evaluations also made under each control, per stage: the fine-tuned model in Option mode (the published
+# fine-tuned model's prompt) and the last stage's in Reason mode (so that GRPO's gain is seen to come from the video).
+# Each costs an evaluation of the test split per control; `tinyvideo eval synth --control` gives any other.
+CONTROLLED = {FINETUNE.name: ("option",), STAGES[-1].name: ("reason",)}
 # After a base model, the fine-tuning also reads each question's Option row in every other rotation of its options
 # (the letter moves with the option's text): from the base model with its reading stage, 300 steps of the rows above
 # leave Option at its shuffled-video control (26.4% / 27.5%) and at 28.6% on the train split itself (it underfits the

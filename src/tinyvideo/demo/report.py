@@ -8,6 +8,7 @@ Plots use matplotlib's object API (`Figure`), which needs no GUI backend and tou
 from __future__ import annotations
 
 import math
+import statistics
 import textwrap
 from pathlib import Path
 
@@ -17,7 +18,6 @@ from matplotlib.ticker import MaxNLocator
 
 from tinyvideo.demo.plan import (
     ABLATION_MODES,
-    FINETUNE,
     MODES,
     STAGES,
     TEMPORAL_TASKS,
@@ -28,6 +28,7 @@ from tinyvideo.demo.plan import (
 )
 from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.files import write_json, write_text
+from tinyvideo.rows import read_json
 from tinyvideo.train.base_model import base_model_folder
 from tinyvideo.train.rewards import is_reflective
 from tinyvideo.video import read_frames
@@ -138,24 +139,26 @@ def accuracy_rows(reports: dict[str, dict], tasks: dict) -> tuple[list[str], lis
     return ["task", "chance", *names], rows
 
 
-def control_lines(seen: dict[str, dict], controls: dict[str, dict[str, dict]], tasks: dict) -> tuple[list[str], dict]:
-    """Per mode of `controls`, the fine-tuned model's accuracy (`seen`: mode -> report) beside the same model
-    under each control (mode -> control -> report), temporal tasks marked."""
+def control_lines(evaluated: dict[str, dict], controls: dict[str, dict[str, dict]], tasks: dict) -> tuple[list[str], dict]:
+    """Per stage and mode of `controls` (stage -> mode -> control -> harness report), the stage's model as evaluated
+    (`evaluated`: stage -> {"reports": mode -> report}) beside the same model under each control, temporal tasks
+    marked."""
     text = [
         "## Controls",
         "",
-        "The fine-tuned model as above, then with each question asked about another test clip's video "
+        "A stage's model as above, then with each question asked about another test clip's video "
         "(shuffled-video: what it gets right without the video) and with only the last sampled frame, repeated "
         "(last-frame: the temporal tasks need the order of the frames).",
         "",
     ]
     summary = {}
-    for mode, reports in controls.items():
-        compared = {"finetune": seen[mode], **reports}
-        header, rows = accuracy_rows(compared, tasks)
-        rows = [[f"{row[0]} (temporal)" if row[0] in TEMPORAL_TASKS else row[0], *row[1:]] for row in rows]
-        text += [f"{TITLES[mode]}:", "", *table(header, rows), ""]
-        summary[mode] = {name: task_accuracy(report) for name, report in compared.items()}
+    for stage, by_mode in controls.items():
+        for mode, reports in by_mode.items():
+            compared = {stage: evaluated[stage]["reports"][mode], **reports}
+            header, rows = accuracy_rows(compared, tasks)
+            rows = [[f"{row[0]} (temporal)" if row[0] in TEMPORAL_TASKS else row[0], *row[1:]] for row in rows]
+            text += [f"{TITLES[mode]}, after {stage}:", "", *table(header, rows), ""]
+            summary.setdefault(stage, {})[mode] = {name: task_accuracy(report) for name, report in compared.items()}
     return text, summary
 
 
@@ -239,7 +242,8 @@ def write_demo_report(
 ) -> Path:
     """`report.md`, `demo.json` and the plots, from each stage's run folder, history and evaluation reports;
     `subtitles` is the last stage's report on the suite's LongVideoBench files without and with subtitles;
-    `controls` the fine-tuned model's reports under each control (mode -> control -> harness report)."""
+    `controls` the reports of `plan.CONTROLLED`'s stages under each control (stage -> mode -> control -> harness
+    report)."""
     root, tasks = ws.root, ws.suite.manifest["tasks"]
     histories = {stage: result["history"] for stage, result in results.items()}
     plot_losses(histories, root / "loss.png")
@@ -273,7 +277,7 @@ def write_demo_report(
         header, rows = accuracy_rows({s: r["reports"][mode] for s, r in evaluated.items()}, tasks)
         lines += [f"{TITLES[mode]}:", "", *table(header, rows), ""]
     lines += ["![accuracy per task and stage](accuracy.png)", ""]
-    control_text, control_summary = control_lines(evaluated[FINETUNE.name]["reports"], controls, tasks)
+    control_text, control_summary = control_lines(evaluated, controls, tasks)
     lines += control_text
     lines += ["## Training loss", "", "![training loss](loss.png)", ""]
     training = {}
@@ -333,6 +337,7 @@ def write_demo_report(
             "seed": ws.seed,
             "seconds": seconds,
             "suite": counts,
+            "chance": chance(next(iter(evaluated.values()))["reports"][MODES[0]], tasks),
             "accuracy": {mode: {s: task_accuracy(r["reports"][mode]) for s, r in evaluated.items()} for mode in MODES},
             "invalid_answers": {mode: {s: r["reports"][mode]["invalid_answers"] for s, r in evaluated.items()} for mode in MODES},
             "training": training,
@@ -343,6 +348,51 @@ def write_demo_report(
         },
     )
     return root / "report.md"
+
+
+def _spread(values: list[float | None]) -> str:
+    """Mean ± sample standard deviation of the values given (`-` where one is missing)."""
+    if any(v is None for v in values):
+        return "-"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def write_seeds_report(root: Path, demos: dict[int, Path]) -> Path:
+    """`seeds.md` and `seeds.json` in `root`: each demo's overall test accuracy (`demos`: seed -> its folder, which
+    holds its `demo.json`) per mode and stage, GRPO's gain in Reason mode over the cold start, and the controls,
+    every number per seed and as the mean ± sample standard deviation over the seeds (at least two)."""
+    runs = {seed: read_json(folder / "demo.json") for seed, folder in demos.items()}
+    first = next(iter(runs.values()))
+    rows: dict[str, list[float | None]] = {"chance": [run["chance"]["all"] for run in runs.values()]}
+    for mode in MODES:
+        for stage, accuracy in first["accuracy"][mode].items():
+            rows[f"{TITLES[mode]}, after {stage}"] = [run["accuracy"][mode][stage]["all"] for run in runs.values()]
+    *_, before, last = first["accuracy"]["reason"]
+    rows[f"Reason mode, {last} minus {before}"] = [
+        run["accuracy"]["reason"][last]["all"] - run["accuracy"]["reason"][before]["all"] for run in runs.values()
+    ]
+    for stage, by_mode in first["controls"].items():
+        for mode, by_name in by_mode.items():
+            for name in by_name:
+                if name != stage:
+                    rows[f"{TITLES[mode]}, after {stage}, {name}"] = [
+                        run["controls"][stage][mode][name]["all"] for run in runs.values()
+                    ]
+    lines = [
+        f"# tinyvideo demo over {len(runs)} seeds ({first['scale']} scale)",
+        "",
+        "Each seed is a demo of its own (its own suite, its training and test clips, every stage's seed): "
+        f"{', '.join(f'[seed {seed}]({folder.name}/report.md)' for seed, folder in demos.items())}. Overall test "
+        "accuracy (%) per seed, then the mean ± the sample standard deviation over the seeds.",
+        "",
+        *table(
+            ["", *(f"seed {seed}" for seed in runs), "mean ± sd"],
+            [[name, *(_num(v, 1) for v in values), _spread(values)] for name, values in rows.items()],
+        ),
+    ]
+    write_text(root / "seeds.md", "\n".join(lines))
+    write_json(root / "seeds.json", {"seeds": list(runs), "rows": {name: dict(zip(runs, v)) for name, v in rows.items()}})
+    return root / "seeds.md"
 
 
 def _ablation_section(mode: str, reports: dict[str, dict], tasks, sizes: list[list[str]]) -> tuple[list[str], dict]:

@@ -19,8 +19,7 @@ from tinyvideo.demo.plan import (
     ABLATION_CONNECTORS,
     ABLATION_MODES,
     CLOZE_OPTIONS,
-    CONTROL_MODES,
-    FINETUNE,
+    CONTROLLED,
     HISTORY,
     MODES,
     OPTION_TOKENS,
@@ -228,8 +227,8 @@ def evaluate_subtitles(ws: Workspace, model: Path, run: Path) -> dict:
 
 
 def run_demo(ws: Workspace, started: float) -> Path:
-    """Every stage, each evaluated in every mode, the fine-tuned model also in `CONTROL_MODES` under each control,
-    then `report.md`; returns the report's path. `started` is when the command began
+    """Every stage, each evaluated in every mode and, in its `CONTROLLED` modes, under each control, then
+    `report.md`; returns the report's path. `started` is when the command began
     (`time.perf_counter`), for the report's wall time."""
     results, controls = {}, {}
     start = None if ws.base_model is None else str(materialise(ws.base_model, ws.root / "base"))
@@ -239,11 +238,8 @@ def run_demo(ws: Workspace, started: float) -> Path:
         run = ws.run_dir(stage.name)
         final, reused = train_stage(ws, stage, run, start)
         reports = {} if stage is VISION else evaluate_run(ws, final, run)
-        if stage.name == FINETUNE.name:
-            controls = {
-                mode: {control: evaluate_run(ws, final, run, (mode,), control)[mode] for control in CONTROLS}
-                for mode in CONTROL_MODES
-            }
+        for mode in CONTROLLED.get(stage.name, ()):
+            controls.setdefault(stage.name, {})[mode] = {c: evaluate_run(ws, final, run, (mode,), c)[mode] for c in CONTROLS}
         seconds = time.perf_counter() - begun
         results[stage.name] = {"run": run, "reports": reports, "history": read_history(run), "seconds": seconds, "reused": reused}
         accuracies = ", ".join(f"{mode} {_pct(task_accuracy(r)['all'])}" for mode, r in reports.items()) or "-"

@@ -70,7 +70,7 @@ def evaluate(
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
     questions = load_questions(settings)
     output = Path(output)
-    wanted = run_record(settings, len(questions))
+    wanted = run_record(settings, questions)
     check_run_file(output, wanted)
     mine = shard_of(questions, *shard) if shard else questions
     path = predictions_path(output, shard)

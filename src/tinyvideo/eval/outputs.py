@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from tinyvideo.errors import InputError
-from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, WITHOUT_SUBTITLES
+from tinyvideo.eval.benchmarks.common import WITH_SUBTITLES, WITHOUT_SUBTITLES, Question
 from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.eval.report import beside, markdown, score
 from tinyvideo.eval.settings import BENCHMARKS, Settings
@@ -19,36 +21,51 @@ from tinyvideo.rows import read_json
 
 RUN_FILE = "run.json"
 REPORT_LOCK = "report.lock"
+# The settings that locate what an evaluation reads, and the digest that tells whether it is the same thing elsewhere.
+DIGESTS = {"model": ("model_sha256", "the model's files"), "data": ("questions_sha256", "the questions")}
 
 
-def run_record(settings: Settings, num_questions: int) -> dict:
-    """What the output folder's run file holds: the settings, the question count and the model's `content_sha256`
-    (None for a model that is not a local file or folder)."""
+def questions_sha256(questions: Sequence[Question]) -> str:
+    """A sha256 hex digest of the questions as asked: each one's id, video file name, prompt, options, answer and
+    categories, in order; not where the benchmark's folder is."""
+    asked = [[q.id, Path(q.video).name, q.prompt, q.options, q.answer, q.categories] for q in questions]
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
+
+
+def run_record(settings: Settings, questions: Sequence[Question]) -> dict:
+    """What the output folder's run file holds: the settings, the questions' count and `questions_sha256`, and the
+    model's `content_sha256` (None for a model that is not a local file or folder)."""
     model = Path(settings.model)
     try:
         digest = content_sha256(model) if model.exists() else None
     except OSError as error:
         raise InputError(f"cannot read the model: {error}") from None
-    return {"settings": dataclasses.asdict(settings), "num_questions": num_questions, "model_sha256": digest}
+    return {
+        "settings": dataclasses.asdict(settings),
+        "num_questions": len(questions),
+        "questions_sha256": questions_sha256(questions),
+        "model_sha256": digest,
+    }
 
 
 def check_run_file(output: Path, wanted: dict) -> None:
-    """Refuse an output folder whose run file records other settings, or another model at the same path (its
-    answers must not be mixed in); the same model files at another path are the same model."""
+    """Refuse an output folder whose run file records other settings, other questions, or another model at the same
+    path (its answers must not be mixed in); the same model files or the same questions at another path (a moved
+    folder) are the same."""
     path = output / RUN_FILE
     if not path.is_file():
         return
     found = read_json(path)
     defaults = {f.name: f.default for f in dataclasses.fields(Settings) if f.default is not dataclasses.MISSING}
     found["settings"] = {**defaults, **found.get("settings", {})}  # settings added since: their defaults
-    if found.get("model_sha256") is None or wanted["model_sha256"] is None:  # not recorded, or the model is gone
-        found["model_sha256"] = wanted["model_sha256"]
-    elif found["model_sha256"] == wanted["model_sha256"]:  # the same files, wherever they are now
-        found["settings"]["model"] = wanted["settings"]["model"]
+    for setting, (digest, _) in DIGESTS.items():
+        if found.get(digest) is None or wanted[digest] is None:  # not recorded, or the model is gone
+            found[digest] = wanted[digest]
+        elif found[digest] == wanted[digest]:  # the same files or questions, wherever they are now
+            found["settings"][setting] = wanted["settings"][setting]
     if found != wanted:
         changed = sorted(k for k in wanted["settings"] if found["settings"].get(k) != wanted["settings"][k])
-        if found["model_sha256"] != wanted["model_sha256"]:
-            changed.append("the model's files")
+        changed += [what for digest, what in DIGESTS.values() if found[digest] != wanted[digest]]
         raise InputError(
             f"{output} holds predictions made with other settings ({', '.join(changed) or 'question count'} "
             "differ): choose another --output, or delete that folder to start again"

@@ -28,9 +28,10 @@ logger = logging.getLogger(__name__)
 FINAL_MODEL = "model"
 TRAINER_STATE = "trainer_state.json"
 RUN_FILE = "run.json"
-# Settings that may change between a run and its resumption: where the data is (a moved folder) and the
-# Trainer's own, except the optimizer, whose saved state only fits its own kind.
-MOVABLE = frozenset({"data_path", "video_root"})
+# Settings that may change between a run and its resumption: where the data is (a moved folder: the rows, their
+# videos, the texts a new tokenizer is fitted on) and the Trainer's own, except the optimizer, whose saved state only
+# fits its own kind.
+MOVABLE = frozenset({"data_path", "video_root", "tokenizer_corpus"})
 TRAINER_SETTINGS = frozenset(f.name for f in dataclasses.fields(TrainingArguments)) - {"optim"}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 # The settings that name a model the run starts from, and the key under which `run.json` keeps their digests.
