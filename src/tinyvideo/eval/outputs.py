@@ -59,7 +59,7 @@ def check_run_file(output: Path, wanted: dict) -> None:
     defaults = {f.name: f.default for f in dataclasses.fields(Settings) if f.default is not dataclasses.MISSING}
     found["settings"] = {**defaults, **found.get("settings", {})}  # settings added since: their defaults
     for setting, (digest, _) in DIGESTS.items():
-        if found.get(digest) is None or wanted[digest] is None:  # not recorded, or the model is gone
+        if found.get(digest) is None or wanted[digest] is None:  # an older run file, or the model is gone
             found[digest] = wanted[digest]
         elif found[digest] == wanted[digest]:  # the same files or questions, wherever they are now
             found["settings"][setting] = wanted["settings"][setting]
