@@ -226,6 +226,10 @@ def test_several_seeds_make_a_demo_each_and_their_mean_and_spread(smoke, tmp_pat
         "chance": [run["chance"]["all"] for run in runs],
         "Option mode, after finetune": [run["accuracy"]["option"]["finetune"]["all"] for run in runs],
         "Reason mode, grpo minus coldstart": [r["grpo"]["all"] - r["coldstart"]["all"] for r in reason],
+        "Reason mode after grpo minus Option mode after finetune": [
+            r["grpo"]["all"] - run["accuracy"]["option"]["finetune"]["all"] for r, run in zip(reason, runs)
+        ],
+        "Reason answers not well-formed, after coldstart": [run["invalid_answers"]["reason"]["coldstart"] for run in runs],
         "Reason mode, after grpo, shuffled-video": [run["controls"]["grpo"]["reason"]["shuffled-video"]["all"] for run in runs],
     }
     for name, (a, b) in expected.items():

@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from tinyvideo.demo.plan import (
     ABLATION_MODES,
+    FINETUNE,
     MODES,
     STAGES,
     TEMPORAL_TASKS,
@@ -359,8 +360,9 @@ def _spread(values: list[float | None]) -> str:
 
 def write_seeds_report(root: Path, demos: dict[int, Path]) -> Path:
     """`seeds.md` and `seeds.json` in `root`: each demo's overall test accuracy (`demos`: seed -> its folder, which
-    holds its `demo.json`) per mode and stage, GRPO's gain in Reason mode over the cold start, and the controls,
-    every number per seed and as the mean ± sample standard deviation over the seeds (at least two)."""
+    holds its `demo.json`) per mode and stage, GRPO's gain in Reason mode over the cold start and its distance to the
+    fine-tuned model's Option accuracy, the Reason answers not well-formed, and the controls, every number per seed
+    and as the mean ± sample standard deviation over the seeds (at least two)."""
     runs = {seed: read_json(folder / "demo.json") for seed, folder in demos.items()}
     first = next(iter(runs.values()))
     rows: dict[str, list[float | None]] = {"chance": [run["chance"]["all"] for run in runs.values()]}
@@ -371,6 +373,11 @@ def write_seeds_report(root: Path, demos: dict[int, Path]) -> Path:
     rows[f"Reason mode, {last} minus {before}"] = [
         run["accuracy"]["reason"][last]["all"] - run["accuracy"]["reason"][before]["all"] for run in runs.values()
     ]
+    rows[f"Reason mode after {last} minus Option mode after {FINETUNE.name}"] = [
+        run["accuracy"]["reason"][last]["all"] - run["accuracy"]["option"][FINETUNE.name]["all"] for run in runs.values()
+    ]
+    for stage in first["invalid_answers"]["reason"]:
+        rows[f"Reason answers not well-formed, after {stage}"] = [run["invalid_answers"]["reason"][stage] for run in runs.values()]
     for stage, by_mode in first["controls"].items():
         for mode, by_name in by_mode.items():
             for name in by_name:
@@ -383,7 +390,8 @@ def write_seeds_report(root: Path, demos: dict[int, Path]) -> Path:
         "",
         "Each seed is a demo of its own (its own suite, its training and test clips, every stage's seed): "
         f"{', '.join(f'[seed {seed}]({folder.name}/report.md)' for seed, folder in demos.items())}. Overall test "
-        "accuracy (%) per seed, then the mean ± the sample standard deviation over the seeds.",
+        "accuracy (%) and its differences (points), and the counts of answers not well-formed, per seed, then the "
+        "mean ± the sample standard deviation over the seeds.",
         "",
         *table(
             ["", *(f"seed {seed}" for seed in runs), "mean ± sd"],
