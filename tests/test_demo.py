@@ -206,6 +206,7 @@ def test_several_seeds_make_a_demo_each_and_their_mean_and_spread(smoke, tmp_pat
     """`--seed 0 1`: a demo per seed in OUT/seed-N (seed 0's moved there from another folder is reused whole), then
     seeds.md with each seed's overall accuracy as its demo.json has it and the mean ± sample standard deviation."""
     shutil.copytree(smoke, tmp_path / "seed-0")
+    away = smoke.rename(smoke.with_name(smoke.name + "-away"))  # the folder moved: its old paths lead nowhere
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -213,6 +214,7 @@ def test_several_seeds_make_a_demo_each_and_their_mean_and_spread(smoke, tmp_pat
             assert run_demo(tmp_path, "--seed", "0", "1", "0") == 0
     finally:
         torch.set_num_threads(threads)
+        away.rename(smoke)
     trained = [m.getMessage() for m in caplog.records if m.getMessage().startswith("stage ") and "done" in m.getMessage()]
     assert len(trained) == 2 * len(STAGES)  # each seed once, though seed 0 was asked twice
     runs = [json.loads((tmp_path / f"seed-{seed}" / "demo.json").read_text()) for seed in (0, 1)]
