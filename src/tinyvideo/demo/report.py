@@ -191,8 +191,8 @@ def example_lines(ws: Workspace, examples: list[tuple[str, dict]], folder: Path)
     lines, summary = [], []
     for stage, prediction in examples:
         question = questions[prediction["id"]]
-        strip = frame_strip(ws.suite.video_root / question["video"], folder / f"{prediction['id']}.png")  # not the
-        # answer's own path: the demo's folder may have moved since
+        # The suite's own video, not the path the answer recorded: the demo's folder may have moved since.
+        strip = frame_strip(ws.suite.video_root / question["video"], folder / f"{prediction['id']}.png")
         reflective = is_reflective(prediction["response"])
         verdict = "correct" if prediction["correct"] else "incorrect"
         options = "  \n".join(f"{letter}. {text}" for letter, text in zip("ABCDE", question["options"]))
