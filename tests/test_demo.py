@@ -16,7 +16,7 @@ from PIL import Image
 from tinyvideo.cli import main
 from tinyvideo.commands import demo as demo_command
 from tinyvideo.demo import plan
-from tinyvideo.demo.report import GRPO_METRICS, pct, series
+from tinyvideo.demo.report import GRPO_METRICS, pct, series, write_seeds_report
 from tinyvideo.demo.run import ablation_extra, eval_dtype, final_model, grpo_recipe, load_stage_config
 from tinyvideo.errors import InputError
 from tinyvideo.eval.settings import CONTROLS
@@ -239,6 +239,13 @@ def test_several_seeds_make_a_demo_each_and_their_mean_and_spread(smoke, tmp_pat
         assert cells[name] == [f"{a:.1f}", f"{b:.1f}", f"{mean:.1f} ± {sd:.1f}"], name
 
 
+def test_a_demo_file_from_before_chance_was_recorded_is_refused_in_one_line(tmp_path):
+    for seed in (0, 1):
+        write_json(tmp_path / f"seed-{seed}" / "demo.json", {"scale": "small", "accuracy": {}, "controls": {"grpo": {}}})
+    with pytest.raises(InputError, match=r"seed-0/demo.json was written by an earlier tinyvideo: run the demo there again$"):
+        write_seeds_report(tmp_path, {seed: tmp_path / f"seed-{seed}" for seed in (0, 1)})
+
+
 def test_the_ablation_takes_one_seed(tmp_path, capsys):
     assert main(["demo", "--ablation", "connectors", "--seed", "0", "1", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip().endswith("--ablation takes one seed: run it once per seed, each with its own --out")
@@ -303,20 +310,22 @@ def test_a_stage_run_from_a_changed_earlier_model_is_refused_not_reused(smoke, c
 
 
 def test_a_stage_trained_again_discards_what_was_made_from_its_earlier_model(smoke, caplog):
-    """The cold start deleted (e.g. to train it again): it trains, and the GRPO run and every evaluation made from the
-    earlier cold start or GRPO model are removed and made again, not refused one folder per rerun; answers of a run
-    whose name merely starts the same are kept."""
+    """The cold start deleted (e.g. to train it again) in a demo folder since moved: it trains, and the GRPO run and
+    every evaluation made from the earlier cold start or GRPO model (recorded at the old place) are removed and made
+    again, not refused one folder per rerun; answers of a run whose name merely starts the same are kept."""
     grpo_answers = smoke / "eval" / "grpo-option" / "predictions.jsonl"
     neighbour = smoke / "eval" / "coldstart-naive-option"
     write_json(neighbour / "run.json", {"settings": {"model": str(smoke / "runs" / "coldstart-naive" / "model")}})
     shutil.rmtree(smoke / "runs" / "coldstart")
+    moved = smoke.rename(smoke.with_name(smoke.name + "-moved"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with caplog.at_level(logging.INFO, logger="tinyvideo"):
-            assert run_demo(smoke) == 0
+            assert run_demo(moved) == 0
     finally:
         torch.set_num_threads(threads)
+        moved.rename(smoke)
     removed = {Path(r.getMessage().split(":")[0]).name for r in caplog.records if r.getMessage().endswith("removed")}
     assert {"grpo", "coldstart-option", "grpo-option", "grpo-longvideobench"} <= removed
     assert not removed & {"finetune", "finetune-option", "finetune-option-shuffled-video", neighbour.name}

@@ -27,6 +27,7 @@ from tinyvideo.demo.plan import (
     group_accuracy,
     task_accuracy,
 )
+from tinyvideo.errors import InputError
 from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.files import write_json, write_text
 from tinyvideo.rows import read_json
@@ -352,6 +353,10 @@ def write_demo_report(
     return root / "report.md"
 
 
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
 def _spread(values: list[float | None]) -> str:
     """Mean ± sample standard deviation of the values given (`-` where one is missing)."""
     if any(v is None for v in values):
@@ -363,8 +368,12 @@ def write_seeds_report(root: Path, demos: dict[int, Path]) -> Path:
     """`seeds.md` and `seeds.json` in `root`: each demo's overall test accuracy (`demos`: seed -> its folder, which
     holds its `demo.json`) per mode and stage, GRPO's gain in Reason mode over the cold start and its distance to the
     fine-tuned model's Option accuracy, the Reason answers not well-formed, and the controls, every number per seed
-    and as the mean ± sample standard deviation over the seeds (at least two)."""
+    and as the mean ± sample standard deviation over the seeds (at least two). `InputError` for a `demo.json` written
+    before demos recorded their chance level and controls per mode (the demo run again rewrites it)."""
     runs = {seed: read_json(folder / "demo.json") for seed, folder in demos.items()}
+    for seed, run in runs.items():
+        if "chance" not in run:
+            raise InputError(f"{demos[seed] / 'demo.json'} was written by an earlier tinyvideo: run the demo there again")
     first = next(iter(runs.values()))
     rows: dict[str, list[float | None]] = {"chance": [run["chance"]["all"] for run in runs.values()]}
     for mode in MODES:
@@ -372,10 +381,10 @@ def write_seeds_report(root: Path, demos: dict[int, Path]) -> Path:
             rows[f"{TITLES[mode]}, after {stage}"] = [run["accuracy"][mode][stage]["all"] for run in runs.values()]
     *_, before, last = first["accuracy"]["reason"]
     rows[f"Reason mode, {last} minus {before}"] = [
-        run["accuracy"]["reason"][last]["all"] - run["accuracy"]["reason"][before]["all"] for run in runs.values()
+        _minus(run["accuracy"]["reason"][last]["all"], run["accuracy"]["reason"][before]["all"]) for run in runs.values()
     ]
     rows[f"Reason mode after {last} minus Option mode after {FINETUNE.name}"] = [
-        run["accuracy"]["reason"][last]["all"] - run["accuracy"]["option"][FINETUNE.name]["all"] for run in runs.values()
+        _minus(run["accuracy"]["reason"][last]["all"], run["accuracy"]["option"][FINETUNE.name]["all"]) for run in runs.values()
     ]
     for stage in first["invalid_answers"]["reason"]:
         rows[f"Reason answers not well-formed, after {stage}"] = [run["invalid_answers"]["reason"][stage] for run in runs.values()]

@@ -131,17 +131,19 @@ def discard_made_from(ws: Workspace, run: Path) -> list[Path]:
     """Remove what the demo's folder holds that was made from the model of `run`, which is about to train anew: every
     run that starts from a model in `run` or in a run removed (its `run.json`'s `MODEL_SOURCES`: the later stages, the
     ablation's runs on a vision tower trained again) and every evaluation of those models (`eval/*/run.json`). Each
-    would be refused as made from another model, one folder per rerun. Returns the folders removed."""
-    made_from, stale = [run.resolve()], []
+    would be refused as made from another model, one folder per rerun. A recorded path counts by its part from the
+    demo's `runs/` folder on (`_made_from`), so a demo folder moved or linked elsewhere is cleaned the same. Returns
+    the folders removed."""
+    made_from, stale = [run.relative_to(ws.root)], []
     records = {record.parent: read_json(record) for record in sorted((ws.root / "runs").glob(f"*/{RUN_FILE}"))}
     records.pop(run, None)
-    while later := [folder for folder, record in records.items() if _inside(record, MODEL_SOURCES, made_from)]:
+    while later := [folder for folder, record in records.items() if _made_from(record, MODEL_SOURCES, made_from)]:
         stale += later
-        made_from += [folder.resolve() for folder in later]
+        made_from += [folder.relative_to(ws.root) for folder in later]
         for folder in later:
             del records[folder]
     for record in sorted((ws.root / "eval").glob(f"*/{EVAL_RUN_FILE}")):
-        if _inside(read_json(record).get("settings", {}), ("model",), made_from):
+        if _made_from(read_json(record).get("settings", {}), ("model",), made_from):
             stale.append(record.parent)
     for folder in stale:
         logger.info("%s: made from an earlier %s model, removed", folder, run.name)
@@ -149,10 +151,11 @@ def discard_made_from(ws: Workspace, run: Path) -> list[Path]:
     return stale
 
 
-def _inside(settings: dict, names: tuple[str, ...], folders: list[Path]) -> bool:
-    """Whether a path that `settings` gives under one of `names` lies in one of `folders`."""
-    paths = [Path(settings[name]).resolve() for name in names if settings.get(name)]
-    return any(path.is_relative_to(folder) for path in paths for folder in folders)
+def _made_from(settings: dict, names: tuple[str, ...], runs: list[Path]) -> bool:
+    """Whether a path that `settings` gives under one of `names` lies in one of `runs` (folders relative to the demo's
+    folder, e.g. `runs/coldstart`), wherever that folder was when the path was recorded: its parts hold the run's."""
+    paths = [Path(settings[name]).parts for name in names if settings.get(name)]
+    return any(path[start : start + len(run.parts)] == run.parts for path in paths for run in runs for start in range(len(path)))
 
 
 def read_history(run: Path) -> list[dict]:
