@@ -116,8 +116,9 @@ def test_the_connectors_ablation_gives_the_base_model_each_connector_new(built, 
     assert summary["base_model"] == str(built) and list(summary["connectors"]) == list(ABLATION_CONNECTORS)
     assert {c["visual_tokens"] for c in summary["connectors"].values()} == {128}  # the base model's own count
     base = TinyVideoForConditionalGeneration.from_pretrained(tmp_path / "base")
+    assert not (tmp_path / "runs" / "finetune").exists()  # the demo's own run (the base model's connector) is another
     for connector in ABLATION_CONNECTORS:
-        suffix = "" if connector == "group" else f"-{connector}"
+        suffix = f"-{connector}"
         model = TinyVideoForConditionalGeneration.from_pretrained(tmp_path / "runs" / f"connector{suffix}" / "model")
         assert model.config.connector_type == connector
         # only the new connector trained: the language model and tower are the base model's

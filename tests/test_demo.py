@@ -251,6 +251,29 @@ def test_the_ablation_takes_one_seed(tmp_path, capsys):
     assert capsys.readouterr().err.strip().endswith("--ablation takes one seed: run it once per seed, each with its own --out")
 
 
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        (["--base-model", "smollm2-words", "--from-scratch"], "--base-model and --from-scratch exclude each other"),
+        (["--base-model", "no-such-model"], "no-such-model: not a base model"),
+        (["--from-scratch", "--ablation", "connectors", "--recipes", "{recipes}"], "recipes grpo.yaml not found in"),
+        (["--out", "{file}"], "is a file, not a folder"),
+    ],
+)
+def test_a_bad_option_is_refused_in_one_line_before_any_suite_is_made(options, error, tmp_path, capsys):
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    for stage in plan.ABLATION_STAGES:  # every recipe the from-scratch ablation trains with, not the GRPO one
+        shutil.copy(plan.SCRATCH_RECIPES / f"{stage.name}.yaml", recipes)
+    (tmp_path / "file").write_text("")
+    options = [o.format(recipes=recipes, file=tmp_path / "file") for o in options]
+    out = ["--out", str(tmp_path / "demo")] if "--out" not in options else []
+    assert main(["demo", "--scale", "smoke", *out, *options]) == 2
+    message = capsys.readouterr().err.strip()
+    assert error in message and "\n" not in message
+    assert not (tmp_path / "demo").exists()
+
+
 def test_another_scale_in_the_same_folder_is_refused(smoke, capsys):
     out = smoke
     assert main(["demo", "--scale", "small", "--out", str(out)]) == 2

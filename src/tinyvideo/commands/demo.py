@@ -1,4 +1,4 @@
-"""`tinyvideo demo`: the synthetic suite, the five stages and their evaluations, and a report
+"""`tinyvideo demo`: the synthetic suite, the stages and their evaluations, and a report
 (`tinyvideo.demo` says what each form does)."""
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--base-model",
-        default=DEFAULT,
         help=f"the pretrained base model to fine-tune: a shipped one's name or a folder from `tinyvideo base` (default {DEFAULT})",
     )
     parser.add_argument(
@@ -61,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    base_model = None if args.from_scratch else args.base_model
+    if args.from_scratch and args.base_model is not None:
+        raise InputError("--base-model and --from-scratch exclude each other: a demo from scratch starts from no base model")
+    base_model = None if args.from_scratch else args.base_model or DEFAULT
     recipes = args.recipes or (SCRATCH_RECIPES if base_model is None else BASE_RECIPES)
     ablation = args.ablation is not None
     seeds = list(dict.fromkeys(args.seed))

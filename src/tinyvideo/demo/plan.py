@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from tinyvideo.data.synth import Suite, open_suite
 from tinyvideo.errors import InputError
-
-logger = logging.getLogger(__name__)
+from tinyvideo.train.base_model import base_model_folder
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"  # package data: installed with tinyvideo
 SCRATCH_RECIPES = RECIPES / "synth"  # every stage, from random weights
@@ -176,11 +174,19 @@ def open_workspace(
     ablation: bool = False,
 ) -> Workspace:
     """The folder with its suite, generated unless a finished one of the same scale and seed is there; `ablation`:
-    for the connectors ablation."""
+    for the connectors ablation. `InputError`, before any suite is generated, for a folder that is a file, a
+    missing recipe (each stage's, and the GRPO recipe, whose settings the evaluations read), a base model that is not
+    one, or a base language model that is not a model folder."""
+    if root.exists() and not root.is_dir():
+        raise InputError(f"--out {root} is a file, not a folder")
     if language_model is not None and base_model is not None:
         raise InputError("a base language model (--language-model) is for a demo from scratch (--from-scratch)")
-    stages = stages_to_train(base_model, ablation)
-    missing = [f"{s.name}.yaml" for s in stages if not (recipes / f"{s.name}.yaml").is_file()]
+    if language_model is not None and not (language_model / "config.json").is_file():
+        raise InputError(f"--language-model {language_model} is not a model folder (no config.json)")
+    if base_model is not None:
+        base_model_folder(base_model)
+    names = dict.fromkeys(s.name for s in (*stages_to_train(base_model, ablation), STAGES[-1]))
+    missing = [f"{name}.yaml" for name in names if not (recipes / f"{name}.yaml").is_file()]
     if missing:
         raise InputError(
             f"recipes {', '.join(missing)} not found in {recipes}: pass --recipes, a folder with a recipe per stage "
@@ -188,8 +194,6 @@ def open_workspace(
         )
     scale = SCALES[scale_name]
     suite = open_suite(root / "synth", seed, scale.suite)
-    if language_model is not None and not (language_model / "config.json").is_file():
-        raise InputError(f"--language-model {language_model} is not a model folder (no config.json)")
     return Workspace(root, suite, scale, seed, recipes, language_model, base_model, ablation)
 
 

@@ -237,7 +237,7 @@ def demo_command(ws: Workspace) -> str:
     options = f" --base-model {ws.base_model}" if ws.base_model is not None else " --from-scratch"
     if ws.language_model is not None:
         options += f" --language-model {ws.language_model}"
-    return f"tinyvideo demo --scale {ws.scale.suite} --seed {ws.seed}{options}"
+    return f"tinyvideo demo --scale {ws.scale.suite} --seed {ws.seed}{options} --out {ws.root}"
 
 
 def write_demo_report(

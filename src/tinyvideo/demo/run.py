@@ -113,8 +113,8 @@ def train_stage(ws: Workspace, stage: Stage, run: Path, start: str | None, extra
     removes what was made from its earlier model (`discard_made_from`)."""
     config = load_stage_config(ws, stage, run, start, extra)
     final = final_model(run)
+    require_same_run(run, config)
     if (final / "config.json").is_file() and (run / HISTORY).is_file():
-        require_same_run(run, config)
         logger.info("%s: reusing %s", run.name, final)
         return final, True
     discard_made_from(ws, run)
@@ -168,8 +168,8 @@ def read_history(run: Path) -> list[dict]:
 def grpo_recipe(ws: Workspace):
     """The GRPO stage's settings: its rollouts' length is the Reason-mode answers' cap, and its frames per
     video and precision (which every stage's recipe shares) are the evaluations' too."""
-    grpo = STAGES[-1]
-    return load_stage_config(ws, grpo, ws.run_dir(grpo.name), None)
+    last = STAGES[-1]
+    return load_stage_config(ws, last, ws.run_dir(last.name), None)
 
 
 def eval_dtype(recipe) -> str:
@@ -221,7 +221,7 @@ def evaluate_subtitles(ws: Workspace, model: Path, run: Path) -> dict:
         subtitles=True,
         limit=ws.scale.test_questions,
     )
-    folder = ws.root / "eval" / f"{run.name}-longvideobench"
+    folder = ws.eval_dir(run, "longvideobench")
     evaluate(settings, folder, batch_size=64, num_workers=0, device=PartialState().device)
     return build_report(folder)
 
@@ -245,8 +245,8 @@ def run_demo(ws: Workspace, started: float) -> Path:
             controls.setdefault(stage.name, {})[mode] = {c: evaluate_run(ws, final, run, (mode,), c)[mode] for c in CONTROLS}
         seconds = time.perf_counter() - begun
         results[stage.name] = {"run": run, "reports": reports, "history": read_history(run), "seconds": seconds, "reused": reused}
-        accuracies = ", ".join(f"{mode} {_pct(task_accuracy(r)['all'])}" for mode, r in reports.items()) or "-"
-        logger.info("stage %s done in %.0f s; test accuracy: %s", stage.name, seconds, accuracies)
+        accuracies = ", ".join(f"{mode} {report.pct(task_accuracy(r)['all'])}" for mode, r in reports.items()) or "-"
+        logger.info("stage %s done in %.0f s; test accuracy (%%): %s", stage.name, seconds, accuracies)
         start = "tiny" if stage is VISION else str(final)
     subtitles = evaluate_subtitles(ws, final, run)
     return report.write_demo_report(ws, results, time.perf_counter() - started, subtitles, controls)
@@ -280,7 +280,9 @@ def run_ablation(ws: Workspace, started: float) -> Path:
     for number, connector in enumerate(ABLATION_CONNECTORS, start=1):
         logger.info("connector %d/%d: %s", number, len(ABLATION_CONNECTORS), connector)
         begun = time.perf_counter()
-        name = None if connector == recipe.connector_type else connector
+        # From scratch the recipe's own connector is the demo's and keeps its runs' plain names; from a base model
+        # each connector is new, and the demo's `finetune` (the base model's own connector) is another run.
+        name = None if connector == recipe.connector_type and ws.base_model is None else connector
         extra = new + ablation_extra(connector, recipe.connector_type, recipe.num_frames, recipe.num_queries)
         model, _ = train_stage(ws, pretrain, ws.run_dir(pretrain.name, name), start, extra)
         run = ws.run_dir(finetune.name, name)
@@ -293,14 +295,10 @@ def run_ablation(ws: Workspace, started: float) -> Path:
             "visual_tokens": config.num_visual_tokens(recipe.num_frames),
             "connector_parameters": _connector_parameters(model),
         }
-        accuracies = ", ".join(f"{mode} {_pct(r['overall']['accuracy'])}" for mode, r in reports.items())
-        logger.info("connector %s done in %.0f s; test accuracy: %s", connector, time.perf_counter() - begun, accuracies)
+        accuracies = ", ".join(f"{mode} {report.pct(r['overall']['accuracy'])}" for mode, r in reports.items())
+        logger.info("connector %s done in %.0f s; test accuracy (%%): %s", connector, time.perf_counter() - begun, accuracies)
     return report.write_ablation_report(ws, results, time.perf_counter() - started)
 
 
 def _connector_parameters(model: Path) -> int:
     return sum(p.numel() for p in TinyVideoForConditionalGeneration.from_pretrained(model).connector.parameters())
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}%"
