@@ -88,7 +88,7 @@ FINETUNE_ROTATED = Stage(
 # <answer> names must be that of the answer its reasoning states, which GRPO's consistency reward pays for. Demo suite
 # seed 1 (chance 22.9%): Reason 41.1% after it (the letter that of the stated answer 35.6% of the time), 48.6% after
 # GRPO's 80 steps (41 gained / 20 lost, exact McNemar p = 0.01; bfloat16 evaluation); seed 2: 48.2% -> 52.5% (21 / 9,
-# p = 0.04); seed 0: 41.1% -> 47.5% in 26 steps (float32). The worked
+# p = 0.04); seed 0: 45.4% -> 52.5% (34 / 14, p = 0.006; bf16 autocast). The worked
 # answers 8 times over and every 26th question row bind the letter in the cold start itself (seed 0: 79.8%, Reason
 # 46.4%; seed 1: 75.8%, 48.6%), after which GRPO gains nothing (seed 0: 43.6% after 40 steps; seed 1: 47.5% with
 # three times the learning rate and four times the consistency reward's weight). From an earlier base model, the worked
