@@ -124,7 +124,7 @@ class Scale:
 SCALES = {
     "smoke": Scale(
         "smoke",
-        {"vision": 8, "pretrain": 8, "connector": 8, "finetune": 8, "coldstart": 6, "grpo": 3},
+        {"vision": 8, "pretrain": 8, "connector": 8, "finetune": 8, "coldstart": 6, "grpo": 2},
         rollout_tokens=64,
         test_questions=14,
     ),
