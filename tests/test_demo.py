@@ -4,6 +4,7 @@ then a rerun that reuses everything."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -16,7 +17,7 @@ from PIL import Image
 from tinyvideo.cli import main
 from tinyvideo.commands import demo as demo_command
 from tinyvideo.demo import plan
-from tinyvideo.demo.report import GRPO_METRICS, pct, series, write_seeds_report
+from tinyvideo.demo.report import GRPO_METRICS, conclusion_lines, pct, series, write_seeds_report
 from tinyvideo.demo.run import ablation_extra, eval_dtype, final_model, grpo_recipe, load_stage_config
 from tinyvideo.errors import InputError
 from tinyvideo.eval.settings import CONTROLS
@@ -114,6 +115,37 @@ def test_controls_are_the_harness_reports_of_the_fine_tuned_and_last_models(smok
     assert {(stage, mode): set(by_name) for stage, by_mode in controls.items() for mode, by_name in by_mode.items()} == {
         pair: {pair[0], *CONTROLS} for pair in controlled
     }
+
+
+def test_the_reasoning_conclusion_is_the_option_it_names_last(smoke, tmp_path):
+    """Of the answers whose reasoning names an option, the share whose letter is the option named last, and the share
+    where that option is the key; reasoning that names none, or no reasoning, is left out."""
+    ws = dataclasses.replace(plan.open_workspace(smoke, "smoke", 0, plan.SCRATCH_RECIPES), root=tmp_path)
+    first, second, third, fourth = ws.suite.records("test")[:4]
+
+    def text(question, letter):
+        return question["options"]["ABCDE".index(letter)]
+
+    def other(question):
+        return next(letter for letter in "ABCDE" if letter != question["answer"])
+
+    said = [
+        (first, f"<think>It is {text(first, first['answer'])}.</think> <answer>{first['answer']}</answer>", first["answer"]),
+        (second, f"<think>{text(second, second['answer'])}? No: {text(second, other(second))}.</think> "
+                 f"<answer>{second['answer']}</answer>", second["answer"]),
+        (third, "<think>I cannot tell.</think> <answer>A</answer>", "A"),
+        (fourth, f"{text(fourth, fourth['answer'])}", fourth["answer"]),
+    ]
+    predictions = [{"id": q["id"], "answer": q["answer"], "letter": letter, "response": response} for q, response, letter in said]
+    run = ws.run_dir("grpo")
+    (ws.eval_dir(run, "reason")).mkdir(parents=True)
+    (ws.eval_dir(run, "reason") / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in predictions))
+    text_lines, summary = conclusion_lines(ws, {"grpo": run})
+    # The first concludes with the key and answers it; the second concludes with another option and answers the key.
+    assert summary == {"grpo": {"concluded": 2, "letter_follows": 50.0, "conclusion_right": 50.0}}
+    (rows,) = tables("\n".join(text_lines))
+    assert rows[1] == ["grpo", "2", "50.0", "50.0"]
+    assert json.loads((smoke / "demo.json").read_text())["conclusions"].keys() == set(EVALUATED)
 
 
 def test_evaluations_run_in_the_precision_the_recipes_train_in(smoke, bf16_hardware):
@@ -234,6 +266,12 @@ def test_several_seeds_make_a_demo_each_and_their_mean_and_spread(smoke, tmp_pat
         "Reason answers not well-formed, after coldstart": [run["invalid_answers"]["reason"]["coldstart"] for run in runs],
         "Reason mode, after grpo, shuffled-video": [run["controls"]["grpo"]["reason"]["shuffled-video"]["all"] for run in runs],
     }
+    concluded = [stage for stage, c in runs[0]["conclusions"].items() if c["concluded"]]
+    assert [name for name in cells if "conclusion" in name] == [
+        f"Reason answers whose {what}, after {stage}"
+        for stage in concluded
+        for what in ("letter is their reasoning's conclusion (%)", "reasoning concludes right (%)")
+    ]
     for name, (a, b) in expected.items():
         mean, sd = (a + b) / 2, abs(a - b) / 2**0.5
         assert cells[name] == [f"{a:.1f}", f"{b:.1f}", f"{mean:.1f} ± {sd:.1f}"], name

@@ -27,6 +27,7 @@ from tinyvideo.demo.plan import (
     group_accuracy,
     task_accuracy,
 )
+from tinyvideo.answers import concluded_option, extract_answer
 from tinyvideo.errors import InputError
 from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.files import write_json, write_text
@@ -164,6 +165,44 @@ def control_lines(evaluated: dict[str, dict], controls: dict[str, dict[str, dict
     return text, summary
 
 
+def conclusion_lines(ws: Workspace, runs: dict[str, Path]) -> tuple[list[str], dict]:
+    """Per stage (`runs`: stage -> run folder), its Reason-mode test answers read against their own reasoning: how
+    many reasoning blocks conclude with an option (the one they name last, `answers.concluded_option`, as GRPO's
+    consistency reward reads it), how often the answer's letter is that option, and how often that option is right.
+    Shares are percentages of the answers that conclude with an option (None where none does)."""
+    questions = {record["id"]: record for record in ws.suite.records("test")}
+    summary = {}
+    for stage, run in runs.items():
+        concluded = follows = right = 0
+        for prediction in read_predictions(ws.eval_dir(run, "reason") / "predictions.jsonl"):
+            options = questions[prediction["id"]]["options"]
+            reasoning = extract_answer(prediction.get("response") or "", options).reasoning
+            option = concluded_option(reasoning or "", options)
+            if option is not None:
+                concluded += 1
+                follows += option == prediction["letter"]
+                right += option == prediction["answer"]
+        summary[stage] = {
+            "concluded": concluded,
+            "letter_follows": 100.0 * follows / concluded if concluded else None,
+            "conclusion_right": 100.0 * right / concluded if concluded else None,
+        }
+    text = [
+        "## The reasoning's conclusion",
+        "",
+        "Reason mode, per stage: the answers whose reasoning concludes with an option (the one it names last), how "
+        "often the answer's letter is that option, and how often that option is right (% of those answers). A stage "
+        "can gain accuracy by answering what its reasoning concludes, or by concluding right more often.",
+        "",
+        *table(
+            ["stage", "reasoning concludes with an option", "letter = its conclusion (%)", "conclusion right (%)"],
+            [[s, str(c["concluded"]), pct(c["letter_follows"]), pct(c["conclusion_right"])] for s, c in summary.items()],
+        ),
+        "",
+    ]
+    return text, summary
+
+
 # ---- examples ---------------------------------------------------------------------------------------
 
 
@@ -282,6 +321,8 @@ def write_demo_report(
     lines += ["![accuracy per task and stage](accuracy.png)", ""]
     control_text, control_summary = control_lines(evaluated, controls, tasks)
     lines += control_text
+    conclusion_text, conclusions = conclusion_lines(ws, {s: r["run"] for s, r in evaluated.items()})
+    lines += conclusion_text
     lines += ["## Training loss", "", "![training loss](loss.png)", ""]
     training = {}
     for stage, history in histories.items():
@@ -346,6 +387,7 @@ def write_demo_report(
             "training": training,
             "grpo": grpo_table,
             "controls": control_summary,
+            "conclusions": conclusions,
             "subtitles": {"w/o subs": without_subs, "w/ subs": with_subs, "files": subtitles.get("subtitles", {})},
             "examples": example_summary,
         },
@@ -369,10 +411,11 @@ def write_seeds_report(root: Path, demos: dict[int, Path]) -> Path:
     holds its `demo.json`) per mode and stage, GRPO's gain in Reason mode over the cold start and its distance to the
     fine-tuned model's Option accuracy, the Reason answers not well-formed, and the controls, every number per seed
     and as the mean ± sample standard deviation over the seeds (at least two). `InputError` for a `demo.json` written
-    before demos recorded their chance level and controls per mode (the demo run again rewrites it)."""
+    before demos recorded their chance level, controls per mode and the reasoning's conclusions (the demo run again
+    rewrites it)."""
     runs = {seed: read_json(folder / "demo.json") for seed, folder in demos.items()}
     for seed, run in runs.items():
-        if "chance" not in run:
+        if "conclusions" not in run:
             raise InputError(f"{demos[seed] / 'demo.json'} was written by an earlier tinyvideo: run the demo there again")
     first = next(iter(runs.values()))
     rows: dict[str, list[float | None]] = {"chance": [run["chance"]["all"] for run in runs.values()]}
@@ -388,6 +431,14 @@ def write_seeds_report(root: Path, demos: dict[int, Path]) -> Path:
     ]
     for stage in first["invalid_answers"]["reason"]:
         rows[f"Reason answers not well-formed, after {stage}"] = [run["invalid_answers"]["reason"][stage] for run in runs.values()]
+    for stage, conclusion in first["conclusions"].items():
+        if conclusion["concluded"]:
+            rows[f"Reason answers whose letter is their reasoning's conclusion (%), after {stage}"] = [
+                run["conclusions"][stage]["letter_follows"] for run in runs.values()
+            ]
+            rows[f"Reason answers whose reasoning concludes right (%), after {stage}"] = [
+                run["conclusions"][stage]["conclusion_right"] for run in runs.values()
+            ]
     for stage, by_mode in first["controls"].items():
         for mode, by_name in by_mode.items():
             for name in by_name:
