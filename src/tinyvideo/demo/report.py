@@ -409,7 +409,8 @@ def _spread(values: list[float | None]) -> str:
 def write_seeds_report(root: Path, demos: dict[int, Path]) -> Path:
     """`seeds.md` and `seeds.json` in `root`: each demo's overall test accuracy (`demos`: seed -> its folder, which
     holds its `demo.json`) per mode and stage, GRPO's gain in Reason mode over the cold start and its distance to the
-    fine-tuned model's Option accuracy, the Reason answers not well-formed, and the controls, every number per seed
+    fine-tuned model's Option accuracy, the Reason answers not well-formed, their reasoning's conclusions (for stages
+    whose reasoning concludes with an option in any seed, `conclusion_lines`), and the controls, every number per seed
     and as the mean ± sample standard deviation over the seeds (at least two). `InputError` for a `demo.json` written
     before demos recorded their chance level, controls per mode and the reasoning's conclusions (the demo run again
     rewrites it)."""
@@ -431,14 +432,12 @@ def write_seeds_report(root: Path, demos: dict[int, Path]) -> Path:
     ]
     for stage in first["invalid_answers"]["reason"]:
         rows[f"Reason answers not well-formed, after {stage}"] = [run["invalid_answers"]["reason"][stage] for run in runs.values()]
-    for stage, conclusion in first["conclusions"].items():
-        if conclusion["concluded"]:
-            rows[f"Reason answers whose letter is their reasoning's conclusion (%), after {stage}"] = [
-                run["conclusions"][stage]["letter_follows"] for run in runs.values()
-            ]
-            rows[f"Reason answers whose reasoning concludes right (%), after {stage}"] = [
-                run["conclusions"][stage]["conclusion_right"] for run in runs.values()
-            ]
+    for stage in first["conclusions"]:
+        conclusions = [run["conclusions"][stage] for run in runs.values()]
+        if any(c["concluded"] for c in conclusions):
+            rows[f"Reason answers whose reasoning concludes with an option, after {stage}"] = [c["concluded"] for c in conclusions]
+            rows[f"of those, letter = the conclusion (%), after {stage}"] = [c["letter_follows"] for c in conclusions]
+            rows[f"of those, the conclusion right (%), after {stage}"] = [c["conclusion_right"] for c in conclusions]
     for stage, by_mode in first["controls"].items():
         for mode, by_name in by_mode.items():
             for name in by_name:
