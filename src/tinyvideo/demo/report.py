@@ -195,7 +195,7 @@ def conclusion_lines(ws: Workspace, runs: dict[str, Path]) -> tuple[list[str], d
         "can gain accuracy by answering what its reasoning concludes, or by concluding right more often.",
         "",
         *table(
-            ["stage", "reasoning concludes with an option", "letter = its conclusion (%)", "conclusion right (%)"],
+            ["after", "reasoning concludes with an option", "letter = its conclusion (%)", "conclusion right (%)"],
             [[s, str(c["concluded"]), pct(c["letter_follows"]), pct(c["conclusion_right"])] for s, c in summary.items()],
         ),
         "",
