@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from tinyvideo.answers import concluded_option, extract_answer
 from tinyvideo.demo.plan import (
     ABLATION_MODES,
     FINETUNE,
@@ -27,7 +28,6 @@ from tinyvideo.demo.plan import (
     group_accuracy,
     task_accuracy,
 )
-from tinyvideo.answers import concluded_option, extract_answer
 from tinyvideo.errors import InputError
 from tinyvideo.eval.predictions import read_predictions
 from tinyvideo.files import write_json, write_text
